@@ -1,0 +1,440 @@
+"""The Tensor and the tape.
+
+A :class:`Tensor` wraps an ``np.ndarray`` (float64 unless asked otherwise).
+When gradient recording is on and an op is applied to a tensor that requires
+a gradient, the result remembers the op, its inputs and what the op saved for
+its backward pass: that chain of records *is* the tape.  ``backward()`` walks
+it in reverse topological order (iteratively: RL graphs can be long) and
+accumulates gradients with ``+``, so a tensor used twice receives both
+contributions.
+
+In-place changes are guarded by version counters.  Every tensor carries a
+``_version``; the Tensor methods that write into data (``t[i] = v``,
+``copy_``, ``fill_``, ``add_``, ``mul_``) and optimizer steps increase it.
+An op records the versions of its inputs when it runs, and ``backward()``
+refuses, with an error naming the op, to use a graph whose inputs have been
+changed since.  Writing into ``t.data`` with raw NumPy bypasses the counter:
+do not do it to a tensor that is on a live tape.
+
+Only leaves (tensors created by the user, e.g. parameters) receive ``.grad``.
+After ``backward()`` the graph is freed (saved arrays dropped) unless
+``retain_graph=True``; a second backward through a freed graph is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+
+import numpy as np
+
+__all__ = [
+    "Tensor", "Parameter", "no_grad", "enable_grad", "is_grad_enabled",
+    "InplaceModificationError", "GraphFreedError", "as_tensor", "DEFAULT_DTYPE",
+]
+
+DEFAULT_DTYPE = np.float64
+
+_grad_enabled = True
+
+
+class InplaceModificationError(RuntimeError):
+    """A tensor that an op saved for backward was modified in place."""
+
+
+class GraphFreedError(RuntimeError):
+    """backward() through a graph that an earlier backward() already freed."""
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled):
+        self.enabled = enabled
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+
+def no_grad():
+    """Context manager / decorator: ops inside record nothing on the tape."""
+    return _GradMode(False)
+
+
+def enable_grad():
+    """Context manager / decorator: turn recording back on inside no_grad()."""
+    return _GradMode(True)
+
+
+def _to_array(data, dtype=None):
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is None:
+        arr = np.asarray(data)
+        if arr.dtype.kind in "biu" or arr.dtype == np.bool_ or arr.dtype.kind == "O":
+            arr = arr.astype(DEFAULT_DTYPE)
+        return arr
+    return np.asarray(data, dtype=dtype)
+
+
+class Tensor:
+    """An ndarray with a place on the tape.
+
+    Parameters
+    ----------
+    data : array_like
+        Copied only when a dtype conversion is needed.  Integer and bool
+        input become float64 (the default dtype); pass ``dtype=np.float32``
+        for single precision.
+    requires_grad : bool
+        Whether ``backward()`` should compute a gradient for this tensor.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "name", "__weakref__")
+
+    # Make NumPy defer to Tensor's reflected operators (ndarray * Tensor).
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        self.data = _to_array(data, dtype)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        # how this tensor was made: [op, parents, saved, needs, version_sum, seq],
+        # None for a leaf or a constant (see record())
+        self._node = None
+        self._version = 0
+        self.name = name
+
+    @property
+    def _op(self):
+        return None if self._node is None else self._node[0]
+
+    @property
+    def _parents(self):
+        return () if self._node is None else self._node[1]
+
+    @property
+    def _saved(self):
+        return None if self._node is None else self._node[2]
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def numpy(self):
+        """The underlying array (no copy)."""
+        return self.data
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op.__name__}" if self._op is not None else ""
+        return f"Tensor({np.array2string(self.data, precision=6)}{grad}{op})"
+
+    def detach(self):
+        """A tensor sharing this one's data, cut from the tape."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag=True):
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_ applies to leaf tensors only; use detach() first")
+        self.requires_grad = bool(flag)
+        return self
+
+    def zero_grad(self):
+        if self.grad is not None:
+            self.grad[...] = 0
+
+    # ------------------------------------------------------------- in place
+    def _bump(self):
+        self._version += 1
+
+    def __setitem__(self, index, value):
+        self._check_inplace("__setitem__")
+        self.data[index] = _to_array(value)
+        self._bump()
+
+    def copy_(self, value):
+        """Write value into this tensor's data in place."""
+        self._check_inplace("copy_")
+        np.copyto(self.data, _to_array(value))
+        self._bump()
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data.fill(value)
+        self._bump()
+        return self
+
+    def add_(self, value):
+        self._check_inplace("add_")
+        self.data += _to_array(value)
+        self._bump()
+        return self
+
+    def mul_(self, value):
+        self._check_inplace("mul_")
+        self.data *= _to_array(value)
+        self._bump()
+        return self
+
+    def _check_inplace(self, what):
+        if _grad_enabled and self.requires_grad and self.is_leaf:
+            raise InplaceModificationError(
+                f"{what} on a leaf tensor that requires grad: this would change a value "
+                "the tape may depend on. Do it inside `with no_grad():`, or on `t.detach()`.")
+
+    # --------------------------------------------------------------- backward
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) * grad into every leaf's ``.grad``.
+
+        grad defaults to 1 for a single-element tensor; otherwise it is the
+        output cotangent, of this tensor's shape.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of the "
+                "computation had requires_grad=True, or it ran under no_grad().")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without an argument needs a single-element output; "
+                    f"this one has shape {self.shape}. Pass the output cotangent.")
+            grad = np.ones_like(self.data)
+        else:
+            grad = _to_array(grad, self.data.dtype)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward(grad): grad has shape {grad.shape}, "
+                                 f"the tensor has shape {self.shape}")
+        backprop(self, grad, retain_graph=retain_graph)
+
+    # ----------------------------------------------------------- operators
+    # Filled in by minipg.autodiff.ops (they are the differentiable ops).
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad; modules register these."""
+
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None, name=None):
+        super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+
+def as_tensor(x, dtype=None):
+    """x itself if it is a Tensor, else a constant Tensor holding x."""
+    if isinstance(x, Tensor):
+        return x
+    return Tensor(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# Recording and walking the tape
+
+_sequence = itertools.count()
+_new = object.__new__
+
+
+def record(op, out, parents, saved):
+    """Wrap `out` in a Tensor that remembers how it was made.
+
+    `parents` is a tuple aligned with the op's differentiable arguments:
+    a Tensor, or None for a constant.  Nothing is recorded under no_grad()
+    or when no parent requires grad.  The node also keeps which parents
+    need a gradient, the sum of their versions (versions only grow, so the
+    sum changes exactly when one of them was modified in place) and a
+    sequence number: inputs are always made before outputs, so decreasing
+    sequence numbers are a reverse topological order.
+    """
+    t = _new(Tensor)
+    t.data = out
+    t.grad = None
+    t._version = 0
+    t.name = None
+    if _grad_enabled:
+        needs = []
+        version_sum = 0
+        for p in parents:
+            if p is None:
+                needs.append(False)
+            else:
+                needs.append(p.requires_grad)
+                version_sum += p._version
+        if True in needs:
+            t.requires_grad = True
+            t._node = [op, parents, saved, tuple(needs), version_sum, next(_sequence)]
+            return t
+    t.requires_grad = False
+    t._node = None
+    return t
+
+
+_NEED1 = (True,)
+
+
+def record1(op, out, x, saved):
+    """record() for one argument (x a Tensor or None): the hot path of unary ops."""
+    t = _new(Tensor)
+    t.data = out
+    t.grad = None
+    t._version = 0
+    t.name = None
+    if _grad_enabled and x is not None and x.requires_grad:
+        t.requires_grad = True
+        t._node = [op, (x,), saved, _NEED1, x._version, next(_sequence)]
+    else:
+        t.requires_grad = False
+        t._node = None
+    return t
+
+
+def record2(op, out, a, b, saved):
+    """record() for two arguments (each a Tensor or None): binary ops' hot path."""
+    t = _new(Tensor)
+    t.data = out
+    t.grad = None
+    t._version = 0
+    t.name = None
+    need_a = a is not None and a.requires_grad
+    need_b = b is not None and b.requires_grad
+    if _grad_enabled and (need_a or need_b):
+        t.requires_grad = True
+        t._node = [op, (a, b), saved, (need_a, need_b),
+                   (0 if a is None else a._version) + (0 if b is None else b._version),
+                   next(_sequence)]
+    else:
+        t.requires_grad = False
+        t._node = None
+    return t
+
+
+def topological_order(root):
+    """Non-leaf tensors reachable from root, inputs before outputs."""
+    nodes = {}
+    stack = [root]
+    while stack:
+        t = stack.pop()
+        if t._node is None or id(t) in nodes:
+            continue
+        nodes[id(t)] = t
+        stack.extend(p for p in t._node[1] if p is not None and p.requires_grad)
+    return sorted(nodes.values(), key=lambda t: t._node[5])
+
+
+def _version_error(node):
+    op, parents, _, _, vsum, _ = node
+    changed = [p for p in parents if p is not None and p._version]
+    shapes = ", ".join(str(p.shape) for p in changed) or "?"
+    return InplaceModificationError(
+        f"an input of op '{op.__name__}' (shape {shapes}) was modified in place after the op "
+        f"used it (input versions summed {vsum} then, "
+        f"{sum(p._version for p in parents if p is not None)} now); its gradient would be "
+        "wrong. Recompute the forward pass after changing it.")
+
+
+def backprop(root, grad, retain_graph=False, sink=None):
+    """Reverse pass: push `grad` from root to the leaves.
+
+    Nodes are visited in decreasing sequence number (a max-heap), so each is
+    processed once, after every node that uses it.  Leaf gradients
+    accumulate into ``leaf.grad``, or, when `sink` (a dict) is given, into
+    ``sink[id(leaf)]`` and no ``.grad`` is touched.
+    """
+    if root._node is None:                       # a leaf: d root / d root = I
+        if sink is None:
+            _accumulate_leaf(root, grad)
+        else:
+            _accumulate_sink(sink, root, grad)
+        return
+    grads = {id(root): grad}
+    heap = [(-root._node[5], root)]
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        node_t = pop(heap)[1]
+        g = grads.pop(id(node_t))
+        node = node_t._node
+        op, parents, saved, needs, vsum, _ = node
+        if saved is None:
+            raise GraphFreedError(
+                f"backward() reached op '{op.__name__}' whose saved values were freed by an "
+                "earlier backward(); pass retain_graph=True to go through it twice.")
+        version_sum = 0
+        for p in parents:
+            if p is not None:
+                version_sum += p._version
+        if version_sum != vsum:
+            raise _version_error(node)
+        input_grads = op.vjp(g, saved, needs)
+        for p, need, pg in zip(parents, needs, input_grads):
+            if not need or pg is None:
+                continue
+            pnode = p._node
+            if pnode is None:                    # a leaf
+                if sink is not None:
+                    _accumulate_sink(sink, p, pg)
+                elif p.grad is None:
+                    # a fresh array we own: pg may be a view of another gradient
+                    p.grad = np.array(pg, dtype=p.data.dtype, copy=True)
+                else:
+                    p.grad += pg
+            else:
+                key = id(p)
+                prev = grads.get(key)
+                if prev is None:
+                    grads[key] = pg
+                    push(heap, (-pnode[5], p))
+                else:                            # out of place: pg may be shared
+                    grads[key] = prev + pg
+        if not retain_graph:
+            node[2] = None                       # free the saved arrays
+
+
+def _accumulate_sink(sink, leaf, g):
+    key = id(leaf)
+    prev = sink.get(key)
+    sink[key] = np.array(g, dtype=leaf.data.dtype, copy=True) if prev is None else prev + g
+
+
+def _accumulate_leaf(leaf, g):
+    if not leaf.requires_grad:
+        return
+    if g.shape != leaf.data.shape:
+        raise AssertionError(f"internal: gradient shape {g.shape} for leaf {leaf.data.shape}")
+    if leaf.grad is None:
+        # a fresh array we own: the vjp may have returned a view of another gradient
+        leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
+    else:
+        leaf.grad += g

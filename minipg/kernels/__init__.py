@@ -1,0 +1,56 @@
+"""Numerical kernels of minipg: return/advantage estimators and fused optimizer updates.
+
+Every kernel exists three times: ``<name>_numba`` (``@njit(cache=True)``,
+no fastmath, no validation), ``<name>_numpy`` (an independently written
+plain-NumPy twin, no validation) and the public ``<name>``, which validates
+its inputs and calls the numba kernel.  Setting ``NUMBA_DISABLE_JIT=1`` runs
+the numba kernels as plain Python.
+"""
+
+from .gae import gae, gae_numba, gae_numpy
+from .nstep import n_step_returns, n_step_returns_numba, n_step_returns_numpy
+from .optim_updates import (
+    adam_update,
+    adam_update_numba,
+    adam_update_numpy,
+    rmsprop_update,
+    rmsprop_update_numba,
+    rmsprop_update_numpy,
+    sgd_update,
+    sgd_update_numba,
+    sgd_update_numpy,
+)
+from .polyak import (
+    polyak_update_kernel,
+    polyak_update_kernel_numba,
+    polyak_update_kernel_numpy,
+)
+from .returns import (
+    discounted_returns,
+    discounted_returns_numba,
+    discounted_returns_numpy,
+)
+
+__all__ = [
+    "gae",
+    "gae_numba",
+    "gae_numpy",
+    "discounted_returns",
+    "discounted_returns_numba",
+    "discounted_returns_numpy",
+    "n_step_returns",
+    "n_step_returns_numba",
+    "n_step_returns_numpy",
+    "sgd_update",
+    "sgd_update_numba",
+    "sgd_update_numpy",
+    "adam_update",
+    "adam_update_numba",
+    "adam_update_numpy",
+    "rmsprop_update",
+    "rmsprop_update_numba",
+    "rmsprop_update_numpy",
+    "polyak_update_kernel",
+    "polyak_update_kernel_numba",
+    "polyak_update_kernel_numpy",
+]
