@@ -189,7 +189,7 @@ def torch_step(case, dtype):
 
 # ------------------------------------------------------------------ kernels
 
-def kernel_rows(repeats):
+def kernel_rows(repeats, number=50):
     """(name, numba seconds, numpy seconds) for each kernel against its twin."""
     from .kernels import (adam_update_numba, adam_update_numpy, discounted_returns_numba,
                           discounted_returns_numpy, gae_numba, gae_numpy,
@@ -233,7 +233,7 @@ def kernel_rows(repeats):
          lambda: polyak_update_kernel_numba(p, m, 1e-6),
          lambda: polyak_update_kernel_numpy(p, m, 1e-6)),
     ]
-    return [(name, _time(a, repeats, 50), _time(b, repeats, 50)) for name, a, b in rows]
+    return [(name, _time(a, repeats, number), _time(b, repeats, number)) for name, a, b in rows]
 
 
 # -------------------------------------------------------------------- main
@@ -281,7 +281,7 @@ def run(repeats=7, quick=False, cases=("a", "b", "c"), dtypes=("float64", "float
     if kernels:
         out("")
         out(f"{'kernel':<30}{'numba':>10}{'numpy':>10}{'numba/numpy':>13}")
-        for name, t_numba, t_numpy in kernel_rows(max(3, repeats // 2)):
+        for name, t_numba, t_numpy in kernel_rows(max(3, repeats // 2), 5 if quick else 50):
             rows.append(dict(kernel=name, numba_s=t_numba, numpy_s=t_numpy))
             out(f"{name:<30}{_fmt_us(t_numba):>10}{_fmt_us(t_numpy):>10}"
                 f"{t_numba / t_numpy:>13.2f}")

@@ -456,7 +456,8 @@ def test_gaussian_noise_std_and_validation():
     assert abs(x.std(ddof=1) - 0.3) < 4 * 0.3 / math.sqrt(2 * n)
     assert abs(x.mean()) < 4 * 0.3 / math.sqrt(n)
     assert not np.array_equal(noise()[:10], x[:10])
-    with pytest.raises(ValueError, match=r"sigma = -0\.1 is out of range; accepted: finite sigma >= 0"):
+    with pytest.raises(ValueError,
+                       match=r"sigma = -0\.1 is out of range; accepted: finite sigma >= 0"):
         GaussianNoise(-0.1, 3)
 
 
@@ -522,6 +523,7 @@ def test_ou_reset_and_mean_reversion():
     (dict(dt=0.0), r"dt = 0\.0 is out of range; accepted: finite dt > 0"),
     (dict(dt=float("nan")), r"dt = nan is out of range"),
     (dict(x0=np.zeros(4)), r"x0 of shape \(4,\) does not broadcast"),
+    (dict(mu=np.zeros(2)), r"mu of shape \(2,\) does not broadcast"),
 ])
 def test_ou_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -611,7 +613,6 @@ def test_fisher_vector_product_gaussian(kind):
     z, wq = _gauss_hermite(d)
     size = sum(q.size for q in params)
     F = np.zeros((size, size))
-    with_data = [q.data for q in params]
     for b in range(B):
         mu, ls = (np.asarray(t.data) for t in outputs(obs[b:b + 1], *params))
         if kind == "tanh_clamped":
@@ -620,7 +621,6 @@ def test_fisher_vector_product_gaussian(kind):
             u = mu + np.exp(ls) * zk
             s = _score(lambda *w: logp(obs[b:b + 1], u, *w).sum(), params)
             F += wk * np.outer(s, s) / B
-    del with_data
     v = rng.normal(size=size)
     fv = fisher_vector_product(lambda: outputs(obs, *params), params, v, metric)
     np.testing.assert_allclose(fv, F @ v, atol=1e-10, rtol=0)

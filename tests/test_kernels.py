@@ -678,7 +678,8 @@ def test_kernels_mutate_only_params_and_state(kind):
         np.testing.assert_allclose(buf, g)
     elif kind == "adam":
         m, v = np.zeros_like(p), np.zeros_like(p)
-        adam_update(p, g, m, v, lr=0.1, t=1)
+        adam_update(p, g, m, v, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, t=1)
         assert np.all(m != 0) and np.all(v != 0)
     elif kind == "rmsprop":
         sq = np.zeros_like(p)
@@ -737,6 +738,13 @@ def test_optimizers_match_torch(kind):
 _R = np.zeros((4, 2))
 _M = np.zeros((4, 2), dtype=bool)
 _P = np.zeros(3)
+_ADAM_HP = dict(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, t=1)
+
+
+def _adam(**overrides):
+    hp = dict(_ADAM_HP, **overrides)
+    v = hp.pop("v", _P.copy())
+    return adam_update(_P.copy(), _P, _P.copy(), v, **hp)
 
 
 def _bad_calls():
@@ -785,16 +793,13 @@ def _bad_calls():
         "nesterov=True requires momentum > 0 and dampening == 0"
     yield "nesterov type", lambda: sgd_update(_P.copy(), _P, np.zeros(3), lr=0.1, momentum=0.9,
                                               nesterov="yes"), "nesterov must be a bool"
-    yield "beta1 = 1", lambda: adam_update(_P.copy(), _P, _P.copy(), _P.copy(), lr=0.1,
-                                           beta1=1.0), "beta1 must be < 1"
-    yield "adam t = 0", lambda: adam_update(_P.copy(), _P, _P.copy(), _P.copy(), lr=0.1, t=0), \
-        r"t must be an integer >= 1"
-    yield "adam eps", lambda: adam_update(_P.copy(), _P, _P.copy(), _P.copy(), lr=0.1,
-                                          eps=-1.0), "eps must be >= 0"
-    yield "adam v dtype", lambda: adam_update(_P.copy(), _P, _P.copy(), _P.astype(np.float32),
-                                              lr=0.1), r"v must have the same dtype as params"
-    yield "lr inf", lambda: adam_update(_P.copy(), _P, _P.copy(), _P.copy(), lr=np.inf), \
-        "lr must be finite"
+    yield "beta1 = 1", lambda: _adam(beta1=1.0), "beta1 must be < 1"
+    yield "adam t = 0", lambda: _adam(t=0), r"t must be an integer >= 1"
+    yield "adam t float", lambda: _adam(t=1.0), r"t must be an integer >= 1"
+    yield "adam eps", lambda: _adam(eps=-1.0), "eps must be >= 0"
+    yield "adam v dtype", lambda: _adam(v=_P.astype(np.float32)), \
+        r"v must have the same dtype as params"
+    yield "lr inf", lambda: _adam(lr=np.inf), "lr must be finite"
     yield "rms centered", lambda: rmsprop_update(_P.copy(), _P, _P.copy(), np.zeros(0),
                                                  None, lr=0.1, centered=True), \
         "grad_avg must have the same shape as params"

@@ -191,6 +191,10 @@ def fisher_vector_product(outputs_fn, params, v, metric):
     with enable_grad():
         outs = outputs_fn()
     outs_t = _as_tuple(outs)
+    for o in outs_t:
+        if not isinstance(o, Tensor):
+            raise TypeError("fisher_vector_product: outputs_fn must return a Tensor or a tuple "
+                            f"of Tensors computed from params, got {type(o).__name__}")
     jv = forward_tangents(outs_t, {id(p): t for p, t in zip(params, pieces)})
     mjv = metric(tuple(o.data for o in outs_t) if isinstance(outs, tuple) else outs_t[0].data,
                  tuple(jv) if isinstance(outs, tuple) else jv[0])

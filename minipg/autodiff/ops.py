@@ -231,6 +231,10 @@ class Pow:
     @staticmethod
     def forward(a, b):
         out = np.power(a, b)
+        if not isinstance(a, np.ndarray) and out.dtype.kind == "f":
+            # a Python-number base: np.log(2.0) would be a float64 scalar and turn
+            # float32 cotangents into float64
+            a = np.asarray(a, dtype=out.dtype)
         return out, (a, b, out)
 
     @staticmethod
@@ -269,9 +273,11 @@ class MatMul:
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
-        if a.ndim == 1:
+        if a.ndim == 1 and b.ndim == 1:          # vector @ vector: g is 0-d
+            g2 = np.reshape(g2, (1, 1))
+        elif a.ndim == 1:
             g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
+        elif b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
         ga = gb = None
         if needs[0]:

@@ -137,7 +137,10 @@ class DiagGaussian:
                 - self.d * _HALF_LOG_2PI)
 
     def entropy(self):
-        r"""Differential entropy :math:`\sum_i \log\sigma_i + \tfrac d2 (1 + \log 2\pi)`, shape (...)."""
+        r"""Differential entropy, shape (...).
+
+        .. math:: H = \sum_i \log\sigma_i + \tfrac d2 (1 + \log 2\pi).
+        """
         h = ops.sum(self.log_std, axis=-1) + self.d * (0.5 + _HALF_LOG_2PI)
         return self._batch_broadcast(h)
 
@@ -171,6 +174,7 @@ class DiagGaussian:
 
     # ------------------------------------------------------------ sampling
     def _eps(self, rng, eps, sample_shape, owner):
+        """Standard normal noise: eps validated (shape (..., d)), or drawn from rng."""
         shape = tuple(sample_shape) + self.mean.shape
         if eps is None:
             if rng is None:
@@ -255,14 +259,11 @@ def _gaussian_metric(outputs, tangents, owner, log_std_bounds=None):
     if um.shape != mean.shape or uls.shape != log_std.shape:
         raise ValueError(f"{owner}: tangent shapes {um.shape}, {uls.shape} do not match output "
                          f"shapes {mean.shape}, {log_std.shape}")
-    inside = None
     if log_std_bounds is not None:
         lo, hi = log_std_bounds
         inside = (log_std >= lo) & (log_std <= hi)
         log_std = np.clip(log_std, lo, hi)
-        uls = uls * inside
+        uls = uls * inside          # D F D u = F D u: D is a 0/1 diagonal, F diagonal here
     m_mean = um * np.exp(-2.0 * log_std) / _batch_size(mean.shape)
     m_ls = 2.0 * uls / _batch_size(log_std.shape)
-    if inside is not None:
-        m_ls = m_ls * inside
     return m_mean, m_ls

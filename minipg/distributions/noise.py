@@ -32,6 +32,7 @@ def _rng(rng):
 
 
 def _size(size, owner):
+    """size as a tuple of non-negative ints."""
     size = (int(size),) if np.isscalar(size) else tuple(int(s) for s in size)
     if any(s < 0 for s in size):
         raise ValueError(f"{owner}: size {size} must have non-negative entries")
@@ -121,7 +122,11 @@ class OrnsteinUhlenbeckNoise:
         self.mu = np.asarray(mu, dtype=np.float64)
         if not np.all(np.isfinite(self.mu)):
             raise ValueError(f"{owner}: mu = {mu!r} must be finite")
-        np.broadcast_shapes(self.mu.shape, self.size)
+        try:
+            np.broadcast_shapes(self.mu.shape, self.size)
+        except ValueError:
+            raise ValueError(f"{owner}: mu of shape {self.mu.shape} does not broadcast to size "
+                             f"{self.size}") from None
         if x0 is not None:
             x0 = np.asarray(x0, dtype=np.float64)
             if not np.all(np.isfinite(x0)):
@@ -141,7 +146,10 @@ class OrnsteinUhlenbeckNoise:
         self.state = np.array(np.broadcast_to(start, self.size), dtype=np.float64)
 
     def __call__(self):
-        r"""Advance :math:`x \leftarrow x + \theta(\mu - x)\Delta t + \sigma\sqrt{\Delta t}\,\xi`; return a copy."""
+        r"""Advance one step and return a copy of the new state.
+
+        .. math:: x \leftarrow x + \theta(\mu - x)\Delta t + \sigma\sqrt{\Delta t}\,\xi.
+        """
         x = self.state
         self.state = (x + self.theta * (self.mu - x) * self.dt
                       + self.sigma * np.sqrt(self.dt) * self.rng.standard_normal(self.size))

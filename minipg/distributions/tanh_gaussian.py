@@ -52,11 +52,14 @@ def tanh_log_det_jacobian(u):
     all finite ``u`` (about :math:`\log 4 - 2|u|` for large :math:`|u|`).
     ``u`` may be a Tensor (differentiable) or an array; returns a Tensor.
     """
-    return ops.log(1.0 - ops.square(ops.tanh(u)))
+    return 2.0 * (_LOG2 - u - ops.softplus(-2.0 * u))
 
 
 class TanhGaussian:
-    r"""Squashed Gaussian :math:`a = \text{low} + (\tanh(u) + 1)\,s`, :math:`u \sim \mathcal{N}(\mu, \sigma^2)`.
+    r"""Squashed Gaussian :math:`a = \text{low} + (\tanh(u) + 1)\,s`.
+
+    :math:`u \sim \mathcal{N}(\mu, \mathrm{diag}(\sigma^2))`,
+    :math:`s = (\text{high} - \text{low})/2`.
 
     Parameters
     ----------
@@ -136,10 +139,12 @@ class TanhGaussian:
 
     @property
     def d(self):
+        """Action dimension (last axis)."""
         return self.base.d
 
     @property
     def batch_shape(self):
+        """Leading (batch) axes of the mean."""
         return self.base.batch_shape
 
     def __repr__(self):
@@ -194,14 +199,15 @@ class TanhGaussian:
         bad = ~(np.abs(y) <= 1.0 + 1e-6)
         if np.any(bad):
             box = "(-1, 1)" if self.low is None else "[low, high]"
-            raise ValueError(f"TanhGaussian.log_prob: action value {float(a[bad].ravel()[0])!r} lies "
+            value = float(a[bad].ravel()[0])
+            raise ValueError(f"TanhGaussian.log_prob: action value {value!r} lies "
                              f"outside the support {box} (or is NaN)")
         tiny = np.finfo(dtype).eps
         u = np.arctanh(np.clip(y, -1.0 + tiny, 1.0 - tiny))
         return self.log_prob_from_pre_tanh(u)
 
     def entropy(self, rng=None, n=1000, eps=None):
-        r"""Monte-Carlo entropy :math:`-\frac1n \sum_k \log\pi(a_k)`, :math:`a_k` from :meth:`rsample`.
+        r"""Monte-Carlo entropy :math:`-\frac1n \sum_k \log\pi(a_k)`, :math:`a_k` from rsample.
 
         There is no closed form.  Give ``rng`` (draws ``n`` samples per
         distribution) or ``eps`` of shape ``(n,) + mean.shape``; returns a
@@ -226,7 +232,7 @@ class TanhGaussian:
         return -ops.mean(logp, axis=0)
 
     def kl(self, other):
-        r"""Exact :math:`\mathrm{KL}(\pi_p \,\|\, \pi_q)` for two squashed Gaussians on the same box.
+        r"""Exact :math:`\mathrm{KL}(\pi_p \,\|\, \pi_q)` for squashed Gaussians on the same box.
 
         The KL divergence is invariant under a common bijection of the sample
         space, and both distributions are the images of their pre-squash

@@ -11,6 +11,11 @@ rounded once on store.  A state buffer is re-read after being stored, so the
 parameter step uses exactly the (rounded) state that the next step will see,
 as in torch.
 
+The kernels use ``error_model="numpy"``: a division by zero gives inf/nan as
+in NumPy instead of raising, which removes a per-element branch and lets
+LLVM vectorise the loop (about 5x faster for Adam).  The arithmetic is
+unchanged (IEEE, no fastmath).
+
 The raw ``*_numba`` kernels take 1-D arrays; the ``*_numpy`` twins take any
 shape.  The public wrappers accept any shape (all arrays equal), validate, and
 pass flat views of C-contiguous buffers to the numba kernels.
@@ -128,7 +133,7 @@ def _check_flag(x, name):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sgd_update_numba(params, grads, momentum_buf, lr, momentum, dampening,
                      nesterov, weight_decay, first_step):
     """SGD step, numba kernel on 1-D arrays (no validation); see :func:`sgd_update`."""
@@ -223,7 +228,7 @@ def sgd_update(params, grads, momentum_buf, lr, momentum=0.0, dampening=0.0,
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_update_numba(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, t):
     """Adam step, numba kernel on 1-D arrays (no validation); see :func:`adam_update`."""
     # float exponent: pow() from libm, as Python's float ** float (numba's
@@ -257,8 +262,7 @@ def adam_update_numpy(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, 
     params[...] = p - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-def adam_update(params, grads, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, t=1):
+def adam_update(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, t):
     r"""In-place Adam step (Kingma & Ba 2015, Alg. 1; torch.optim.Adam, L2 decay).
 
     .. math::
@@ -278,10 +282,11 @@ def adam_update(params, grads, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     m, v : first/second moment buffers, same shape and dtype, updated in
         place (start at zeros)
     lr : float >= 0
-    beta1, beta2 : floats in [0, 1)
-    eps : float >= 0
+    beta1, beta2 : floats in [0, 1) (torch defaults 0.9, 0.999)
+    eps : float >= 0 (torch default 1e-8)
     weight_decay : float >= 0
-    t : int >= 1, the 1-based step count, including this step
+    t : int >= 1, the 1-based step count, including this step (no default:
+        a forgotten step count would silently redo step-1 bias correction)
     """
     params = _check_params(params)
     lr = _check_real(lr, "lr", low=0.0)
@@ -303,7 +308,7 @@ def adam_update(params, grads, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8,
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rmsprop_update_numba(params, grads, square_avg, grad_avg, momentum_buf, lr,
                          alpha, eps, weight_decay, momentum, centered):
     """RMSprop step, numba kernel on 1-D arrays (no validation); see :func:`rmsprop_update`."""

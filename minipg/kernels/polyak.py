@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def polyak_update_kernel_numba(target, source, tau):
     """Polyak update, numba kernel on 1-D arrays (no validation)."""
     keep = 1.0 - tau

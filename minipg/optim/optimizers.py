@@ -53,6 +53,7 @@ class Optimizer:
         if bufs is None:
             bufs = flatten_parameters(self.params)
         self.data, self.grad = bufs
+        self._bases = tuple(a if a.base is None else a.base for a in bufs)
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.step_count = 0
 
@@ -62,7 +63,7 @@ class Optimizer:
     def _check_buffers(self):
         # a module re-flattened after this optimizer was made would leave us stale
         p = self.params[0]
-        if p.data.base is not self.data.base or p.grad.base is not self.grad.base:
+        if p.data.base is not self._bases[0] or p.grad.base is not self._bases[1]:
             raise RuntimeError(f"{type(self).__name__}: the parameters were moved to another "
                                "buffer after the optimizer was created; create the optimizer "
                                "after building the whole model")
