@@ -235,13 +235,98 @@ def _write(t, how):
 
 
 @pytest.mark.parametrize("write", ["setitem", "copy_", "fill_", "add_", "mul_"])
-def test_modifying_an_intermediate_after_use_makes_backward_name_the_op(write):
+def test_writing_into_an_intermediate_is_refused_naming_the_op(write):
+    # a tensor computed by an op is on the tape: changing it would make the
+    # recorded gradient disagree with its values, so every write is refused
     x = leaf([1.0, 2.0])
     h = ops.tanh(x)
-    y = ops.square(h).sum()                     # Square saved h
-    _write(h, write)
+    y = ops.square(h).sum()
+    before = h.data.copy()
+    with pytest.raises(InplaceModificationError, match="computed by op 'Tanh'"):
+        _write(h, write)
+    np.testing.assert_array_equal(h.data, before)
+    y.backward()                                # the graph is still intact
+    np.testing.assert_allclose(x.grad, 2 * before * (1 - before ** 2), rtol=1e-14)
+
+
+@pytest.mark.parametrize("write", ["setitem", "copy_", "fill_", "add_", "mul_"])
+def test_a_constant_changed_after_use_makes_backward_name_the_op(write):
+    x = leaf([1.0, 2.0])
+    c = Tensor([3.0, 4.0])                      # a constant (no grad) the op saves
+    y = (x * c).sum()
+    _write(c, write)                            # allowed: c is not on the tape itself
+    with pytest.raises(InplaceModificationError, match="'Mul'"):
+        y.backward()
+
+
+def test_a_leaf_changed_under_no_grad_after_use_makes_backward_fail():
+    x = leaf([1.0, 2.0])
+    y = ops.square(x).sum()
+    with no_grad():
+        x[0] = 5.0                              # e.g. a manual parameter update
     with pytest.raises(InplaceModificationError, match="'Square'"):
         y.backward()
+
+
+def test_modifying_an_ops_saved_output_in_place_is_refused():
+    x = leaf([0.5, 1.0])
+    y = ops.exp(x)                              # Exp saves its output for backward
+    with pytest.raises(InplaceModificationError, match="computed by op 'Exp'"):
+        y.copy_(np.array([100.0, 100.0]))
+    (y * 1.0).sum().backward()
+    np.testing.assert_allclose(x.grad, np.exp(x.data), rtol=1e-15)
+
+
+VIEWS = {"reshape": lambda h: h.reshape(2), "getitem": lambda h: h[0:2],
+         "transpose": lambda h: h.T, "detach": lambda h: h.detach()}
+
+
+@pytest.mark.parametrize("make_view", sorted(VIEWS))
+def test_writing_through_a_view_of_a_saved_tensor_is_refused(make_view):
+    x = leaf([0.5, 1.0])
+    h = x * 2.0
+    y = (h * h).sum()                           # Mul saved h
+    view = VIEWS[make_view](h)
+    with pytest.raises(InplaceModificationError):
+        view[0] = 100.0                         # would write into h.data
+    np.testing.assert_array_equal(h.data, 2 * x.data)
+    y.backward()
+    np.testing.assert_allclose(x.grad, 8 * x.data, rtol=1e-15)
+
+
+@pytest.mark.parametrize("make_view", sorted(VIEWS))
+def test_a_view_of_a_constant_written_under_no_grad_invalidates_graphs_that_saved_it(
+        make_view):
+    x = leaf([0.5, 1.0])
+    c = Tensor([3.0, 4.0])
+    y = (x * c).sum()                           # Mul saved c
+    view = VIEWS[make_view](c)
+    view[0] = 100.0                             # writes into c.data through the view
+    assert c.data[0] == 100.0
+    with pytest.raises(InplaceModificationError, match="'Mul'"):
+        y.backward()
+
+
+def test_writing_through_a_view_of_a_leaf_requiring_grad_is_refused():
+    x = leaf([0.5, 1.0])
+    view = x[0:1]
+    with pytest.raises(InplaceModificationError):
+        view[0] = 100.0
+    assert x.data[0] == 0.5, "the leaf was modified through a view"
+    with no_grad():
+        x.detach()[0] = 7.0                     # allowed where no graph is recorded
+    assert x.data[0] == 7.0
+
+
+def test_a_copy_made_by_advanced_indexing_is_not_a_view():
+    c = Tensor([3.0, 4.0, 5.0])
+    x = leaf([1.0, 1.0, 1.0])
+    y = (x * c).sum()
+    picked = c[np.array([0, 2])]                # a copy: writing it leaves c alone
+    picked[0] = -1.0
+    assert c.data[0] == 3.0
+    y.backward()
+    np.testing.assert_array_equal(x.grad, c.data)
 
 
 # ----------------------------------------------------- NumPy operator dispatch
@@ -274,71 +359,3 @@ def test_ndarray_matmul_tensor_dispatches_to_tensor():
 def test_comparisons_return_plain_boolean_arrays():
     x = Tensor([1.0, 2.0])
     assert isinstance(x > 1.5, np.ndarray) and (x > 1.5).tolist() == [False, True]
-
-
-# ----------------------------------------------------- known tape bugs (xfail)
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "tensor.py: an op's *output* modified in place is not detected. Exp (also Tanh, "
-    "Sigmoid, Sqrt, Relu, Div, Pow, Softmax, LogSoftmax) saves its output for backward; "
-    "y.copy_(...) bumps y's version, but backward only checks the versions of each "
-    "node's inputs, so the gradient silently uses the new values."))
-def test_modifying_an_ops_saved_output_in_place_is_detected():
-    x = leaf([0.5, 1.0])
-    y = ops.exp(x)
-    y.copy_(np.array([100.0, 100.0]))
-    try:
-        (y * 1.0).sum().backward()
-    except InplaceModificationError:
-        return
-    assert np.allclose(x.grad, np.exp(x.data)), f"silently wrong gradient {x.grad}"
-
-
-VIEWS = {"reshape": lambda h: h.reshape(2), "getitem": lambda h: h[0:2],
-         "transpose": lambda h: h.T, "detach": lambda h: h.detach()}
-
-
-@pytest.mark.parametrize("make_view", sorted(VIEWS))
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "tensor.py: reshape/transpose/basic getitem/detach() return tensors sharing the "
-    "data of their input, but not its version counter, so writing through one "
-    "(t[...] = v, copy_, ...) changes a tensor the tape saved without any error."))
-def test_writing_through_a_view_of_a_saved_tensor_is_detected(make_view):
-    x = leaf([0.5, 1.0])
-    h = x * 2.0
-    y = (h * h).sum()                           # Mul saved h
-    view = VIEWS[make_view](h)
-    view[0] = 100.0                             # writes into h.data
-    try:
-        y.backward()
-    except InplaceModificationError:
-        return
-    assert np.allclose(x.grad, 8 * x.data), f"silently wrong gradient {x.grad}"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "tensor.py: a basic-index view of a leaf that requires grad is a non-leaf, so "
-    "view[...] = v passes the leaf guard and writes into the leaf's data under grad mode."))
-def test_writing_through_a_view_of_a_leaf_requiring_grad_is_refused():
-    x = leaf([0.5, 1.0])
-    view = x[0:1]
-    try:
-        view[0] = 100.0
-    except InplaceModificationError:
-        return
-    assert x.data[0] == 0.5, "the leaf was modified through a view"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "tensor.py: a write into a non-leaf tensor (h[0] = 3 after h = x * 1.0) leaves h's "
-    "own node unchanged, so backward still sends gradient through the overwritten "
-    "entry (x.grad[0] = 6 instead of 0); it should raise or treat the entry as constant."))
-def test_overwriting_an_entry_of_an_intermediate_cuts_its_gradient_or_raises():
-    x = leaf([1.0, 2.0])
-    h = x * 1.0
-    h[0] = 3.0                                  # h[0] no longer depends on x[0]
-    try:
-        ops.square(h).sum().backward()
-    except InplaceModificationError:
-        return
-    assert np.array_equal(x.grad, [0.0, 4.0]), f"silently wrong gradient {x.grad}"

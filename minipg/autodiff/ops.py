@@ -910,6 +910,12 @@ def matmul(a, b):
 
 def dense(x, W, b):
     """x @ W + b as one tape node (W has shape (n_in, n_out))."""
+    if isinstance(W, Tensor) and isinstance(b, Tensor):   # the layer's hot path
+        if isinstance(x, Tensor):
+            out, saved = Dense.forward(x.data, W.data, b.data)
+            return record(Dense, out, (x, W, b), saved)
+        out, saved = Dense.forward(x, W.data, b.data)
+        return record(Dense, out, (None, W, b), saved)
     return apply(Dense, x, W, b)
 
 
@@ -986,14 +992,21 @@ def softplus(x):
     return apply(Softplus, x)
 
 
+def _mark_view(out, x):
+    """Let writes through `out` count as writes to x when they share memory."""
+    if isinstance(x, Tensor) and np.may_share_memory(out.data, x.data):
+        out._base = x if x._base is None else x._base
+    return out
+
+
 def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return apply(Reshape, x, shape=shape)
+    return _mark_view(apply(Reshape, x, shape=shape), x)
 
 
 def transpose(x, axes=None):
-    return apply(Transpose, x, axes=axes)
+    return _mark_view(apply(Transpose, x, axes=axes), x)
 
 
 def getitem(x, index):
@@ -1001,7 +1014,7 @@ def getitem(x, index):
         index = index.data
     elif isinstance(index, tuple):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return apply(GetItem, x, index=index)
+    return _mark_view(apply(GetItem, x, index=index), x)
 
 
 def gather(x, indices, axis=-1):

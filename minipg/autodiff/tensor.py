@@ -100,7 +100,8 @@ class Tensor:
         Whether ``backward()`` should compute a gradient for this tensor.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "name", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "_base", "name",
+                 "__weakref__")
 
     # Make NumPy defer to Tensor's reflected operators (ndarray * Tensor).
     __array_ufunc__ = None
@@ -113,6 +114,9 @@ class Tensor:
         # None for a leaf or a constant (see record())
         self._node = None
         self._version = 0
+        # the tensor whose data this one is a view of (reshape, transpose, basic
+        # indexing, detach): writes through a view count as writes to the base
+        self._base = None
         self.name = name
 
     @property
@@ -164,8 +168,14 @@ class Tensor:
         return f"Tensor({np.array2string(self.data, precision=6)}{grad}{op})"
 
     def detach(self):
-        """A tensor sharing this one's data, cut from the tape."""
-        return Tensor(self.data)
+        """A tensor sharing this one's data, cut from the tape.
+
+        Writing into the detached tensor counts as writing into this one: a
+        graph that saved this tensor then refuses to run backward.
+        """
+        t = Tensor(self.data)
+        t._base = self if self._base is None else self._base
+        return t
 
     def requires_grad_(self, flag=True):
         if not self.is_leaf:
@@ -180,6 +190,8 @@ class Tensor:
     # ------------------------------------------------------------- in place
     def _bump(self):
         self._version += 1
+        if self._base is not None:
+            self._base._version += 1
 
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
@@ -212,10 +224,19 @@ class Tensor:
         return self
 
     def _check_inplace(self, what):
-        if _grad_enabled and self.requires_grad and self.is_leaf:
+        """In place is refused where it would make a recorded gradient wrong."""
+        if self._node is not None:
             raise InplaceModificationError(
-                f"{what} on a leaf tensor that requires grad: this would change a value "
-                "the tape may depend on. Do it inside `with no_grad():`, or on `t.detach()`.")
+                f"{what} on a tensor computed by op '{self._node[0].__name__}', which is on "
+                "the tape: the recorded gradient would no longer match its values. Build the "
+                "new value out of place (e.g. with ops.where) instead.")
+        if _grad_enabled and (self.requires_grad or (
+                self._base is not None and self._base.requires_grad)):
+            raise InplaceModificationError(
+                f"{what} on a tensor that requires grad, or on a view of one (reshape, "
+                "transpose, indexing, detach): this would change a value the tape may depend "
+                "on. Do it inside `with no_grad():` (a graph that already used the old value "
+                "then refuses to run backward).")
 
     # --------------------------------------------------------------- backward
     def backward(self, grad=None, retain_graph=False):
@@ -264,6 +285,12 @@ def as_tensor(x, dtype=None):
 # ---------------------------------------------------------------------------
 # Recording and walking the tape
 
+def _version_of(t):
+    """Writes to t, or to the tensor t is a view of, since t was made."""
+    base = t._base
+    return t._version if base is None else t._version + base._version
+
+
 _sequence = itertools.count()
 _new = object.__new__
 
@@ -283,6 +310,7 @@ def record(op, out, parents, saved):
     t.data = out
     t.grad = None
     t._version = 0
+    t._base = None
     t.name = None
     if _grad_enabled:
         needs = []
@@ -292,7 +320,7 @@ def record(op, out, parents, saved):
                 needs.append(False)
             else:
                 needs.append(p.requires_grad)
-                version_sum += p._version
+                version_sum += _version_of(p)
         if True in needs:
             t.requires_grad = True
             t._node = [op, parents, saved, tuple(needs), version_sum, next(_sequence)]
@@ -311,10 +339,11 @@ def record1(op, out, x, saved):
     t.data = out
     t.grad = None
     t._version = 0
+    t._base = None
     t.name = None
     if _grad_enabled and x is not None and x.requires_grad:
         t.requires_grad = True
-        t._node = [op, (x,), saved, _NEED1, x._version, next(_sequence)]
+        t._node = [op, (x,), saved, _NEED1, _version_of(x), next(_sequence)]
     else:
         t.requires_grad = False
         t._node = None
@@ -327,13 +356,14 @@ def record2(op, out, a, b, saved):
     t.data = out
     t.grad = None
     t._version = 0
+    t._base = None
     t.name = None
     need_a = a is not None and a.requires_grad
     need_b = b is not None and b.requires_grad
     if _grad_enabled and (need_a or need_b):
         t.requires_grad = True
         t._node = [op, (a, b), saved, (need_a, need_b),
-                   (0 if a is None else a._version) + (0 if b is None else b._version),
+                   (0 if a is None else _version_of(a)) + (0 if b is None else _version_of(b)),
                    next(_sequence)]
     else:
         t.requires_grad = False
@@ -356,13 +386,12 @@ def topological_order(root):
 
 def _version_error(node):
     op, parents, _, _, vsum, _ = node
-    changed = [p for p in parents if p is not None and p._version]
-    shapes = ", ".join(str(p.shape) for p in changed) or "?"
+    now = sum(_version_of(p) for p in parents if p is not None)
+    shapes = ", ".join(str(p.shape) for p in parents if p is not None)
     return InplaceModificationError(
-        f"an input of op '{op.__name__}' (shape {shapes}) was modified in place after the op "
-        f"used it (input versions summed {vsum} then, "
-        f"{sum(p._version for p in parents if p is not None)} now); its gradient would be "
-        "wrong. Recompute the forward pass after changing it.")
+        f"an input of op '{op.__name__}' (input shapes {shapes}) was modified in place after "
+        f"the op used it (input versions summed {vsum} then, {now} now); its gradient would "
+        "be wrong. Recompute the forward pass after changing it.")
 
 
 def backprop(root, grad, retain_graph=False, sink=None):
@@ -394,7 +423,7 @@ def backprop(root, grad, retain_graph=False, sink=None):
         version_sum = 0
         for p in parents:
             if p is not None:
-                version_sum += p._version
+                version_sum += _version_of(p)
         if version_sum != vsum:
             raise _version_error(node)
         input_grads = op.vjp(g, saved, needs)

@@ -100,12 +100,13 @@ class MLP(Module):
                            rng=rng, dtype=dtype)
             self.add_module(f"layer{i}", layer)
             self.layers.append(layer)
+        # (weight, bias, activation) per layer: the forward pass reads only this
+        self._plan = [(layer.weight, layer.bias, self.activation) for layer in self.layers]
+        self._plan[-1] = self._plan[-1][:2] + (self.output_activation,)
 
     def forward(self, x):
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = ops.dense(x, layer.weight, layer.bias)
-            act = self.output_activation if i == last else self.activation
+        for weight, bias, act in self._plan:
+            x = ops.dense(x, weight, bias)
             if act is not None:
                 x = act(x)
         return x
