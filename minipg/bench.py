@@ -61,7 +61,7 @@ def _data(case, dtype, seed=0):
 
 def minipg_step(case, dtype):
     """A closure running one minipg step (or one forward for acting)."""
-    from .autodiff import no_grad
+    from .autodiff import no_grad, ops
     from .nn import MLP
     from .optim import Adam
 
@@ -76,8 +76,7 @@ def minipg_step(case, dtype):
 
     def step():
         opt.zero_grad()
-        diff = net(x) - target
-        loss = (diff * diff).mean()
+        loss = ops.square(net(x) - target).mean()
         loss.backward()
         opt.step()
     return step
