@@ -359,3 +359,10 @@ def test_ndarray_matmul_tensor_dispatches_to_tensor():
 def test_comparisons_return_plain_boolean_arrays():
     x = Tensor([1.0, 2.0])
     assert isinstance(x > 1.5, np.ndarray) and (x > 1.5).tolist() == [False, True]
+
+
+def test_truth_value_and_float_follow_numpy():
+    assert float(Tensor(2.5)) == 2.5
+    assert not Tensor(0.0) and Tensor(1.0)
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(Tensor([1.0, 2.0]))

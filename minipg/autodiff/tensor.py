@@ -158,6 +158,13 @@ class Tensor:
     def item(self):
         return self.data.item()
 
+    def __float__(self):
+        return float(self.data)
+
+    def __bool__(self):
+        # as NumPy: only a single element has a truth value
+        return bool(self.data)
+
     def numpy(self):
         """The underlying array (no copy)."""
         return self.data
