@@ -327,7 +327,7 @@ def record(op, out, parents, saved):
                 needs.append(False)
             else:
                 needs.append(p.requires_grad)
-                version_sum += _version_of(p)
+                version_sum += p._version if p._base is None else _version_of(p)
         if True in needs:
             t.requires_grad = True
             t._node = [op, parents, saved, tuple(needs), version_sum, next(_sequence)]
@@ -350,7 +350,8 @@ def record1(op, out, x, saved):
     t.name = None
     if _grad_enabled and x is not None and x.requires_grad:
         t.requires_grad = True
-        t._node = [op, (x,), saved, _NEED1, _version_of(x), next(_sequence)]
+        t._node = [op, (x,), saved, _NEED1,
+                   x._version if x._base is None else _version_of(x), next(_sequence)]
     else:
         t.requires_grad = False
         t._node = None
@@ -370,7 +371,8 @@ def record2(op, out, a, b, saved):
     if _grad_enabled and (need_a or need_b):
         t.requires_grad = True
         t._node = [op, (a, b), saved, (need_a, need_b),
-                   (0 if a is None else _version_of(a)) + (0 if b is None else _version_of(b)),
+                   (0 if a is None else a._version if a._base is None else _version_of(a))
+                   + (0 if b is None else b._version if b._base is None else _version_of(b)),
                    next(_sequence)]
     else:
         t.requires_grad = False
@@ -430,7 +432,7 @@ def backprop(root, grad, retain_graph=False, sink=None):
         version_sum = 0
         for p in parents:
             if p is not None:
-                version_sum += _version_of(p)
+                version_sum += p._version if p._base is None else _version_of(p)
         if version_sum != vsum:
             raise _version_error(node)
         input_grads = op.vjp(g, saved, needs)
