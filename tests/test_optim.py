@@ -129,7 +129,7 @@ def test_step_invalidates_graphs_that_used_the_old_parameters():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(lr=-1.0), r"lr=-1.0 is out of range"),
     (dict(lr=0.0), r"lr=0.0 is out of range"),
-    (dict(lr=1e-3, betas=(0.9, 1.0)), r"betas=\(0.9, 1.0\)"),
+    (dict(lr=1e-3, betas=(0.9, 1.0)), r"betas\[1\]=1.0 is out of range; accepted: \[0.0, 1.0\)"),
     (dict(lr=1e-3, eps=-1.0), r"eps=-1.0 is out of range"),
 ])
 def test_bad_hyperparameters_name_the_value_and_the_range(kwargs, message):

@@ -2,7 +2,8 @@
 
 These take a Python function of Tensors and give back derivatives as
 ndarrays.  Inputs are passed as arrays (or Tensors, whose data is used);
-each call makes fresh leaf tensors, so nothing the caller holds is touched.
+each call makes fresh leaf tensors (sharing the callers' arrays, which are
+only read), so no ``.grad`` the caller holds is touched.
 
 The jvp is forward mode over the recorded graph: the function runs once
 (recording), then tangents are pushed from the inputs to the output through
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, backprop, enable_grad, topological_order
+from .tensor import Tensor, backprop, check_recorded, enable_grad, topological_order
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "fisher_vector_product",
            "forward_tangents", "backward_cotangents"]
@@ -47,6 +48,7 @@ def forward_tangents(outputs, tangents):
         for node in topological_order(y):
             if id(node) in tan:
                 continue
+            check_recorded(node)
             ts = [None if p is None else tan.get(id(p)) for p in node._parents]
             tan[id(node)] = node._op.jvp(node._saved, *ts)
         t = tan.get(id(y))
@@ -61,7 +63,14 @@ def backward_cotangents(outputs, cotangents, leaves):
     Returns one array per leaf (zeros where nothing flows).
     """
     sink = {}
-    for y, u in zip(_as_tuple(outputs), _as_tuple(cotangents)):
+    outputs, cotangents = _as_tuple(outputs), _as_tuple(cotangents)
+    if len(outputs) != len(cotangents):
+        raise ValueError(f"{len(cotangents)} cotangents for {len(outputs)} outputs")
+    for y, u in zip(outputs, cotangents):
+        if np.shape(u) != y.shape:
+            raise ValueError(f"cotangent shape {np.shape(u)} does not match output shape "
+                             f"{y.shape}")
+    for y, u in zip(outputs, cotangents):
         if y.requires_grad:
             backprop(y, np.asarray(u, dtype=y.data.dtype), retain_graph=True, sink=sink)
     return [sink.get(id(x), np.zeros_like(x.data)) for x in leaves]
@@ -70,6 +79,8 @@ def backward_cotangents(outputs, cotangents, leaves):
 def _call(f, leaves):
     with enable_grad():
         y = f(*leaves)
+    if isinstance(y, list):
+        y = tuple(y)
     for out in _as_tuple(y):
         if not isinstance(out, Tensor):
             raise TypeError(f"the function must return a Tensor (or a tuple of them), "
@@ -190,6 +201,8 @@ def fisher_vector_product(outputs_fn, params, v, metric):
         pieces = [np.asarray(x) for x in v]
     with enable_grad():
         outs = outputs_fn()
+    if isinstance(outs, list):
+        outs = tuple(outs)
     outs_t = _as_tuple(outs)
     for o in outs_t:
         if not isinstance(o, Tensor):

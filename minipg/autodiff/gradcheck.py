@@ -155,6 +155,19 @@ def _check(f, arrays, eps, atol, rtol, fast_mode, check_jvp, nondet_tol, rng):
                     _compare(np.asarray(np.sum(u * jv[o])), np.asarray(num), atol, rtol,
                              "jvp (fast mode)", o, i, y_arrays[o].shape, a.shape, loc)
     else:
+        # reverse mode: one backward pass per output entry gives a row of every
+        # input's Jacobian at once
+        reverse = {}
+        for o in diff_outputs:
+            out_shape = y_arrays[o].shape
+            rows = [np.empty((y_arrays[o].size, a.size)) for a in arrays]
+            for r in range(y_arrays[o].size):
+                u = np.zeros(y_arrays[o].size)
+                u[r] = 1.0
+                back = backward_cotangents(ys, cotangent(o, u.reshape(out_shape)), leaves)
+                for i, b in enumerate(back):
+                    rows[i][r] = b.ravel()
+            reverse[o] = rows
         for i, a in enumerate(arrays):
             n_in = a.size
             numeric = {o: np.empty((y_arrays[o].size, n_in)) for o in diff_outputs}
@@ -171,18 +184,12 @@ def _check(f, arrays, eps, atol, rtol, fast_mode, check_jvp, nondet_tol, rng):
                         forward[o][:, j] = np.asarray(jv[o], dtype=np.float64).ravel()
             for o in diff_outputs:
                 out_shape = y_arrays[o].shape
-                reverse = np.empty((y_arrays[o].size, n_in))
-                for r in range(y_arrays[o].size):
-                    u = np.zeros(y_arrays[o].size)
-                    u[r] = 1.0
-                    back = backward_cotangents(ys, cotangent(o, u.reshape(out_shape)), leaves)
-                    reverse[r] = back[i].ravel()
 
                 def loc(k, out_shape=out_shape, in_shape=a.shape):
                     r, c = divmod(k, max(n_in, 1))
                     return (f"output index {_fmt_index(out_shape, r)}, "
                             f"input index {_fmt_index(in_shape, c)}")
-                _compare(reverse, numeric[o], atol, rtol, "vjp (reverse mode)", o, i,
+                _compare(reverse[o][i], numeric[o], atol, rtol, "vjp (reverse mode)", o, i,
                          out_shape, a.shape, loc)
                 if check_jvp:
                     _compare(forward[o], numeric[o], atol, rtol, "jvp (forward mode)", o, i,

@@ -14,6 +14,11 @@ Every op is a class with three static methods:
 
 Broadcasting is undone in one place, :func:`unbroadcast`.
 
+Arguments that are not Tensors are constants.  Like the data of a Tensor,
+a constant ndarray may be kept by reference for the backward pass: do not
+write into it before ``backward()`` (writes through Tensor methods are
+detected by version counters; raw NumPy writes cannot be).
+
 Conventions at points where the derivative does not exist (documented once,
 here, and in each op's docstring):
 
@@ -50,6 +55,8 @@ def apply(op, *inputs, **params):
     numbers, ndarrays) is a constant and keeps its own dtype, so ``x * 2.0``
     stays float32 for a float32 ``x``.
     """
+    if any(type(x) in (list, tuple) for x in inputs):
+        inputs = [np.asarray(x) if type(x) in (list, tuple) else x for x in inputs]
     n = len(inputs)
     if n == 1:                                   # fast paths: most ops are unary or binary
         x = inputs[0]
@@ -106,11 +113,11 @@ def _shape(x):
 
 def _axes(axis, ndim):
     """Normalise an axis argument to a sorted tuple of non-negative ints."""
-    if axis is None:
+    if axis is None or ndim == 0:               # a 0-d array has nothing to reduce
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
         axis = (axis,)
-    return tuple(sorted(a % ndim if ndim else 0 for a in axis))
+    return tuple(sorted(a % ndim for a in axis))
 
 
 def _expand(g, shape, axes, keepdims):
@@ -366,6 +373,8 @@ class Mean:
     @staticmethod
     def vjp(g, saved, needs):
         shape, axes, keepdims, n = saved
+        if n == 0:                               # the mean of nothing depends on nothing
+            return (np.zeros(shape, dtype=g.dtype),)
         return (_expand(g * (1.0 / n), shape, axes, keepdims),)
 
     @staticmethod
@@ -421,7 +430,8 @@ class _Pairwise:
     dz/da = 1 where a wins, 0 where b wins, 1/2 on a tie; dz/db = 1 - dz/da.
     """
 
-    pick = None
+    pick = None                                  # np.maximum or np.minimum
+    wins = None                                  # np.greater or np.less
 
     @classmethod
     def forward(cls, a, b):
@@ -808,6 +818,7 @@ class LogSumExp:
     def forward(x, axis=-1, keepdims=False):
         axes = _axes(axis, x.ndim)
         m = np.max(x, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)    # an all -inf slice gives -inf, not nan
         e = np.exp(x - m)
         s = e.sum(axis=axes, keepdims=True)
         out = m + np.log(s)
@@ -909,14 +920,20 @@ def matmul(a, b):
 
 
 def dense(x, W, b):
-    """x @ W + b as one tape node (W has shape (n_in, n_out))."""
-    if isinstance(W, Tensor) and isinstance(b, Tensor):   # the layer's hot path
-        if isinstance(x, Tensor):
-            out, saved = Dense.forward(x.data, W.data, b.data)
-            return record(Dense, out, (x, W, b), saved)
-        out, saved = Dense.forward(x, W.data, b.data)
-        return record(Dense, out, (None, W, b), saved)
-    return apply(Dense, x, W, b)
+    """x @ W + b as one tape node; W has shape (n_in, n_out) and b (n_out,)."""
+    W_t, b_t = isinstance(W, Tensor), isinstance(b, Tensor)
+    W_data = W.data if W_t else np.asarray(W)
+    b_data = b.data if b_t else np.asarray(b)
+    if W_data.ndim != 2 or b_data.shape != W_data.shape[1:]:
+        raise ValueError(f"dense: W must have shape (n_in, n_out) and b shape (n_out,); got "
+                         f"W {W_data.shape} and b {b_data.shape}")
+    if isinstance(x, Tensor):
+        out, saved = Dense.forward(x.data, W_data, b_data)
+    else:
+        x = None if x is None else np.asarray(x)
+        out, saved = Dense.forward(x, W_data, b_data)
+        x = None
+    return record(Dense, out, (x, W if W_t else None, b if b_t else None), saved)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001
@@ -1005,8 +1022,11 @@ def reshape(x, *shape):
     return _mark_view(apply(Reshape, x, shape=shape), x)
 
 
-def transpose(x, axes=None):
-    return _mark_view(apply(Transpose, x, axes=axes), x)
+def transpose(x, *axes):
+    """Permute axes: transpose(x), transpose(x, (1, 0)) or transpose(x, 1, 0)."""
+    if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+        axes = axes[0]
+    return _mark_view(apply(Transpose, x, axes=tuple(axes) if axes else None), x)
 
 
 def getitem(x, index):
@@ -1077,7 +1097,9 @@ def _install_operators():
     T.__le__ = lambda s, o: s.data <= _const(o)
     T.__gt__ = lambda s, o: s.data > _const(o)
     T.__ge__ = lambda s, o: s.data >= _const(o)
-    T.__hash__ = object.__hash__
+    T.__eq__ = lambda s, o: s.data == _const(o)
+    T.__ne__ = lambda s, o: s.data != _const(o)
+    T.__hash__ = object.__hash__                 # identity: tensors key dicts by object
     for name in ("sum", "mean", "max", "min", "exp", "log", "log1p", "sqrt", "square",
                  "tanh", "relu", "sigmoid", "softplus", "transpose", "logsumexp",
                  "log_softmax", "softmax", "clip", "gather", "abs"):

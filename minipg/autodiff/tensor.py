@@ -110,13 +110,19 @@ class Tensor:
         self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
+        if self.requires_grad:
+            _check_differentiable_dtype(self.data)
         # how this tensor was made: [op, parents, saved, needs, version_sum, seq],
-        # None for a leaf or a constant (see record())
+        # None for a leaf or a constant (see record()).  A plain list, not an
+        # object: it is built for every op on the hot path.
         self._node = None
         self._version = 0
         # the tensor whose data this one is a view of (reshape, transpose, basic
-        # indexing, detach): writes through a view count as writes to the base
+        # indexing, detach, Tensor(t)): writes through a view count as writes to
+        # the base
         self._base = None
+        if isinstance(data, Tensor) and np.may_share_memory(self.data, data.data):
+            self._base = data if data._base is None else data._base
         self.name = name
 
     @property
@@ -155,6 +161,11 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d Tensor")
+        return (self[i] for i in range(len(self.data)))
+
     def item(self):
         return self.data.item()
 
@@ -187,6 +198,8 @@ class Tensor:
     def requires_grad_(self, flag=True):
         if not self.is_leaf:
             raise RuntimeError("requires_grad_ applies to leaf tensors only; use detach() first")
+        if flag:
+            _check_differentiable_dtype(self.data)
         self.requires_grad = bool(flag)
         return self
 
@@ -280,6 +293,12 @@ class Parameter(Tensor):
 
     def __init__(self, data, dtype=None, name=None):
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+
+def _check_differentiable_dtype(data):
+    if data.dtype.kind != "f":
+        raise TypeError(f"only floating-point tensors can require grad; got dtype {data.dtype} "
+                        "(convert with dtype=np.float64 or np.float32)")
 
 
 def as_tensor(x, dtype=None):
@@ -393,14 +412,30 @@ def topological_order(root):
     return sorted(nodes.values(), key=lambda t: t._node[5])
 
 
-def _version_error(node):
-    op, parents, _, _, vsum, _ = node
+def _version_error(t):
+    op, parents, _, _, vsum, _ = t._node
+    if t._version:
+        return InplaceModificationError(
+            f"the output of op '{op.__name__}' (shape {t.shape}) was modified in place (through "
+            "a view or a detached copy) after it was computed; its gradient would be wrong. "
+            "Recompute the forward pass after changing it.")
     now = sum(_version_of(p) for p in parents if p is not None)
     shapes = ", ".join(str(p.shape) for p in parents if p is not None)
     return InplaceModificationError(
         f"an input of op '{op.__name__}' (input shapes {shapes}) was modified in place after "
         f"the op used it (input versions summed {vsum} then, {now} now); its gradient would "
         "be wrong. Recompute the forward pass after changing it.")
+
+
+def check_recorded(t):
+    """Raise if t's node was freed by backward() or its inputs changed in place."""
+    op, parents, saved, _, vsum, _ = t._node
+    if saved is None:
+        raise GraphFreedError(
+            f"op '{op.__name__}' had its saved values freed by an earlier backward(); pass "
+            "retain_graph=True to go through the graph again.")
+    if sum(_version_of(p) for p in parents if p is not None) != vsum or t._version:
+        raise _version_error(t)
 
 
 def backprop(root, grad, retain_graph=False, sink=None):
@@ -433,14 +468,18 @@ def backprop(root, grad, retain_graph=False, sink=None):
         for p in parents:
             if p is not None:
                 version_sum += p._version if p._base is None else _version_of(p)
-        if version_sum != vsum:
-            raise _version_error(node)
+        if version_sum != vsum or node_t._version:
+            raise _version_error(node_t)
         input_grads = op.vjp(g, saved, needs)
         for p, need, pg in zip(parents, needs, input_grads):
             if not need or pg is None:
                 continue
             pnode = p._node
             if pnode is None:                    # a leaf
+                if pg.shape != p.data.shape:
+                    raise ValueError(
+                        f"op '{op.__name__}' produced a gradient of shape {pg.shape} for an "
+                        f"input of shape {p.data.shape}")
                 if sink is not None:
                     _accumulate_sink(sink, p, pg)
                 elif p.grad is None:

@@ -93,20 +93,26 @@ class MLP(Module):
         self.activation = get_activation(activation)
         self.output_activation = get_activation(output_activation)
         self.sizes = tuple(sizes)
-        self.layers = []
+        n_layers = len(sizes) - 1
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            layer = Linear(n_in, n_out, init=init, gain=output_gain if last else hidden_gain,
-                           rng=rng, dtype=dtype)
-            self.add_module(f"layer{i}", layer)
-            self.layers.append(layer)
-        # (weight, bias, activation) per layer: the forward pass reads only this
-        self._plan = [(layer.weight, layer.bias, self.activation) for layer in self.layers]
-        self._plan[-1] = self._plan[-1][:2] + (self.output_activation,)
+            last = i == n_layers - 1
+            self.add_module(f"layer{i}", Linear(n_in, n_out, init=init,
+                                                gain=output_gain if last else hidden_gain,
+                                                rng=rng, dtype=dtype))
+        # (layer name, activation) per layer, looked up at call time so that a
+        # replaced layer is the one used
+        self._plan = [(f"layer{i}", self.output_activation if i == n_layers - 1
+                       else self.activation) for i in range(n_layers)]
+
+    @property
+    def layers(self):
+        return [self._modules[name] for name, _ in self._plan]
 
     def forward(self, x):
-        for weight, bias, act in self._plan:
-            x = ops.dense(x, weight, bias)
+        modules = self._modules
+        for name, act in self._plan:
+            layer = modules[name]
+            x = ops.dense(x, layer.weight, layer.bias)
             if act is not None:
                 x = act(x)
         return x

@@ -111,6 +111,8 @@ class Module(metaclass=_ModuleMeta):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                "before assigning attributes")
+        self._parameters.pop(name, None)          # a name holds one thing at a time
+        self._modules.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -165,16 +167,24 @@ class Module(metaclass=_ModuleMeta):
         flatten_parameters(self.parameters())
         return self
 
-    def _buffers(self):
+    def _flat_views(self):
         return contiguous_buffers(self.parameters())
 
     @property
     def flat_params(self):
-        """All parameters as one vector: a view when contiguous, else a copy."""
-        bufs = self._buffers()
+        """All parameters as one vector.
+
+        A writeable view of the flat buffer when the parameters are back to
+        back in one (the usual case); otherwise (e.g. a trunk shared by two
+        modules) a read-only copy, so that writing into it fails loudly:
+        assign to ``flat_params`` instead.
+        """
+        bufs = self._flat_views()
         if bufs is not None:
             return bufs[0]
-        return np.concatenate([p.data.ravel() for p in self.parameters()])
+        copy = np.concatenate([p.data.ravel() for p in self.parameters()])
+        copy.flags.writeable = False
+        return copy
 
     @flat_params.setter
     def flat_params(self, vector):
@@ -182,12 +192,14 @@ class Module(metaclass=_ModuleMeta):
 
     @property
     def flat_grad(self):
-        """All gradients as one vector: a view when contiguous, else a copy."""
-        bufs = self._buffers()
+        """All gradients as one vector: a view, or a read-only copy (see flat_params)."""
+        bufs = self._flat_views()
         if bufs is not None:
             return bufs[1]
-        return np.concatenate([np.zeros(p.data.size, p.data.dtype) if p.grad is None
+        copy = np.concatenate([np.zeros(p.data.size, p.data.dtype) if p.grad is None
                                else np.ravel(p.grad) for p in self.parameters()])
+        copy.flags.writeable = False
+        return copy
 
     @flat_grad.setter
     def flat_grad(self, vector):
@@ -213,7 +225,7 @@ class Module(metaclass=_ModuleMeta):
             offset += n
 
     def zero_grad(self):
-        bufs = self._buffers()
+        bufs = self._flat_views()
         if bufs is not None:
             bufs[1].fill(0)
             return

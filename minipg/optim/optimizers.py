@@ -19,20 +19,28 @@ __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "clip_grad_norm", "global_grad
 
 
 def _params_of(params):
+    """The parameters of a Module, of a list of Modules, or a list; each once, in order."""
     if isinstance(params, Module):
         return params.parameters()
-    params = list(params)
-    if params and isinstance(params[0], Module):
-        return [p for m in params for p in m.parameters()]
-    return params
+    found = []
+    for item in params:
+        found.extend(item.parameters() if isinstance(item, Module) else [item])
+    seen = set()
+    unique = []
+    for p in found:                              # modules may share a trunk
+        if id(p) not in seen:
+            seen.add(id(p))
+            unique.append(p)
+    return unique
 
 
-def _check(name, value, low, high=np.inf, low_open=False):
+def _check(name, value, low, high=np.inf, low_open=False, high_open=False):
     value = float(value)
-    ok = (value > low if low_open else value >= low) and value <= high
+    ok = ((value > low if low_open else value >= low)
+          and (value < high if high_open else value <= high))
     if not ok or not np.isfinite(value):
         lo = "(" if low_open else "["
-        hi = "]" if np.isfinite(high) else ")"
+        hi = ")" if high_open or not np.isfinite(high) else "]"
         raise ValueError(f"{name}={value!r} is out of range; accepted: {lo}{low}, {high}{hi}")
     return value
 
@@ -62,8 +70,10 @@ class Optimizer:
 
     def _check_buffers(self):
         # a module re-flattened after this optimizer was made would leave us stale
-        p = self.params[0]
-        if p.data.base is not self._bases[0] or p.grad.base is not self._bases[1]:
+        data_base, grad_base = self._bases
+        for p in self.params:
+            if p.data.base is data_base and p.grad.base is grad_base:
+                continue
             raise RuntimeError(f"{type(self).__name__}: the parameters were moved to another "
                                "buffer after the optimizer was created; create the optimizer "
                                "after building the whole model")
@@ -134,10 +144,8 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=3e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        self.beta1 = _check("betas[0]", betas[0], 0.0, 1.0)
-        self.beta2 = _check("betas[1]", betas[1], 0.0, 1.0)
-        if self.beta1 >= 1 or self.beta2 >= 1:
-            raise ValueError(f"betas={betas!r}: each must be in [0, 1)")
+        self.beta1 = _check("betas[0]", betas[0], 0.0, 1.0, high_open=True)
+        self.beta2 = _check("betas[1]", betas[1], 0.0, 1.0, high_open=True)
         self.eps = _check("eps", eps, 0.0)
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self.m = np.zeros_like(self.data)
