@@ -20,6 +20,7 @@ Then each numba kernel is timed against its NumPy twin.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -155,13 +156,13 @@ def floor_step(case, dtype):
 
 # ----------------------------------------------------------------- PyTorch
 
-def torch_step(case, dtype):
-    """A closure for the same step in PyTorch (one thread), or None without torch."""
+def torch_step(case, dtype, threads=1):
+    """A closure for the same step in PyTorch (`threads` threads), or None without torch."""
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     layers = []
     sizes = case["sizes"]
@@ -246,10 +247,16 @@ def _fmt_ratio(x):
 
 
 def run(repeats=7, quick=False, cases=("a", "b", "c"), dtypes=("float64", "float32"),
-        kernels=True, out=print):
-    """Print the benchmark tables; return the rows as a list of dicts."""
+        kernels=True, out=print, threads=1):
+    """Print the benchmark tables; return the rows as a list of dicts.
+
+    `threads` is given to PyTorch; NumPy's BLAS threads come from the
+    environment (OPENBLAS_NUM_THREADS, set by `minipg bench --threads`).
+    """
     rows = []
-    out(f"minipg bench: median of {repeats} repeats; PyTorch with 1 thread; times in us")
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset (all cores)")
+    out(f"minipg bench: median of {repeats} repeats; times in us; NumPy BLAS threads: {blas}; "
+        f"PyTorch threads: {threads}")
     out(f"{'case':<6}{'dtype':<9}{'minipg':>10}{'floor':>10}{'torch':>10}"
         f"{'mpg/floor':>11}{'goal':>6}{'mpg/torch':>11}{'goal':>6}")
     for key in cases:
@@ -260,7 +267,7 @@ def run(repeats=7, quick=False, cases=("a", "b", "c"), dtypes=("float64", "float
         for name in dtypes:
             dtype = np.dtype(name).type
             fns = {"minipg": minipg_step(case, dtype), "floor": floor_step(case, dtype),
-                   "torch": torch_step(case, dtype)}
+                   "torch": torch_step(case, dtype, threads)}
             times = {k: None for k in fns}
             # alternate the contenders repeat by repeat so drift hits all alike
             samples = {k: [] for k in fns if fns[k] is not None}

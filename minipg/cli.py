@@ -24,7 +24,7 @@ def _bench(args):
             os.environ.setdefault(var, str(args.threads))
     from . import bench
     bench.run(repeats=args.repeats, quick=args.quick, cases=args.case, dtypes=args.dtype,
-              kernels=not args.no_kernels)
+              kernels=not args.no_kernels, threads=args.threads)
     return 0
 
 
@@ -50,16 +50,19 @@ def build_parser():
                    default=["float64", "float32"])
     b.add_argument("--no-kernels", action="store_true", help="skip the kernel table")
     b.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads for NumPy when not already set in the environment")
+                   help="threads for PyTorch, and for NumPy's BLAS unless OPENBLAS_NUM_THREADS "
+                        "is already set (the header prints both)")
     b.set_defaults(func=_bench)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "repeats", 1) < 1:
-        print(f"minipg: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
-        return 2
+    for flag in ("repeats", "threads"):
+        if getattr(args, flag, 1) < 1:
+            print(f"minipg: error: --{flag} must be >= 1, got {getattr(args, flag)}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except KeyboardInterrupt:

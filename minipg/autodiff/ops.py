@@ -415,12 +415,12 @@ class _Extremum:
 
 
 class Max(_Extremum):
-    __doc__ = _Extremum.__doc__.replace("max (or min)", "max")
+    """z = max of x over `axis`; ties share the cotangent evenly (see _Extremum)."""
     reduce = staticmethod(np.max)
 
 
 class Min(_Extremum):
-    __doc__ = _Extremum.__doc__.replace("max (or min)", "min")
+    """z = min of x over `axis`; ties share the cotangent evenly (see _Extremum)."""
     reduce = staticmethod(np.min)
 
 
@@ -455,13 +455,13 @@ class _Pairwise:
 
 
 class Maximum(_Pairwise):
-    __doc__ = _Pairwise.__doc__.replace("maximum(a, b) (or minimum)", "maximum(a, b)")
+    """z = maximum(a, b); a tie splits the cotangent 1/2 each (see _Pairwise)."""
     pick = staticmethod(np.maximum)
     wins = staticmethod(np.greater)
 
 
 class Minimum(_Pairwise):
-    __doc__ = _Pairwise.__doc__.replace("maximum(a, b) (or minimum)", "minimum(a, b)")
+    """z = minimum(a, b); a tie splits the cotangent 1/2 each (see _Pairwise)."""
     pick = staticmethod(np.minimum)
     wins = staticmethod(np.less)
 
