@@ -178,3 +178,27 @@ def test_same_seed_same_network():
     a, b = MLP([3, 8, 2], rng=7), MLP([3, 8, 2], rng=7)
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     assert _base_of(a.flat_params) is not _base_of(b.flat_params)
+
+
+@pytest.mark.parametrize("activation, dtype", [("tanh", np.float64), ("relu", np.float32),
+                                               ("sigmoid", np.float64), ("softplus", np.float32)])
+def test_no_grad_forward_is_bitwise_the_recorded_forward(activation, dtype):
+    from minipg.autodiff import no_grad
+    net = MLP([3, 5, 2], activation=activation, output_activation="tanh", rng=0, dtype=dtype)
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(dtype)
+    recorded = net(x)
+    assert recorded.requires_grad
+    with no_grad():
+        acted = net(x)
+    assert not acted.requires_grad and acted.dtype == dtype
+    np.testing.assert_array_equal(acted.data, recorded.data)
+    # a custom activation has no array path and still works without grad
+    custom = MLP([3, 2], activation=lambda h: h * 2.0, output_activation=lambda h: h * 3.0,
+                 rng=0)
+    x64 = x.astype(np.float64)
+    recorded = custom(x64)
+    with no_grad():
+        np.testing.assert_array_equal(custom(x64).data, recorded.data)
+    # one layer: only the output activation applies
+    expected = 3.0 * (x64 @ custom.layer0.weight.data + custom.layer0.bias.data)
+    np.testing.assert_allclose(recorded.data, expected, rtol=1e-15)

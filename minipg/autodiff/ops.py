@@ -55,20 +55,19 @@ def apply(op, *inputs, **params):
     numbers, ndarrays) is a constant and keeps its own dtype, so ``x * 2.0``
     stays float32 for a float32 ``x``.
     """
-    if any(type(x) in (list, tuple) for x in inputs):
-        inputs = [np.asarray(x) if type(x) in (list, tuple) else x for x in inputs]
     n = len(inputs)
     if n == 1:                                   # fast paths: most ops are unary or binary
         x = inputs[0]
         if isinstance(x, Tensor):
             out, saved = op.forward(x.data, **params)
             return record1(op, out, x, saved)
-        out, saved = op.forward(x, **params)
+        out, saved = op.forward(_constant(x), **params)
         return record1(op, out, None, saved)
     if n == 2:
         a, b = inputs
         a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
-        out, saved = op.forward(a.data if a_is else a, b.data if b_is else b, **params)
+        out, saved = op.forward(a.data if a_is else _constant(a),
+                                b.data if b_is else _constant(b), **params)
         return record2(op, out, a if a_is else None, b if b_is else None, saved)
     parents = []
     arrays = []
@@ -78,9 +77,15 @@ def apply(op, *inputs, **params):
             arrays.append(x.data)
         else:
             parents.append(None)
-            arrays.append(x)
+            arrays.append(_constant(x))
     out, saved = op.forward(*arrays, **params)
     return record(op, out, tuple(parents), saved)
+
+
+def _constant(x):
+    """A non-Tensor argument: lists and tuples become arrays; numbers stay numbers
+    (so that they do not change a float32 result's dtype)."""
+    return np.asarray(x) if type(x) in (list, tuple) else x
 
 
 def unbroadcast(g, shape):
@@ -927,13 +932,10 @@ def dense(x, W, b):
     if W_data.ndim != 2 or b_data.shape != W_data.shape[1:]:
         raise ValueError(f"dense: W must have shape (n_in, n_out) and b shape (n_out,); got "
                          f"W {W_data.shape} and b {b_data.shape}")
-    if isinstance(x, Tensor):
-        out, saved = Dense.forward(x.data, W_data, b_data)
-    else:
-        x = None if x is None else np.asarray(x)
-        out, saved = Dense.forward(x, W_data, b_data)
-        x = None
-    return record(Dense, out, (x, W if W_t else None, b if b_t else None), saved)
+    x_t = isinstance(x, Tensor)
+    out, saved = Dense.forward(x.data if x_t else np.asarray(x), W_data, b_data)
+    return record(Dense, out, (x if x_t else None, W if W_t else None, b if b_t else None),
+                  saved)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001

@@ -356,6 +356,19 @@ def record(op, out, parents, saved):
     return t
 
 
+def wrap(data):
+    """A constant Tensor around an ndarray, skipping Tensor()'s conversions (hot paths)."""
+    t = _new(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = False
+    t._node = None
+    t._version = 0
+    t._base = None
+    t.name = None
+    return t
+
+
 _NEED1 = (True,)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import ops
-from ..autodiff.tensor import Parameter
+from ..autodiff.tensor import Parameter, Tensor, is_grad_enabled, wrap
 from .init import fan_in_uniform, orthogonal
 from .module import Module
 
@@ -19,6 +19,11 @@ ACTIVATIONS = {
     "identity": None,
     None: None,
 }
+
+
+# the op behind each named activation, for MLP's no-grad path
+_ACTIVATION_OPS = {ops.tanh: ops.Tanh, ops.relu: ops.Relu, ops.sigmoid: ops.Sigmoid,
+                   ops.softplus: ops.Softplus, None: None}
 
 
 def get_activation(activation):
@@ -103,6 +108,10 @@ class MLP(Module):
         # replaced layer is the one used
         self._plan = [(f"layer{i}", self.output_activation if i == n_layers - 1
                        else self.activation) for i in range(n_layers)]
+        # the same with the activations' op classes, when every one has one
+        act_ops = [_ACTIVATION_OPS.get(act, False) for _, act in self._plan]
+        self._array_plan = (None if False in act_ops else
+                            [(name, op) for (name, _), op in zip(self._plan, act_ops)])
 
     @property
     def layers(self):
@@ -110,6 +119,16 @@ class MLP(Module):
 
     def forward(self, x):
         modules = self._modules
+        if self._array_plan is not None and not is_grad_enabled():
+            # Acting: nothing is recorded, so run the ops' forward functions on
+            # plain arrays (the same arithmetic, without a Tensor per layer).
+            h = x.data if isinstance(x, Tensor) else np.asarray(x)
+            for name, act_op in self._array_plan:
+                layer = modules[name]
+                h = ops.Dense.forward(h, layer.weight.data, layer.bias.data)[0]
+                if act_op is not None:
+                    h = act_op.forward(h)[0]
+            return wrap(h)
         for name, act in self._plan:
             layer = modules[name]
             x = ops.dense(x, layer.weight, layer.bias)

@@ -72,11 +72,10 @@ class Optimizer:
         # a module re-flattened after this optimizer was made would leave us stale
         data_base, grad_base = self._bases
         for p in self.params:
-            if p.data.base is data_base and p.grad.base is grad_base:
-                continue
-            raise RuntimeError(f"{type(self).__name__}: the parameters were moved to another "
-                               "buffer after the optimizer was created; create the optimizer "
-                               "after building the whole model")
+            if p.data.base is not data_base or p.grad.base is not grad_base:
+                raise RuntimeError(f"{type(self).__name__}: the parameters were moved to "
+                                   "another buffer after the optimizer was created; create "
+                                   "the optimizer after building the whole model")
 
     def step(self):
         """One update of every parameter from its current gradient."""
