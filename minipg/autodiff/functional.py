@@ -133,15 +133,8 @@ def vjp(f, *xs):
     multi = isinstance(y, tuple)
 
     def pullback(u):
-        us = _as_tuple(u) if multi else (u,)
-        outs = _as_tuple(y)
-        if len(us) != len(outs):
-            raise ValueError(f"pullback got {len(us)} cotangents for {len(outs)} outputs")
-        for out, c in zip(outs, us):
-            if np.shape(c) != out.shape:
-                raise ValueError(f"cotangent shape {np.shape(c)} does not match output "
-                                 f"shape {out.shape}")
-        return tuple(backward_cotangents(outs, us, leaves))
+        # backward_cotangents checks the number and shapes of the cotangents
+        return tuple(backward_cotangents(y, _as_tuple(u) if multi else (u,), leaves))
 
     value = tuple(o.data for o in y) if multi else y.data
     return value, pullback
