@@ -8,13 +8,20 @@ it in reverse topological order (iteratively: RL graphs can be long) and
 accumulates gradients with ``+``, so a tensor used twice receives both
 contributions.
 
-In-place changes are guarded by version counters.  Every tensor carries a
-``_version``; the Tensor methods that write into data (``t[i] = v``,
-``copy_``, ``fill_``, ``add_``, ``mul_``) and optimizer steps increase it.
-An op records the versions of its inputs when it runs, and ``backward()``
-refuses, with an error naming the op, to use a graph whose inputs have been
-changed since.  Writing into ``t.data`` with raw NumPy bypasses the counter:
-do not do it to a tensor that is on a live tape.
+In-place changes never make a gradient silently wrong:
+
+* a tensor computed by an op (a non-leaf) is on the tape; the Tensor methods
+  that write into data (``t[i] = v``, ``copy_``, ``fill_``, ``add_``,
+  ``mul_``) refuse at once, naming the op that computed it.  So do writes
+  into a leaf that requires grad, or through a view of either (reshape,
+  transpose, basic indexing, ``detach()``, ``Tensor(t)``), while recording;
+* other writes (constants, leaves under ``no_grad()``, optimizer steps)
+  increase a version counter, shared by a tensor and its views.  An op
+  records the versions of its inputs when it runs, and ``backward()``
+  refuses, naming the op, to use a graph whose inputs changed since.
+
+Writing into ``t.data`` with raw NumPy bypasses all this: do not do it to a
+tensor that is on a live tape.
 
 Only leaves (tensors created by the user, e.g. parameters) receive ``.grad``.
 After ``backward()`` the graph is freed (saved arrays dropped) unless
