@@ -198,9 +198,7 @@ class Tensor:
         Writing into the detached tensor counts as writing into this one: a
         graph that saved this tensor then refuses to run backward.
         """
-        t = Tensor(self.data)
-        t._base = self if self._base is None else self._base
-        return t
+        return Tensor(self)                      # Tensor(t) shares data and version
 
     def requires_grad_(self, flag=True):
         if not self.is_leaf:
@@ -328,41 +326,6 @@ _sequence = itertools.count()
 _new = object.__new__
 
 
-def record(op, out, parents, saved):
-    """Wrap `out` in a Tensor that remembers how it was made.
-
-    `parents` is a tuple aligned with the op's differentiable arguments:
-    a Tensor, or None for a constant.  Nothing is recorded under no_grad()
-    or when no parent requires grad.  The node also keeps which parents
-    need a gradient, the sum of their versions (versions only grow, so the
-    sum changes exactly when one of them was modified in place) and a
-    sequence number: inputs are always made before outputs, so decreasing
-    sequence numbers are a reverse topological order.
-    """
-    t = _new(Tensor)
-    t.data = out
-    t.grad = None
-    t._version = 0
-    t._base = None
-    t.name = None
-    if _grad_enabled:
-        needs = []
-        version_sum = 0
-        for p in parents:
-            if p is None:
-                needs.append(False)
-            else:
-                needs.append(p.requires_grad)
-                version_sum += p._version if p._base is None else _version_of(p)
-        if True in needs:
-            t.requires_grad = True
-            t._node = [op, parents, saved, tuple(needs), version_sum, next(_sequence)]
-            return t
-    t.requires_grad = False
-    t._node = None
-    return t
-
-
 def wrap(data):
     """A constant Tensor around an ndarray, skipping Tensor()'s conversions (hot paths)."""
     t = _new(Tensor)
@@ -376,35 +339,49 @@ def wrap(data):
     return t
 
 
+def record(op, out, parents, saved):
+    """Wrap `out` in a Tensor that remembers how it was made.
+
+    `parents` is a tuple aligned with the op's differentiable arguments:
+    a Tensor, or None for a constant.  Nothing is recorded under no_grad()
+    or when no parent requires grad.  The node also keeps which parents
+    need a gradient, the sum of their versions (versions only grow, so the
+    sum changes exactly when one of them was modified in place) and a
+    sequence number: inputs are always made before outputs, so decreasing
+    sequence numbers are a reverse topological order.
+    """
+    t = wrap(out)
+    if _grad_enabled:
+        needs = []
+        version_sum = 0
+        for p in parents:
+            if p is None:
+                needs.append(False)
+            else:
+                needs.append(p.requires_grad)
+                version_sum += p._version if p._base is None else _version_of(p)
+        if True in needs:
+            t.requires_grad = True
+            t._node = [op, parents, saved, tuple(needs), version_sum, next(_sequence)]
+    return t
+
+
 _NEED1 = (True,)
 
 
 def record1(op, out, x, saved):
     """record() for one argument (x a Tensor or None): the hot path of unary ops."""
-    t = _new(Tensor)
-    t.data = out
-    t.grad = None
-    t._version = 0
-    t._base = None
-    t.name = None
+    t = wrap(out)
     if _grad_enabled and x is not None and x.requires_grad:
         t.requires_grad = True
         t._node = [op, (x,), saved, _NEED1,
                    x._version if x._base is None else _version_of(x), next(_sequence)]
-    else:
-        t.requires_grad = False
-        t._node = None
     return t
 
 
 def record2(op, out, a, b, saved):
     """record() for two arguments (each a Tensor or None): binary ops' hot path."""
-    t = _new(Tensor)
-    t.data = out
-    t.grad = None
-    t._version = 0
-    t._base = None
-    t.name = None
+    t = wrap(out)
     need_a = a is not None and a.requires_grad
     need_b = b is not None and b.requires_grad
     if _grad_enabled and (need_a or need_b):
@@ -413,9 +390,6 @@ def record2(op, out, a, b, saved):
                    (0 if a is None else a._version if a._base is None else _version_of(a))
                    + (0 if b is None else b._version if b._base is None else _version_of(b)),
                    next(_sequence)]
-    else:
-        t.requires_grad = False
-        t._node = None
     return t
 
 
@@ -484,7 +458,7 @@ def backprop(root, grad, retain_graph=False, sink=None):
             raise GraphFreedError(
                 f"backward() reached op '{op.__name__}' whose saved values were freed by an "
                 "earlier backward(); pass retain_graph=True to go through it twice.")
-        version_sum = 0
+        version_sum = 0                          # check_recorded(), inlined: hot path
         for p in parents:
             if p is not None:
                 version_sum += p._version if p._base is None else _version_of(p)
