@@ -1,10 +1,15 @@
 """The `minipg` command line.
 
+    minipg train ALGO [--env ENV_ID] [--total-steps N] [--seed S] [--out DIR]
+                      [--set key=value ...] [--resume DIR] [--force]
+    minipg evaluate DIR [--episodes N]
+    minipg list
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
 
-More subcommands (train, evaluate, list, audit, reference, plot) arrive with
-the algorithms; see README.md.
+User mistakes (an unknown algorithm, task or setting, a bad value, an
+occupied or corrupt run directory) print one clear line and exit with
+status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +33,45 @@ def _bench(args):
     return 0
 
 
+def _user_errors():
+    from .algorithms.base import ConfigError
+    from .envs.vector import UnknownEnvironmentError
+    from .run import NonFiniteError, RunDirectoryError
+    return (ConfigError, UnknownEnvironmentError, RunDirectoryError), NonFiniteError
+
+
+def _train(args):
+    from .algorithms.base import parse_assignments
+    from .run import train
+    train(args.algorithm, env_id=args.env, total_steps=args.total_steps, seed=args.seed,
+          out=args.resume or args.out, overrides=parse_assignments(args.set),
+          resume=args.resume is not None, force=args.force)
+    return 0
+
+
+def _evaluate(args):
+    from .run import evaluate_run
+    result = evaluate_run(args.run_dir, episodes=args.episodes)
+    print(f"return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
+          f"{result['episodes']} episodes")
+    return 0
+
+
+def _list(args):
+    from . import algorithms
+    rows = []
+    for name in algorithms.names():
+        cls = algorithms.get(name)
+        rows.append((name, "/".join(cls.action_kinds), cls.default_env, cls.description))
+    widths = [max(len(r[i]) for r in rows + [("algorithm", "actions", "default task", "")])
+              for i in range(3)]
+    print(f"{'algorithm':<{widths[0]}}  {'actions':<{widths[1]}}  {'default task':<{widths[2]}}"
+          f"  description")
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minipg",
@@ -35,6 +79,28 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minipg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    t = sub.add_parser("train", help="train an agent and write a run directory",
+                       description="Train ALGO on a gymnasium task. Writes DIR/config.json, "
+                                   "progress.csv, checkpoint.npz and eval.json.")
+    t.add_argument("algorithm", help="algorithm name (see `minipg list`)")
+    t.add_argument("--env", default=None, help="gymnasium id (default: the algorithm's task)")
+    t.add_argument("--total-steps", type=int, default=None, help="environment steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run directory (default runs/ALGO-ENV-SEED-TIME)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting (repeatable)")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    t.add_argument("--force", action="store_true", help="overwrite the run already in --out")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="reload a run and evaluate its deterministic policy")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=10)
+    e.set_defaults(func=_evaluate)
+
+    ls = sub.add_parser("list", help="the algorithms, their action spaces and default tasks")
+    ls.set_defaults(func=_list)
 
     b = sub.add_parser("bench", help="time the engine against a plain-NumPy floor and PyTorch",
                        description="Time one gradient step (forward, backward, Adam) of small "
@@ -58,13 +124,21 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    for flag in ("repeats", "threads"):
+    for flag in ("repeats", "threads", "episodes"):
         if getattr(args, flag, 1) < 1:
             print(f"minipg: error: --{flag} must be >= 1, got {getattr(args, flag)}",
                   file=sys.stderr)
             return 2
+    user_errors, non_finite = _user_errors()
     try:
         return args.func(args)
+    except user_errors as exc:
+        print(f"minipg: error: {exc}", file=sys.stderr)
+        return 2
+    except non_finite as exc:
+        print(f"minipg: training stopped: {exc}; the last good checkpoint is kept",
+              file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("minipg: interrupted", file=sys.stderr)
         return 130

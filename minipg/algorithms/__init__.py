@@ -1,0 +1,37 @@
+"""One module per algorithm of "Policy Gradient Algorithms" (Weng, 2018).
+
+``get(name)`` returns the algorithm's class (a subclass of
+:class:`minipg.algorithms.base.Algorithm`); ``names()`` lists the registered
+ones.  Modules are imported on first use, so ``minipg list`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Algorithm, BaseConfig, ConfigError
+
+__all__ = ["get", "names", "Algorithm", "BaseConfig", "ConfigError", "UnknownAlgorithmError"]
+
+# name -> module under minipg.algorithms; each module defines the class `ALGORITHM`
+_REGISTRY = {
+    "reinforce": "reinforce",
+}
+
+
+class UnknownAlgorithmError(ConfigError):
+    """An algorithm name that minipg does not have."""
+
+
+def names():
+    """The registered algorithm names, in the document's order."""
+    return list(_REGISTRY)
+
+
+def get(name):
+    """The algorithm class registered as ``name``."""
+    key = str(name).lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; accepted: {', '.join(_REGISTRY)}")
+    module = importlib.import_module(f"{__name__}.{_REGISTRY[key]}")
+    return module.ALGORITHM

@@ -1,0 +1,1 @@
+"""Experience storage: on-policy rollouts and off-policy replay (preallocated arrays)."""

@@ -1,0 +1,1 @@
+"""Environments: gymnasium glue and the exact-gradient test beds (tabular MDP, LQR)."""

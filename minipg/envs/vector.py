@@ -1,0 +1,164 @@
+"""gymnasium glue: building vector environments and stepping them for an algorithm.
+
+Every algorithm collects experience through one :class:`Collector`, which
+owns a gymnasium vector environment in ``SAME_STEP`` autoreset mode: when a
+sub-environment's episode ends, ``step`` returns the *true* final
+observation as ``next_obs`` (needed to bootstrap a time-limit truncation from
+V(s_T)) and the reset observation as the next ``obs``.  Termination and
+truncation stay apart (DESIGN.md): a terminated transition does not
+bootstrap, a truncated one does.
+
+Episode returns are read from gymnasium's ``RecordEpisodeStatistics``,
+wrapped innermost, so they are the task's own rewards even when an algorithm
+normalizes rewards with gymnasium's ``NormalizeReward`` on top.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+__all__ = ["make_env", "make_vector_env", "action_kind", "Collector", "Step",
+           "UnknownEnvironmentError"]
+
+
+class UnknownEnvironmentError(ValueError):
+    """An environment id that gymnasium does not know."""
+
+
+def _check_env_id(env_id):
+    if env_id not in gym.registry:
+        close = [k for k in gym.registry if env_id.lower().split("-")[0] in k.lower()][:8]
+        hint = f" Similar ids: {', '.join(close)}." if close else ""
+        raise UnknownEnvironmentError(
+            f"unknown environment {env_id!r}: not registered with gymnasium.{hint} "
+            f"Any gymnasium id is accepted, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, "
+            f"minipg/ShortCorridor-v0, minipg/LQR2D-v0 (see `minipg list`).")
+
+
+def action_kind(space):
+    """'discrete' for a Discrete action space, 'continuous' for a 1-D Box, else an error."""
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return "continuous"
+    raise ValueError(f"unsupported action space {space}: minipg accepts Discrete or a 1-D Box")
+
+
+def make_env(env_id, wrappers=(), render_mode=None):
+    """One environment: ``gym.make(env_id)`` with the episode recorder innermost,
+    then ``wrappers`` (callables env -> env) in order."""
+    _check_env_id(env_id)
+    env = gym.make(env_id, render_mode=render_mode)
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    for wrap in wrappers:
+        env = wrap(env)
+    return env
+
+
+def make_vector_env(env_id, n_envs=1, wrappers=(), vectorization="sync"):
+    """``n_envs`` copies of ``make_env(env_id, wrappers)`` as a gymnasium vector env
+    (``vectorization``: 'sync' runs them in this process, 'async' in subprocesses)."""
+    if vectorization not in ("sync", "async"):
+        raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+    if int(n_envs) < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    _check_env_id(env_id)
+    fns = [lambda: make_env(env_id, wrappers) for _ in range(int(n_envs))]
+    cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
+    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+@dataclass
+class Step:
+    """One vector step: arrays with leading axis n_envs.
+
+    ``next_obs`` is the true successor of ``obs`` (the final observation where
+    an episode ended); ``reset_obs`` is where each environment continues.
+    """
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+class Collector:
+    """Steps a vector environment for an algorithm and keeps the run's counters.
+
+    Attributes: ``obs`` (current observations, float array of ``dtype``),
+    ``steps`` (environment steps so far, summed over sub-environments),
+    ``episodes`` (finished episodes), ``recent_returns`` / ``recent_lengths``
+    (the last ``window`` finished episodes).
+    """
+
+    def __init__(self, envs, seed, dtype=np.float64, window=20):
+        self.envs = envs
+        self.n_envs = envs.num_envs
+        self.dtype = np.dtype(dtype)
+        self.observation_space = envs.single_observation_space
+        self.action_space = envs.single_action_space
+        self.kind = action_kind(self.action_space)
+        self.action_space.seed(int(seed))  # random warm-up actions are reproducible
+        obs, _ = envs.reset(seed=int(seed))
+        self.obs = self._obs(obs)
+        self.steps = 0
+        self.episodes = 0
+        self.recent_returns = deque(maxlen=window)
+        self.recent_lengths = deque(maxlen=window)
+        self.finished = []  # (step, return, length) since the last drain_finished()
+
+    def _obs(self, obs):
+        return np.asarray(obs, dtype=self.dtype).reshape(self.n_envs, -1)
+
+    def random_actions(self):
+        """Uniform random actions from the action space (warm-up)."""
+        return np.stack([self.action_space.sample() for _ in range(self.n_envs)])
+
+    def step(self, actions):
+        """Apply ``actions`` (n_envs, ...) and return the :class:`Step`.
+
+        Continuous actions are clipped to the Box bounds on their way to the
+        environment; ``Step.actions`` keeps them as the policy drew them (their
+        log-probability is the one the estimators need).
+        """
+        actions = np.asarray(actions)
+        if self.kind == "discrete":
+            env_actions = actions.astype(np.int64).reshape(self.n_envs)
+        else:
+            env_actions = np.clip(actions.reshape(self.n_envs, -1), self.action_space.low,
+                                  self.action_space.high).astype(self.action_space.dtype)
+        obs_now = self.obs
+        reset_obs, rewards, terminated, truncated, info = self.envs.step(env_actions)
+        reset_obs = self._obs(reset_obs)
+        next_obs = reset_obs
+        done = terminated | truncated
+        if done.any():
+            next_obs = reset_obs.copy()
+            final_info = info["final_info"]
+            for i in np.flatnonzero(done):
+                next_obs[i] = np.asarray(info["final_obs"][i], dtype=self.dtype).ravel()
+                if "episode" in final_info and final_info["_episode"][i]:
+                    ep_return = float(final_info["episode"]["r"][i])
+                    ep_length = int(final_info["episode"]["l"][i])
+                    self.recent_returns.append(ep_return)
+                    self.recent_lengths.append(ep_length)
+                    self.finished.append((self.steps + self.n_envs, ep_return, ep_length))
+                    self.episodes += 1
+        self.steps += self.n_envs
+        self.obs = reset_obs
+        return Step(obs_now, actions, np.asarray(rewards, dtype=self.dtype), next_obs,
+                    np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool))
+
+    def drain_finished(self):
+        """The (step, return, length) of episodes finished since the last call."""
+        out, self.finished = self.finished, []
+        return out
+
+    def close(self):
+        self.envs.close()

@@ -1,0 +1,328 @@
+"""The run loop every algorithm trains through: collect -> targets -> update -> log.
+
+``train`` builds the environments and the algorithm, calls
+``algorithm.learn(collector)`` until the step budget is spent, and writes the
+run directory of DESIGN.md:
+
+* ``config.json``  every setting, the seed, the task and the versions;
+* ``progress.csv`` one row every ``log_every`` steps, flushed as it is
+  written (a crash loses nothing already logged);
+* ``checkpoint.npz`` parameters, optimizer state, RNG and counters, written
+  to a temporary file and renamed into place (a crash mid-write keeps the
+  previous one); read back with ``allow_pickle=False``;
+* ``eval.json`` the final deterministic evaluation.
+
+A non-finite diagnostic or parameter stops training with the step and the
+quantity's name (:class:`NonFiniteError`); the last good checkpoint stays.
+Ctrl-C writes a final checkpoint and returns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import __version__
+from .algorithms import get as get_algorithm
+from .algorithms.base import ConfigError, config_from, config_to_dict
+from .envs.vector import Collector, action_kind, make_vector_env
+
+__all__ = ["train", "evaluate_agent", "evaluate_run", "load_run", "NonFiniteError",
+           "RunDirectoryError", "CHECKPOINT", "PROGRESS", "CONFIG", "EVAL"]
+
+CHECKPOINT, PROGRESS, CONFIG, EVAL = "checkpoint.npz", "progress.csv", "config.json", "eval.json"
+BASE_COLUMNS = ["step", "episodes", "return_mean", "return_std", "length_mean", "wall_s",
+                "steps_per_s"]
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinity."""
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used (occupied, missing, corrupt)."""
+
+
+def versions():
+    import gymnasium
+    import numba
+    return {"minipg": __version__, "numpy": np.__version__, "numba": numba.__version__,
+            "gymnasium": gymnasium.__version__, "python": platform.python_version()}
+
+
+def resolve_config(algo_cls, env_id, overrides):
+    """Defaults, then the task's preset, then ``overrides``; validated."""
+    merged = dict(algo_cls.presets.get(env_id, {}))
+    merged.update(overrides)
+    return config_from(algo_cls.Config, merged)
+
+
+def check_action_space(algo_cls, env_id, space):
+    kind = action_kind(space)
+    if kind not in algo_cls.action_kinds:
+        raise ConfigError(
+            f"{algo_cls.name} works with {' or '.join(algo_cls.action_kinds)} actions, but "
+            f"{env_id} has {kind} actions ({space}). Try e.g. `--env {algo_cls.default_env}`.")
+
+
+def default_out_dir(algo, env_id, seed):
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{algo}-{env_id.replace('/', '_')}-{seed}-{stamp}")
+
+
+# --- checkpoints -----------------------------------------------------------------------
+def write_checkpoint(path, arrays):
+    """Write ``arrays`` to ``path`` atomically: a temporary file, fsync, rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path):
+    """The arrays of a checkpoint, never unpickling; clear errors for bad files."""
+    if not os.path.exists(path):
+        raise RunDirectoryError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # zip errors, truncated files, object arrays
+        raise RunDirectoryError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. A minipg checkpoint "
+            f"is an .npz of plain arrays written by `minipg train`.") from None
+
+
+# --- progress --------------------------------------------------------------------------
+class ProgressLog:
+    """progress.csv, appended and flushed row by row; a live line on a terminal."""
+
+    def __init__(self, path, total_steps, stream=sys.stderr, append=False):
+        self.path = path
+        self.total_steps = total_steps
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.columns = None
+        if append and os.path.exists(path):
+            with open(path, newline="") as fh:
+                header = next(csv.reader(fh), None)
+            self.columns = header
+        self.fh = open(path, "a" if append else "w", newline="")
+        self.writer = None if self.columns is None else csv.DictWriter(self.fh, self.columns)
+
+    def write(self, row):
+        if self.writer is None:
+            self.columns = list(row)
+            self.writer = csv.DictWriter(self.fh, self.columns)
+            self.writer.writeheader()
+        self.writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        self.fh.flush()
+        self.show(row)
+
+    def show(self, row):
+        step, rate = row["step"], row["steps_per_s"]
+        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+        ret = row["return_mean"]
+        ret = "-" if ret == "" or ret is None or math.isnan(ret) else f"{ret:.1f}"
+        line = (f"step {step}/{self.total_steps}  episodes {row['episodes']}  return {ret}  "
+                f"{rate:.0f} steps/s  ETA {_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(90))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+        self.fh.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.10g}"
+    return v
+
+
+def _duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# --- evaluation ------------------------------------------------------------------------
+def evaluate_agent(agent, env_id, episodes, seed, wrappers=()):
+    """Mean and std of ``episodes`` returns of the deterministic policy (one env)."""
+    envs = make_vector_env(env_id, 1, wrappers)
+    collector = Collector(envs, seed=seed, dtype=agent.dtype)
+    try:
+        while collector.episodes < episodes:
+            collector.step(agent.act(collector.obs, deterministic=True))
+        returns = [r for _, r, _ in collector.drain_finished()][:episodes]
+    finally:
+        collector.close()
+    return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+            "episodes": len(returns), "returns": returns, "seed": seed}
+
+
+# --- training --------------------------------------------------------------------------
+def _check_finite(agent, metrics, step):
+    for name, value in metrics.items():
+        if not np.isfinite(value):
+            raise NonFiniteError(f"non-finite {name} ({value}) at step {step}")
+    for name, module in agent.modules().items():
+        if not np.isfinite(module.flat_params).all():
+            raise NonFiniteError(f"non-finite parameters in {name} at step {step}")
+
+
+def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
+          resume=False, force=False, stream=sys.stderr):
+    """Train ``algo`` on ``env_id``; returns the run directory. See the module docstring."""
+    algo_cls = get_algorithm(algo)
+    if resume:
+        if out is None or not os.path.exists(os.path.join(out, CONFIG)):
+            raise RunDirectoryError(f"--resume {out}: no {CONFIG} there; nothing to resume")
+        saved = json.loads(open(os.path.join(out, CONFIG)).read())
+        if saved.get("algorithm") != algo_cls.name:
+            raise RunDirectoryError(f"--resume {out}: that run is {saved.get('algorithm')}, "
+                                    f"not {algo_cls.name}")
+        env_id, seed = saved["env_id"], saved["seed"]
+        config = config_from(algo_cls.Config, saved["config"])
+        if total_steps is not None:
+            config.total_steps = int(total_steps)
+    else:
+        env_id = env_id or algo_cls.default_env
+        overrides = dict(overrides or {})
+        if total_steps is not None:
+            overrides["total_steps"] = total_steps
+        config = resolve_config(algo_cls, env_id, overrides)
+        out = out or default_out_dir(algo_cls.name, env_id, seed)
+        if os.path.exists(os.path.join(out, CONFIG)) and not force:
+            raise RunDirectoryError(f"{out} already holds a run; use --resume {out} to continue "
+                                    f"it, --force to overwrite it, or another --out")
+    os.makedirs(out, exist_ok=True)
+
+    wrappers = algo_cls.env_wrappers(config)
+    envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
+    check_action_space(algo_cls, env_id, envs.single_action_space)
+    agent = algo_cls(config, envs.single_observation_space, envs.single_action_space, seed)
+    collector = Collector(envs, seed=seed, dtype=config.dtype)
+
+    if not resume:
+        with open(os.path.join(out, CONFIG), "w") as fh:
+            json.dump({"algorithm": algo_cls.name, "env_id": env_id, "seed": seed,
+                       "config": config_to_dict(config), "versions": versions(),
+                       "started": datetime.now(timezone.utc).isoformat()}, fh, indent=2)
+    wall_before = 0.0
+    if resume:
+        arrays = read_checkpoint(os.path.join(out, CHECKPOINT))
+        agent.load_state_arrays(arrays)
+        collector.steps = int(arrays["counter/steps"])
+        collector.episodes = int(arrays["counter/episodes"])
+        wall_before = float(arrays["counter/wall_s"])
+        collector.recent_returns.extend(arrays["counter/recent_returns"].tolist())
+
+    log = ProgressLog(os.path.join(out, PROGRESS), config.total_steps, stream, append=resume)
+    start = time.perf_counter()
+    next_log = (collector.steps // config.log_every + 1) * config.log_every
+    next_ckpt = (collector.steps // config.checkpoint_every + 1) * config.checkpoint_every
+
+    def wall():
+        return wall_before + time.perf_counter() - start
+
+    def checkpoint():
+        arrays = agent.state_arrays()
+        arrays.update({"counter/steps": np.asarray(collector.steps),
+                       "counter/episodes": np.asarray(collector.episodes),
+                       "counter/wall_s": np.asarray(wall()),
+                       "counter/recent_returns": np.asarray(list(collector.recent_returns),
+                                                            dtype=np.float64),
+                       "config": np.array(json.dumps(config_to_dict(config)))})
+        write_checkpoint(os.path.join(out, CHECKPOINT), arrays)
+
+    def log_row(metrics):
+        returns = np.asarray(collector.recent_returns)
+        w = wall()
+        row = {"step": collector.steps, "episodes": collector.episodes,
+               "return_mean": float(returns.mean()) if len(returns) else float("nan"),
+               "return_std": float(returns.std()) if len(returns) else float("nan"),
+               "length_mean": float(np.mean(collector.recent_lengths))
+               if len(collector.recent_lengths) else float("nan"),
+               "wall_s": round(w, 3), "steps_per_s": collector.steps / w if w > 0 else 0.0}
+        row.update(metrics)
+        log.write(row)
+
+    previous = signal.getsignal(signal.SIGINT)
+    interrupted = False
+    metrics = {}
+    try:
+        try:
+            while collector.steps < config.total_steps:
+                metrics = agent.learn(collector)
+                _check_finite(agent, metrics, collector.steps)
+                if collector.steps >= next_log or collector.steps >= config.total_steps:
+                    log_row(metrics)
+                    next_log = (collector.steps // config.log_every + 1) * config.log_every
+                if collector.steps >= next_ckpt:
+                    checkpoint()
+                    next_ckpt = ((collector.steps // config.checkpoint_every + 1)
+                                 * config.checkpoint_every)
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            # keep the state of the last completed iteration, so --resume continues it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            checkpoint()
+            stream.write(f"\ninterrupted at step {collector.steps}; checkpoint written; "
+                         f"continue with --resume {out}\n")
+            return out
+        checkpoint()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        log.close()
+        collector.close()
+
+    result = evaluate_agent(agent, env_id, config.eval_episodes, seed=seed + 10_000,
+                            wrappers=wrappers)
+    with open(os.path.join(out, EVAL), "w") as fh:
+        json.dump(result, fh, indent=2)
+    stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "
+                 f"over {result['episodes']} episodes; run directory {out}\n")
+    return out
+
+
+def load_run(out):
+    """(algorithm instance, config dict) rebuilt from a run directory's checkpoint."""
+    path = os.path.join(out, CONFIG)
+    if not os.path.exists(path):
+        raise RunDirectoryError(f"{out} is not a run directory (no {CONFIG})")
+    try:
+        saved = json.loads(open(path).read())
+        algo_cls = get_algorithm(saved["algorithm"])
+        config = config_from(algo_cls.Config, saved["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirectoryError(f"{path} is not a minipg run config: {exc}") from None
+    envs = make_vector_env(saved["env_id"], 1, algo_cls.env_wrappers(config))
+    agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
+                     saved["seed"])
+    envs.close()
+    agent.load_state_arrays(read_checkpoint(os.path.join(out, CHECKPOINT)))
+    return agent, saved
+
+
+def evaluate_run(out, episodes=10, seed=None):
+    agent, saved = load_run(out)
+    seed = saved["seed"] + 10_000 if seed is None else seed
+    return evaluate_agent(agent, saved["env_id"], episodes, seed,
+                          type(agent).env_wrappers(agent.config))
