@@ -103,6 +103,21 @@ def read_checkpoint(path):
             f"is an .npz of plain arrays written by `minipg train`.") from None
 
 
+def restore_checkpoint(agent, path, collector=None):
+    """Load ``path`` into ``agent`` (and ``collector``); a clear error if it does not fit."""
+    arrays = read_checkpoint(path)
+    try:
+        agent.load_state_arrays(arrays)
+        if collector is not None:
+            collector.load_state_arrays(arrays)
+            float(arrays["counter/wall_s"])
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise RunDirectoryError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: "
+                                f"{exc}); it must come from `minipg train` with the same "
+                                f"algorithm and settings") from None
+    return arrays
+
+
 # --- progress --------------------------------------------------------------------------
 class ProgressLog:
     """progress.csv, appended and flushed row by row; a live line on a terminal."""
@@ -226,12 +241,8 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
                        "started": datetime.now(timezone.utc).isoformat()}, fh, indent=2)
     wall_before = 0.0
     if resume:
-        arrays = read_checkpoint(os.path.join(out, CHECKPOINT))
-        agent.load_state_arrays(arrays)
-        collector.steps = int(arrays["counter/steps"])
-        collector.episodes = int(arrays["counter/episodes"])
+        arrays = restore_checkpoint(agent, os.path.join(out, CHECKPOINT), collector)
         wall_before = float(arrays["counter/wall_s"])
-        collector.recent_returns.extend(arrays["counter/recent_returns"].tolist())
 
     log = ProgressLog(os.path.join(out, PROGRESS), config.total_steps, stream, append=resume)
     start = time.perf_counter()
@@ -243,12 +254,9 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
 
     def checkpoint():
         arrays = agent.state_arrays()
-        arrays.update({"counter/steps": np.asarray(collector.steps),
-                       "counter/episodes": np.asarray(collector.episodes),
-                       "counter/wall_s": np.asarray(wall()),
-                       "counter/recent_returns": np.asarray(list(collector.recent_returns),
-                                                            dtype=np.float64),
-                       "config": np.array(json.dumps(config_to_dict(config)))})
+        arrays.update(collector.state_arrays())
+        arrays["counter/wall_s"] = np.asarray(wall())
+        arrays["config"] = np.array(json.dumps(config_to_dict(config)))
         write_checkpoint(os.path.join(out, CHECKPOINT), arrays)
 
     def log_row(metrics):
@@ -263,35 +271,41 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
         row.update(metrics)
         log.write(row)
 
+    # Ctrl-C: finish the current iteration, write a checkpoint, return (a second
+    # Ctrl-C stops at once).  The checkpoint then holds a consistent state.
+    stop = []
+
+    def on_sigint(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+
     previous = signal.getsignal(signal.SIGINT)
-    interrupted = False
-    metrics = {}
     try:
-        try:
-            while collector.steps < config.total_steps:
-                metrics = agent.learn(collector)
-                _check_finite(agent, metrics, collector.steps)
-                if collector.steps >= next_log or collector.steps >= config.total_steps:
-                    log_row(metrics)
-                    next_log = (collector.steps // config.log_every + 1) * config.log_every
-                if collector.steps >= next_ckpt:
-                    checkpoint()
-                    next_ckpt = ((collector.steps // config.checkpoint_every + 1)
-                                 * config.checkpoint_every)
-        except KeyboardInterrupt:
-            interrupted = True
-        if interrupted:
-            # keep the state of the last completed iteration, so --resume continues it
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            checkpoint()
-            stream.write(f"\ninterrupted at step {collector.steps}; checkpoint written; "
-                         f"continue with --resume {out}\n")
-            return out
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no handler, Ctrl-C interrupts as usual
+        previous = None
+    try:
+        while collector.steps < config.total_steps and not stop:
+            metrics = agent.learn(collector)
+            _check_finite(agent, metrics, collector.steps)
+            if collector.steps >= next_log or collector.steps >= config.total_steps:
+                log_row(metrics)
+                next_log = (collector.steps // config.log_every + 1) * config.log_every
+            if collector.steps >= next_ckpt and collector.steps < config.total_steps:
+                checkpoint()
+                next_ckpt = ((collector.steps // config.checkpoint_every + 1)
+                             * config.checkpoint_every)
         checkpoint()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         log.close()
         collector.close()
+    if stop:
+        stream.write(f"interrupted at step {collector.steps}; checkpoint written; continue "
+                     f"with: minipg train {algo_cls.name} --resume {out}\n")
+        return out
 
     result = evaluate_agent(agent, env_id, config.eval_episodes, seed=seed + 10_000,
                             wrappers=wrappers)
@@ -317,7 +331,7 @@ def load_run(out):
     agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
                      saved["seed"])
     envs.close()
-    agent.load_state_arrays(read_checkpoint(os.path.join(out, CHECKPOINT)))
+    restore_checkpoint(agent, os.path.join(out, CHECKPOINT))
     return agent, saved
 
 

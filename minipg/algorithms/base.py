@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -41,7 +42,7 @@ def setting(default, help, low=None, high=None, low_open=False, high_open=False,
 class BaseConfig:
     """Settings every algorithm has."""
     total_steps: int = setting(100_000, "environment steps to train for", low=1)
-    n_envs: int = setting(1, "parallel environments", low=1)
+    n_envs: int = setting(1, "parallel environments", low=1, high=1024)
     vectorization: str = setting("sync", "vector env: 'sync' (one process) or 'async'",
                                  choices=("sync", "async"))
     dtype: str = setting("float64", "floating point type of networks and data",
@@ -118,7 +119,7 @@ def validate(config):
                                   f"positive integers, e.g. 64,64")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not np.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"setting {f.name!r}: {value!r} is not finite")
             low, high = meta.get("low"), meta.get("high")
             too_low = low is not None and (value <= low if meta.get("low_open") else value < low)
@@ -232,7 +233,15 @@ class Algorithm:
             for key, value in opt.state_dict().items():
                 out[f"optim/{name}/{key}"] = np.asarray(value)
         out["rng"] = np.array(json.dumps(self.rng.bit_generator.state))
+        out.update({f"extra/{k}": np.asarray(v) for k, v in self.extra_state().items()})
         return out
+
+    def extra_state(self):
+        """Other state to checkpoint ({name: array}: counters, noise, replay buffer)."""
+        return {}
+
+    def load_extra_state(self, arrays):
+        """Restore ``extra_state`` from {name: array}."""
 
     def load_state_arrays(self, arrays):
         for name, module in self.modules().items():
@@ -246,6 +255,8 @@ class Algorithm:
                                  if k.startswith(prefix)})
         if "rng" in arrays:
             self.rng.bit_generator.state = json.loads(str(arrays["rng"]))
+        self.load_extra_state({k[len("extra/"):]: v for k, v in arrays.items()
+                               if k.startswith("extra/")})
 
     # --- helpers for subclasses --------------------------------------------------
     @property

@@ -15,6 +15,7 @@ normalizes rewards with gymnasium's ``NormalizeReward`` on top.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
 
@@ -160,5 +161,96 @@ class Collector:
         out, self.finished = self.finished, []
         return out
 
+    def state_arrays(self):
+        """Counters, current observations, RNGs and the environments' state (for resume)."""
+        out = env_state_arrays(self.envs)
+        out.update({
+            "collector/obs": self.obs, "collector/steps": np.asarray(self.steps),
+            "collector/episodes": np.asarray(self.episodes),
+            "collector/recent_returns": np.asarray(self.recent_returns, dtype=np.float64),
+            "collector/recent_lengths": np.asarray(self.recent_lengths, dtype=np.int64),
+            "collector/action_rng": np.array(json.dumps(
+                self.action_space.np_random.bit_generator.state))})
+        return out
+
+    def load_state_arrays(self, arrays):
+        load_env_state_arrays(self.envs, arrays)
+        obs = np.asarray(arrays["collector/obs"], dtype=self.dtype)
+        if obs.shape != self.obs.shape:
+            raise ValueError(f"checkpoint observations have shape {obs.shape}, this run "
+                             f"{self.obs.shape}")
+        self.obs = obs
+        self.steps = int(arrays["collector/steps"])
+        self.episodes = int(arrays["collector/episodes"])
+        self.recent_returns.extend(arrays["collector/recent_returns"].tolist())
+        self.recent_lengths.extend(arrays["collector/recent_lengths"].tolist())
+        self.action_space.np_random.bit_generator.state = json.loads(
+            str(arrays["collector/action_rng"]))
+
     def close(self):
         self.envs.close()
+
+
+# --- exact resume: the environments' state as plain arrays ------------------------------
+# Everything a pure-Python/NumPy task and its wrappers keep between steps:
+# arrays, numbers, flags, random generators and running statistics.  Skipped:
+# spaces, specs, rendering handles, wall-clock times.  Tasks whose state lives
+# in C structures (MuJoCo's MjData) are not captured; a resumed run of such a
+# task continues from freshly reset episodes' state as stored, approximately.
+_SKIP = {"episode_start_time", "time_queue", "spec", "_cached_spec", "render_mode"}
+
+
+def _layers(env):
+    while True:
+        yield env
+        if not hasattr(env, "env"):
+            return
+        env = env.env
+
+
+def env_state_arrays(envs):
+    """{key: ndarray} snapshot of every sub-environment of a SyncVectorEnv."""
+    if not isinstance(envs, gym.vector.SyncVectorEnv):
+        return {}
+    scalars, arrays = {}, {}
+    for i, env in enumerate(envs.envs):
+        for depth, layer in enumerate(_layers(env)):
+            for name, value in vars(layer).items():
+                key = f"{i}/{depth}/{name}"
+                if name in _SKIP:
+                    continue
+                if isinstance(value, np.ndarray) and value.dtype != object:
+                    arrays[f"envstate/{key}"] = value
+                elif value is None or isinstance(value, (bool, int, float, np.number)):
+                    scalars[key] = value.item() if isinstance(value, np.number) else value
+                elif isinstance(value, np.random.Generator):
+                    scalars[key] = {"generator": value.bit_generator.state}
+                elif all(hasattr(value, a) for a in ("mean", "var", "count")):
+                    for a in ("mean", "var", "count"):  # gymnasium's RunningMeanStd
+                        arrays[f"envstate/{key}/{a}"] = np.asarray(getattr(value, a))
+    arrays["envstate/scalars"] = np.array(json.dumps(scalars))
+    return arrays
+
+
+def load_env_state_arrays(envs, arrays):
+    """Restore what ``env_state_arrays`` saved (same task, same number of envs)."""
+    if "envstate/scalars" not in arrays or not isinstance(envs, gym.vector.SyncVectorEnv):
+        return
+    layers = [list(_layers(env)) for env in envs.envs]
+    for key, value in json.loads(str(arrays["envstate/scalars"])).items():
+        i, depth, name = key.split("/", 2)
+        layer = layers[int(i)][int(depth)]
+        if isinstance(value, dict) and "generator" in value:
+            getattr(layer, name).bit_generator.state = value["generator"]
+        else:
+            setattr(layer, name, value)
+    for key, value in arrays.items():
+        parts = key.split("/")
+        if parts[0] != "envstate" or parts[1] == "scalars":
+            continue
+        layer = layers[int(parts[1])][int(parts[2])]
+        if len(parts) == 4:
+            setattr(layer, parts[3], np.array(value))
+        else:
+            setattr(getattr(layer, parts[3]), parts[4],
+                    np.array(value) if np.ndim(value) else value.item())
