@@ -16,6 +16,7 @@ __all__ = ["get", "names", "Algorithm", "BaseConfig", "ConfigError", "UnknownAlg
 # name -> module under minipg.algorithms; each module defines the class `ALGORITHM`
 _REGISTRY = {
     "reinforce": "reinforce",
+    "actor_critic": "actor_critic",
 }
 
 
