@@ -4,6 +4,7 @@
                       [--set key=value ...] [--resume DIR] [--force]
     minipg evaluate DIR [--episodes N]
     minipg list
+    minipg audit [ALGO ...] [--full]
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
 
@@ -72,6 +73,23 @@ def _list(args):
     return 0
 
 
+def _audit(args):
+    from . import audit
+    known = audit.algorithms()
+    unknown = [name for name in args.algorithms if name not in known]
+    if unknown:
+        print(f"minipg: error: no audit checks for {', '.join(unknown)}; accepted: "
+              f"{', '.join(known)}", file=sys.stderr)
+        return 2
+    print(audit.header(), flush=True)
+    results = audit.run(args.algorithms, full=args.full, seed=args.seed,
+                        on_result=lambda r: print(audit.format_row(r), flush=True))
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed}/{len(results)} checks passed"
+          f"{'' if args.full else ' (quick mode; --full for large samples)'}")
+    return 0 if failed == 0 and results else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minipg",
@@ -98,6 +116,14 @@ def build_parser():
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10)
     e.set_defaults(func=_evaluate)
+
+    a = sub.add_parser("audit", help="check every estimator's gradient; exit 0 only if all pass",
+                       description="Per estimator: gradcheck of its loss, the closed-form "
+                                   "formula check, and the exact-gradient statistical check.")
+    a.add_argument("algorithms", nargs="*", help="algorithms to audit (default: all)")
+    a.add_argument("--full", action="store_true", help="large samples (slower)")
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=_audit)
 
     ls = sub.add_parser("list", help="the algorithms, their action spaces and default tasks")
     ls.set_defaults(func=_list)

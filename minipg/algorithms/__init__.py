@@ -30,7 +30,9 @@ def names():
 
 
 def get(name):
-    """The algorithm class registered as ``name``."""
+    """The algorithm class registered as ``name`` (an Algorithm subclass passes through)."""
+    if isinstance(name, type) and issubclass(name, Algorithm):
+        return name
     key = str(name).lower().replace("-", "_")
     if key not in _REGISTRY:
         raise UnknownAlgorithmError(f"unknown algorithm {name!r}; accepted: {', '.join(_REGISTRY)}")

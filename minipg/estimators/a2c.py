@@ -1,0 +1,208 @@
+r"""Advantage actor-critic losses (A3C / A2C).
+
+Document: L. Weng, "Policy Gradient Algorithms" (2018), sections "A3C" and
+"A2C".  Paper: V. Mnih, A. P. Badia, M. Mirza, A. Graves, T. Lillicrap,
+T. Harley, D. Silver, K. Kavukcuoglu, "Asynchronous Methods for Deep
+Reinforcement Learning", ICML 2016, section 4 ("Asynchronous advantage
+actor-critic") and its entropy regularisation.
+
+A2C is the synchronous form of A3C: one update from a batch of
+``(s_t, a_t, A_t, R_t)`` gathered by all actors.  The update of Weng's A3C
+outline, step 6.2, averaged over the batch, is the gradient of
+
+.. math::
+
+    L(\theta, w) = -\mathbb{E}[\hat A_t \log\pi_\theta(a_t|s_t)]
+                   + c_v\, \mathbb{E}[(V_w(s_t) - R_t)^2]
+                   - c_H\, \mathbb{E}[H(\pi_\theta(\cdot|s_t))]
+
+(the policy objective, the value loss :math:`J_v(w)`, the entropy bonus),
+with the advantages :math:`\hat A_t = R_t - V_{w}(s_t)` held constant (no
+gradient flows from the policy term into the critic), the value loss
+:math:`J_v(w) = (G_t - V_w(s))^2` of Weng's A3C section *without* a factor
+1/2 (its gradient is the ``2 (R - V) \nabla(R - V)`` of the outline), and the
+entropy term of Mnih et al. (their :math:`\beta \nabla_{\theta'} H`).
+
+Conventions shared by every function here:
+
+* ``*_objective`` is maximised, ``*_loss`` minimised;
+* inputs that carry gradients (``log_prob``, ``values``, ``entropy``) are
+  Tensors (a plain array is accepted and treated as a constant);
+  held-constant targets (``advantages``, ``returns``) must be plain arrays;
+  a Tensor there raises TypeError, because it would let the policy loss
+  push gradients into the critic;
+* all per-sample inputs must have one and the same shape (no broadcasting:
+  a (N,) against (N, 1) mix-up would silently build an N x N loss), be
+  non-empty, and the constants finite; batch means are over all entries.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from minipg.autodiff import Tensor, as_tensor, ops
+
+__all__ = ["policy_gradient_objective", "value_loss", "entropy_bonus", "a2c_loss"]
+
+
+# ------------------------------------------------------------------ input checks
+# Shared by the other estimator modules (ppo, reinforce, actor_critic, off_policy, dpg
+# import them): written once, here.  Keep their signatures stable.
+
+def _differentiable(x, name, where, shape=None):
+    """A gradient-carrying input as a floating Tensor (arrays become constants)."""
+    t = as_tensor(x)
+    if t.dtype.kind != "f":
+        raise TypeError(f"{where}: {name} must be a floating Tensor or array (float32/float64); "
+                        f"got dtype {t.dtype}")
+    if t.size == 0:
+        raise ValueError(f"{where}: {name} is empty; accepted: a non-empty batch")
+    if shape is not None and t.shape != shape:
+        raise ValueError(f"{where}: {name} has shape {t.shape} but the batch has shape {shape}; "
+                         "accepted: every per-sample input with the same shape (no broadcasting)")
+    return t
+
+
+def _held_constant(x, name, where, shape, dtype):
+    """A held-constant target as a finite plain array of `dtype` and `shape`."""
+    if isinstance(x, Tensor):
+        raise TypeError(f"{where}: {name} is held constant and must be a plain array, not a "
+                        f"Tensor; pass {name}.data (a Tensor here would carry gradients into it)")
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: {name} must be a real numeric array; got dtype {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{where}: {name} has shape {a.shape} but the batch has shape {shape}; "
+                         "accepted: every per-sample input with the same shape (no broadcasting)")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{where}: {name} contains non-finite values (nan or inf); accepted: "
+                         "finite numbers")
+    return a.astype(dtype, copy=False)
+
+
+def _coefficient(c, name, where):
+    """A non-negative finite float hyperparameter."""
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number >= 0; got {type(c).__name__}")
+    c = float(c)
+    if not np.isfinite(c) or c < 0.0:
+        raise ValueError(f"{where}: {name} must be a finite number >= 0; got {c!r}")
+    return c
+
+
+# ------------------------------------------------------------------ the losses
+
+def policy_gradient_objective(log_prob, advantages):
+    r"""Policy-gradient surrogate :math:`\mathbb{E}[\hat A_t \log\pi_\theta(a_t|s_t)]` (maximised).
+
+    Its gradient is the advantage actor-critic estimate
+    :math:`\mathbb{E}[\hat A_t \nabla_\theta \log\pi_\theta(a_t|s_t)]`
+    (Weng, "A3C" step 6.2; Mnih et al. 2016, sec. 4).
+
+    Parameters
+    ----------
+    log_prob : Tensor, shape (...) -- :math:`\log\pi_\theta(a_t|s_t)`.
+    advantages : plain array, same shape -- :math:`\hat A_t`, held constant.
+
+    Returns
+    -------
+    Tensor, scalar: the batch mean (maximise it).
+    """
+    where = "policy_gradient_objective"
+    log_prob = _differentiable(log_prob, "log_prob", where)
+    advantages = _held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
+    return ops.mean(log_prob * advantages)                        # E[A log pi]
+
+
+def value_loss(values, returns):
+    r"""Critic loss :math:`J_v(w) = \mathbb{E}[(V_w(s_t) - R_t)^2]` (minimised).
+
+    Mean squared error with **no** factor 1/2, as Weng's A3C section writes
+    it (:math:`J_v(w) = (G_t - V_w(s))^2`, gradient
+    :math:`2 (R - V)\nabla(R - V)`).  OpenAI baselines' A2C uses the same
+    (``mean_squared_error``, weighted by ``vf_coef = 0.5``).
+
+    Parameters
+    ----------
+    values : Tensor, shape (...) -- :math:`V_w(s_t)`.
+    returns : plain array, same shape -- the targets :math:`R_t`, held constant.
+
+    Returns
+    -------
+    Tensor, scalar (minimise it).
+    """
+    where = "value_loss"
+    values = _differentiable(values, "values", where)
+    returns = _held_constant(returns, "returns", where, values.shape, values.dtype)
+    return ops.mean(ops.square(values - returns))                 # E[(V - R)^2]
+
+
+def entropy_bonus(entropy):
+    r"""Entropy bonus :math:`\mathbb{E}[H(\pi_\theta(\cdot|s_t))]` (maximised).
+
+    Mnih et al. 2016, sec. 4: adding :math:`\beta\nabla_\theta H` to the
+    policy gradient discourages premature convergence to a deterministic
+    policy.
+
+    Parameters
+    ----------
+    entropy : Tensor, shape (...) -- per-state entropies, e.g.
+        ``Categorical(logits).entropy()``.
+
+    Returns
+    -------
+    Tensor, scalar: the batch mean (maximise it).
+    """
+    entropy = _differentiable(entropy, "entropy", "entropy_bonus")
+    return ops.mean(entropy)                                      # E[H]
+
+
+def a2c_loss(log_prob, values, entropy, advantages, returns, value_coef, entropy_coef):
+    r"""Combined A2C loss (minimised) and float diagnostics.
+
+    .. math::
+
+        L = -\mathbb{E}[\hat A_t \log\pi_\theta(a_t|s_t)]
+            + c_v\, \mathbb{E}[(V_w(s_t) - R_t)^2]
+            - c_H\, \mathbb{E}[H(\pi_\theta(\cdot|s_t))]
+
+    (Mnih et al. 2016, sec. 4; Weng, "A3C"/"A2C").  With separate actor and
+    critic parameters the terms do not interact and ``value_coef`` only
+    rescales the critic's step; with a shared trunk it weighs the two.
+
+    Parameters
+    ----------
+    log_prob : Tensor (N,) or any shape -- :math:`\log\pi_\theta(a_t|s_t)`.
+    values : Tensor, same shape -- :math:`V_w(s_t)`.
+    entropy : Tensor, same shape -- :math:`H(\pi_\theta(\cdot|s_t))`.
+    advantages : plain array, same shape -- held constant (e.g. GAE or
+        ``returns - values.data``).
+    returns : plain array, same shape -- value targets, held constant.
+    value_coef : float >= 0 -- :math:`c_v` (baselines' A2C: 0.5).
+    entropy_coef : float >= 0 -- :math:`c_H` (:math:`\beta`; Mnih et al.: 0.01).
+
+    Returns
+    -------
+    (loss, diagnostics) -- ``loss`` a scalar Tensor to minimise;
+    ``diagnostics`` a dict of Python floats: ``policy_loss`` (the negated
+    policy objective), ``value_loss``, ``entropy`` (batch mean).
+    """
+    where = "a2c_loss"
+    log_prob = _differentiable(log_prob, "log_prob", where)
+    values = _differentiable(values, "values", where, log_prob.shape)
+    entropy = _differentiable(entropy, "entropy", where, log_prob.shape)
+    value_coef = _coefficient(value_coef, "value_coef", where)
+    entropy_coef = _coefficient(entropy_coef, "entropy_coef", where)
+
+    policy_loss = -policy_gradient_objective(log_prob, advantages)
+    critic_loss = value_loss(values, returns)
+    mean_entropy = entropy_bonus(entropy)
+    loss = policy_loss + value_coef * critic_loss - entropy_coef * mean_entropy
+    diagnostics = {
+        "policy_loss": float(policy_loss.data),
+        "value_loss": float(critic_loss.data),
+        "entropy": float(mean_entropy.data),
+    }
+    return loss, diagnostics
