@@ -2,7 +2,8 @@
 
     minipg train ALGO [--env ENV_ID] [--total-steps N] [--seed S] [--out DIR]
                       [--set key=value ...] [--resume DIR] [--force]
-    minipg evaluate DIR [--episodes N]
+    minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH]
+    minipg plot DIR... [--out PNG]
     minipg list
     minipg audit [ALGO ...] [--full]
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
@@ -52,9 +53,21 @@ def _train(args):
 
 def _evaluate(args):
     from .run import evaluate_run
-    result = evaluate_run(args.run_dir, episodes=args.episodes)
+    result = evaluate_run(args.run_dir, episodes=args.episodes, render=args.render,
+                          video=args.video)
     print(f"return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
           f"{result['episodes']} episodes")
+    return 0
+
+
+def _plot(args):
+    from .plot import PlotUnavailable, plot_runs
+    try:
+        out = plot_runs(args.run_dirs, args.out, title=args.title)
+    except (PlotUnavailable, FileNotFoundError) as exc:
+        print(f"minipg: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
     return 0
 
 
@@ -115,6 +128,10 @@ def build_parser():
     e = sub.add_parser("evaluate", help="reload a run and evaluate its deterministic policy")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--render", choices=["rgb_array"], default=None,
+                   help="render the episodes (needs the task's renderer, e.g. pygame)")
+    e.add_argument("--video", default=None, metavar="PATH",
+                   help="with --render rgb_array: write the frames to PATH (.gif, Pillow)")
     e.set_defaults(func=_evaluate)
 
     a = sub.add_parser("audit", help="check every estimator's gradient; exit 0 only if all pass",
@@ -124,6 +141,12 @@ def build_parser():
     a.add_argument("--full", action="store_true", help="large samples (slower)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_audit)
+
+    pl = sub.add_parser("plot", help="PNG of learning curves (optional matplotlib)")
+    pl.add_argument("run_dirs", nargs="+", metavar="DIR")
+    pl.add_argument("--out", default="learning_curves.png", help="PNG path")
+    pl.add_argument("--title", default=None)
+    pl.set_defaults(func=_plot)
 
     ls = sub.add_parser("list", help="the algorithms, their action spaces and default tasks")
     ls.set_defaults(func=_list)

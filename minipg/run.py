@@ -30,6 +30,7 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+from gymnasium import error as gym_error
 
 from . import __version__
 from .algorithms import get as get_algorithm
@@ -177,13 +178,20 @@ def _duration(seconds):
 
 
 # --- evaluation ------------------------------------------------------------------------
-def evaluate_agent(agent, env_id, episodes, seed, wrappers=()):
-    """Mean and std of ``episodes`` returns of the deterministic policy (one env)."""
-    envs = make_vector_env(env_id, 1, wrappers)
+def evaluate_agent(agent, env_id, episodes, seed, wrappers=(), render=None, frames=None):
+    """Mean and std of ``episodes`` returns of the deterministic policy (one env).
+
+    With ``render="rgb_array"`` every frame is appended to the list ``frames``.
+    """
+    envs = make_vector_env(env_id, 1, wrappers, render_mode=render)
     collector = Collector(envs, seed=seed, dtype=agent.dtype)
     try:
+        if frames is not None:
+            frames.append(envs.envs[0].render())
         while collector.episodes < episodes:
             collector.step(agent.act(collector.obs, deterministic=True))
+            if frames is not None:
+                frames.append(envs.envs[0].render())
         returns = [r for _, r, _ in collector.drain_finished()][:episodes]
     finally:
         collector.close()
@@ -335,8 +343,26 @@ def load_run(out):
     return agent, saved
 
 
-def evaluate_run(out, episodes=10, seed=None):
+def evaluate_run(out, episodes=10, seed=None, render=None, video=None):
+    """Reload the run in ``out`` and evaluate it; with ``video``, write its frames (GIF)."""
+    if video is not None and render != "rgb_array":
+        raise ConfigError("--video needs --render rgb_array")
+    if video is not None and not video.lower().endswith(".gif"):
+        raise ConfigError(f"--video {video}: accepted: a .gif path (written with Pillow)")
     agent, saved = load_run(out)
     seed = saved["seed"] + 10_000 if seed is None else seed
-    return evaluate_agent(agent, saved["env_id"], episodes, seed,
-                          type(agent).env_wrappers(agent.config))
+    frames = [] if render else None
+    try:
+        result = evaluate_agent(agent, saved["env_id"], episodes, seed,
+                                type(agent).env_wrappers(agent.config), render, frames)
+    except gym_error.DependencyNotInstalled as exc:
+        raise ConfigError(f"cannot render {saved['env_id']}: {exc}") from None
+    if video is not None:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ConfigError("--video needs Pillow: pip install 'minipg[plot]'") from None
+        images = [Image.fromarray(f) for f in frames if f is not None]
+        images[0].save(video, save_all=True, append_images=images[1:], duration=20, loop=0)
+        result["video"] = video
+    return result

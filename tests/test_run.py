@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import sys
 import zipfile
 
 import numpy as np
@@ -210,3 +211,37 @@ def test_checkpoint_loader_success_or_clear_error(tmp_path_factory, blob):
         read_checkpoint(path)
     except RunDirectoryError as exc:
         assert "cannot read checkpoint" in str(exc)
+
+
+# --- list, evaluate, plot ----------------------------------------------------------------
+def test_list_names_every_algorithm(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in algorithms.names():
+        cls = algorithms.get(name)
+        assert name in out and cls.default_env in out and cls.description in out
+
+
+def test_evaluate_reloads_the_run(tmp_path, capsys):
+    out = quick_train(tmp_path / "run", total_steps=600)
+    assert main(["evaluate", out, "--episodes", "3"]) == 0
+    assert "over 3 episodes" in capsys.readouterr().out
+    # the reloaded policy is the trained one: same deterministic returns as eval.json
+    from minipg.run import evaluate_run
+    again = evaluate_run(out, episodes=2)
+    assert again["returns"] == json.load(open(os.path.join(out, EVAL)))["returns"]
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    runs = [quick_train(tmp_path / f"s{seed}", total_steps=1500, seed=seed) for seed in (0, 1)]
+    png = str(tmp_path / "curves.png")
+    assert main(["plot", *runs, "--out", png]) == 0
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys):
+    out = quick_train(tmp_path / "run", total_steps=600)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["plot", out, "--out", str(tmp_path / "x.png")]) == 2
+    assert "pip install 'minipg[plot]'" in capsys.readouterr().err

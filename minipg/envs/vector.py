@@ -61,7 +61,7 @@ def make_env(env_id, wrappers=(), render_mode=None):
     return env
 
 
-def make_vector_env(env_id, n_envs=1, wrappers=(), vectorization="sync"):
+def make_vector_env(env_id, n_envs=1, wrappers=(), vectorization="sync", render_mode=None):
     """``n_envs`` copies of ``make_env(env_id, wrappers)`` as a gymnasium vector env
     (``vectorization``: 'sync' runs them in this process, 'async' in subprocesses)."""
     if vectorization not in ("sync", "async"):
@@ -69,7 +69,7 @@ def make_vector_env(env_id, n_envs=1, wrappers=(), vectorization="sync"):
     if int(n_envs) < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     _check_env_id(env_id)
-    fns = [lambda: make_env(env_id, wrappers) for _ in range(int(n_envs))]
+    fns = [lambda: make_env(env_id, wrappers, render_mode) for _ in range(int(n_envs))]
     cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
     return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 

@@ -1,0 +1,118 @@
+r"""DDPG: the critic's TD target and loss, and the deterministic actor objective.
+
+References: L. Weng, "Policy Gradient Algorithms" (2018), sections "DPG" and
+"DDPG"; T. P. Lillicrap et al., "Continuous control with deep reinforcement
+learning", ICLR 2016 (arXiv:1509.02971), Algorithm 1; D. Silver et al.,
+"Deterministic Policy Gradient Algorithms", ICML 2014 (the DPG theorem).
+
+Algorithm 1, for a minibatch of N transitions :math:`(s_i, a_i, r_i, s'_i, d_i)`:
+
+.. math::
+
+    y_i &= r_i + \gamma\,(1 - d_i)\,Q'(s'_i, \mu'(s'_i))            \\
+    L(\theta^Q) &= \tfrac1N \textstyle\sum_i (y_i - Q(s_i, a_i))^2   \\
+    \nabla_{\theta^\mu} J &\approx \tfrac1N \textstyle\sum_i
+        \nabla_a Q(s_i, a)\big|_{a = \mu(s_i)} \nabla_{\theta^\mu}\mu(s_i)
+
+The paper's target has no :math:`(1 - d_i)`; it is the standard handling of
+terminal states (the value of a terminal state is 0), and ``d_i`` is
+*termination* only: a time-limit truncation bootstraps like any other step
+(see ``minipg.buffers.replay``).
+
+The actor's gradient is the gradient of :func:`actor_objective`,
+:math:`\frac1N\sum_i Q(s_i, \mu_\theta(s_i))`, with the critic's parameters
+held fixed (only the actor's optimizer steps on it): by the chain rule
+:math:`\nabla_\theta Q(s, \mu_\theta(s)) = \nabla_a Q(s, a)|_{a=\mu(s)}
+\nabla_\theta \mu_\theta(s)`, exactly the line above.
+
+Gradient-carrying inputs (``q``, ``q_of_mu``) are Tensors; targets are held
+constant and enter as plain finite arrays (a Tensor there is refused: pass
+``.data``).  Shapes must match exactly (no broadcasting: ``(N,)`` against
+``(N, 1)`` would silently make an ``(N, N)`` loss).  The one-step target
+here is shared by ``td3``, ``sac`` and ``actor_critic``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff import Tensor, ops
+from ..kernels.returns import _check_mask, _check_unit_interval
+from .a2c import _differentiable, _held_constant
+
+__all__ = ["critic_target", "critic_loss", "actor_objective"]
+
+
+# ----------------------------------------------------------------- the shared target
+# The input checks are a2c's (shared by every estimator module).  The one-step
+# target below is written once, here, and used by td3, sac and actor_critic.
+
+def _target_dtype(*xs):
+    """float32 when the float inputs are all float32, else float64 (Tensors are skipped:
+    _held_constant refuses them with a clear message)."""
+    floats = [np.asarray(x).dtype for x in xs if not isinstance(x, Tensor)]
+    floats = [d for d in floats if d.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype(np.float64)
+
+
+def _one_step_target(rewards, terminated, next_value, gamma, next_name, owner):
+    r"""y = r + gamma (1 - d) next_value as a plain array (held constant).
+
+    ``rewards`` and ``next_value`` plain finite arrays of one shape (a Tensor
+    is refused: a target must not carry gradients), ``terminated`` bool or 0/1
+    of that shape, gamma in [0, 1].  float32 inputs give a float32 target.
+    """
+    shape = np.shape(rewards)
+    dtype = _target_dtype(rewards, next_value)
+    rewards = _held_constant(rewards, "rewards", owner, shape, dtype)
+    next_value = _held_constant(next_value, next_name, owner, shape, dtype)
+    done = _check_mask(terminated, "terminated", shape).reshape(shape)
+    gamma = _check_unit_interval(gamma, "gamma")
+    # (1 - d) as a selection: at termination y = r exactly
+    return np.where(done, rewards, rewards + gamma * next_value).astype(dtype, copy=False)
+
+
+# ------------------------------------------------------------------ estimators
+
+def critic_target(rewards, terminated, q_next_target, gamma):
+    r"""TD target :math:`y = r + \gamma (1 - d)\,Q'(s', \mu'(s'))` (Algorithm 1, "Set y_i").
+
+    Parameters
+    ----------
+    rewards : array (N,) (any shape; all inputs the same shape)
+    terminated : bool array (or 0/1), True where s' is terminal
+    q_next_target : array, :math:`Q'(s', \mu'(s'))` from the target critic
+        at the target actor's action (plain array: pass a Tensor's ``.data``)
+    gamma : discount in [0, 1]
+
+    Returns a plain array: the target is held constant in the critic loss.
+    """
+    return _one_step_target(rewards, terminated, q_next_target, gamma, "q_next_target",
+                            "ddpg.critic_target")
+
+
+def critic_loss(q, y):
+    r"""Critic loss :math:`L = \frac1N \sum_i (y_i - Q(s_i, a_i))^2` (Algorithm 1); minimised.
+
+    ``q`` is the Tensor :math:`Q(s_i, a_i)` of the critic being trained,
+    ``y`` the held-constant target of :func:`critic_target` (same shape).
+    Gradient: :math:`\nabla L = -\frac2N \sum_i (y_i - Q_i)\nabla Q_i`.
+    """
+    owner = "ddpg.critic_loss"
+    q = _differentiable(q, "q", owner)
+    y = _held_constant(y, "y", owner, q.shape, q.dtype)
+    return ops.mean(ops.square(q - y))                         # (1/N) sum (y - Q)^2
+
+
+def actor_objective(q_of_mu):
+    r"""Actor objective :math:`J = \frac1N \sum_i Q(s_i, \mu_\theta(s_i))`; maximised.
+
+    ``q_of_mu`` is the Tensor :math:`Q(s_i, \mu_\theta(s_i))`: the critic
+    evaluated at the actor's own (noise-free) action, on the tape through
+    the actor.  Its gradient in the actor's parameters is the sampled DPG
+    :math:`\frac1N\sum_i \nabla_a Q(s_i, a)|_{a=\mu(s_i)} \nabla_\theta\mu(s_i)`
+    (Algorithm 1); a batch MEAN, so the step size does not scale with N.
+    Minimise ``-actor_objective(...)`` with the actor's optimizer only.
+    """
+    q_of_mu = _differentiable(q_of_mu, "q_of_mu", "ddpg.actor_objective")
+    return ops.mean(q_of_mu)                                   # (1/N) sum Q(s, mu(s))

@@ -1,0 +1,81 @@
+"""``minipg plot``: learning curves of one or more runs as a PNG (matplotlib, optional).
+
+Runs are grouped by (algorithm, task) from their ``config.json``; a group of
+several runs (seeds) is drawn as its mean return over a common step grid
+with the band between the lowest and the highest run, each run's curve being
+its ``return_mean`` column (the mean of its last 20 episodes) interpolated
+linearly onto the grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+__all__ = ["plot_runs", "read_progress", "PlotUnavailable"]
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def read_progress(run_dir):
+    """(steps, returns) arrays from ``run_dir/progress.csv`` (rows without a return skipped)."""
+    path = os.path.join(run_dir, "progress.csv")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no progress.csv)")
+    steps, returns = [], []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("return_mean"):
+                steps.append(float(row["step"]))
+                returns.append(float(row["return_mean"]))
+    return np.asarray(steps), np.asarray(returns)
+
+
+def _label(run_dir):
+    try:
+        config = json.load(open(os.path.join(run_dir, "config.json")))
+        return f"{config['algorithm']} {config['env_id']}"
+    except (OSError, ValueError, KeyError):
+        return os.path.basename(os.path.normpath(run_dir))
+
+
+def plot_runs(run_dirs, out, title=None):
+    """Write a PNG of the runs' learning curves to ``out``; returns ``out``."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable("minipg plot needs matplotlib: pip install 'minipg[plot]' "
+                              "(or pip install matplotlib)") from None
+    groups = {}
+    for run_dir in run_dirs:
+        groups.setdefault(_label(run_dir), []).append(read_progress(run_dir))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, curves in groups.items():
+        curves = [(s, r) for s, r in curves if len(s)]
+        if not curves:
+            continue
+        if len(curves) == 1:
+            ax.plot(*curves[0], label=label)
+            continue
+        end = min(s[-1] for s, _ in curves)
+        grid = np.linspace(max(s[0] for s, _ in curves), end, 200)
+        ys = np.stack([np.interp(grid, s, r) for s, r in curves])
+        line, = ax.plot(grid, ys.mean(axis=0), label=f"{label} (mean of {len(curves)})")
+        ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=line.get_color(),
+                        alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return (mean of last 20 episodes)")
+    ax.set_title(title or "minipg learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
