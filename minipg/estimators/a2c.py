@@ -38,58 +38,11 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-import numbers
+from minipg.autodiff import ops
 
-import numpy as np
-
-from minipg.autodiff import Tensor, as_tensor, ops
+from . import _checks as _c
 
 __all__ = ["policy_gradient_objective", "value_loss", "entropy_bonus", "a2c_loss"]
-
-
-# ------------------------------------------------------------------ input checks
-# Shared by the other estimator modules (ppo, reinforce, actor_critic, off_policy, dpg
-# import them): written once, here.  Keep their signatures stable.
-
-def _differentiable(x, name, where, shape=None):
-    """A gradient-carrying input as a floating Tensor (arrays become constants)."""
-    t = as_tensor(x)
-    if t.dtype.kind != "f":
-        raise TypeError(f"{where}: {name} must be a floating Tensor or array (float32/float64); "
-                        f"got dtype {t.dtype}")
-    if t.size == 0:
-        raise ValueError(f"{where}: {name} is empty; accepted: a non-empty batch")
-    if shape is not None and t.shape != shape:
-        raise ValueError(f"{where}: {name} has shape {t.shape} but the batch has shape {shape}; "
-                         "accepted: every per-sample input with the same shape (no broadcasting)")
-    return t
-
-
-def _held_constant(x, name, where, shape, dtype):
-    """A held-constant target as a finite plain array of `dtype` and `shape`."""
-    if isinstance(x, Tensor):
-        raise TypeError(f"{where}: {name} is held constant and must be a plain array, not a "
-                        f"Tensor; pass {name}.data (a Tensor here would carry gradients into it)")
-    a = np.asarray(x)
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{where}: {name} must be a real numeric array; got dtype {a.dtype}")
-    if a.shape != shape:
-        raise ValueError(f"{where}: {name} has shape {a.shape} but the batch has shape {shape}; "
-                         "accepted: every per-sample input with the same shape (no broadcasting)")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{where}: {name} contains non-finite values (nan or inf); accepted: "
-                         "finite numbers")
-    return a.astype(dtype, copy=False)
-
-
-def _coefficient(c, name, where):
-    """A non-negative finite float hyperparameter."""
-    if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number >= 0; got {type(c).__name__}")
-    c = float(c)
-    if not np.isfinite(c) or c < 0.0:
-        raise ValueError(f"{where}: {name} must be a finite number >= 0; got {c!r}")
-    return c
 
 
 # ------------------------------------------------------------------ the losses
@@ -111,8 +64,8 @@ def policy_gradient_objective(log_prob, advantages):
     Tensor, scalar: the batch mean (maximise it).
     """
     where = "policy_gradient_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
-    advantages = _held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
+    advantages = _c.held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
     return ops.mean(log_prob * advantages)                        # E[A log pi]
 
 
@@ -134,8 +87,8 @@ def value_loss(values, returns):
     Tensor, scalar (minimise it).
     """
     where = "value_loss"
-    values = _differentiable(values, "values", where)
-    returns = _held_constant(returns, "returns", where, values.shape, values.dtype)
+    values = _c.differentiable(values, "values", where)
+    returns = _c.held_constant(returns, "returns", where, values.shape, values.dtype)
     return ops.mean(ops.square(values - returns))                 # E[(V - R)^2]
 
 
@@ -155,7 +108,7 @@ def entropy_bonus(entropy):
     -------
     Tensor, scalar: the batch mean (maximise it).
     """
-    entropy = _differentiable(entropy, "entropy", "entropy_bonus")
+    entropy = _c.differentiable(entropy, "entropy", "entropy_bonus")
     return ops.mean(entropy)                                      # E[H]
 
 
@@ -190,11 +143,11 @@ def a2c_loss(log_prob, values, entropy, advantages, returns, value_coef, entropy
     policy objective), ``value_loss``, ``entropy`` (batch mean).
     """
     where = "a2c_loss"
-    log_prob = _differentiable(log_prob, "log_prob", where)
-    values = _differentiable(values, "values", where, log_prob.shape)
-    entropy = _differentiable(entropy, "entropy", where, log_prob.shape)
-    value_coef = _coefficient(value_coef, "value_coef", where)
-    entropy_coef = _coefficient(entropy_coef, "entropy_coef", where)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
+    values = _c.differentiable(values, "values", where, log_prob.shape)
+    entropy = _c.differentiable(entropy, "entropy", where, log_prob.shape)
+    value_coef = _c.coefficient(value_coef, "value_coef", where)
+    entropy_coef = _c.coefficient(entropy_coef, "entropy_coef", where)
 
     policy_loss = -policy_gradient_objective(log_prob, advantages)
     critic_loss = value_loss(values, returns)

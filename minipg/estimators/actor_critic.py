@@ -65,11 +65,12 @@ from __future__ import annotations
 import numpy as np
 
 from minipg.autodiff import Tensor, ops
+
+from . import _checks as _c
 from minipg.kernels.returns import _check_mask
 
-from .a2c import _differentiable, _held_constant, policy_gradient_objective
+from .a2c import policy_gradient_objective
 from .ddpg import _one_step_target
-from .reinforce import _gamma
 
 __all__ = ["td_target", "td_error", "actor_objective", "critic_loss",
            "critic_semi_gradient_loss"]
@@ -98,10 +99,10 @@ def td_target(reward, q_next, gamma, terminated):
     float64 array of the common shape.
     """
     where = "td_target"
-    gamma = _gamma(gamma, where)
+    gamma = _c.discount(gamma, where)
     shape = reward.shape if isinstance(reward, Tensor) else np.shape(reward)
-    reward = _held_constant(reward, "reward", where, shape, np.float64)
-    q_next = _held_constant(q_next, "q_next", where, shape, np.float64)
+    reward = _c.held_constant(reward, "reward", where, shape, np.float64)
+    q_next = _c.held_constant(q_next, "q_next", where, shape, np.float64)
     term = _terminated(terminated, shape)
     # r + gamma (1 - d) Q(s', a'): the one-step target written once, in ddpg
     return _one_step_target(reward, term, q_next, gamma, "q_next", where).reshape(shape)
@@ -128,9 +129,9 @@ def td_error(reward, q_next, q, gamma, terminated):
     """
     y = td_target(reward, q_next, gamma, terminated)
     if isinstance(q, Tensor):
-        q = _differentiable(q, "q", "td_error", y.shape)
+        q = _c.differentiable(q, "q", "td_error", y.shape)
         return y.astype(q.dtype, copy=False) - q                  # y - Q_w(s, a)
-    return y - _held_constant(q, "q", "td_error", y.shape, np.float64)
+    return y - _c.held_constant(q, "q", "td_error", y.shape, np.float64)
 
 
 def actor_objective(log_prob, q_values, discount_I=None):
@@ -156,10 +157,10 @@ def actor_objective(log_prob, q_values, discount_I=None):
     Tensor, scalar (maximise it).
     """
     where = "actor_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
-    signal = _held_constant(q_values, "q_values", where, log_prob.shape, np.float64)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
+    signal = _c.held_constant(q_values, "q_values", where, log_prob.shape, np.float64)
     if discount_I is not None:
-        signal = _held_constant(discount_I, "discount_I", where, log_prob.shape,
+        signal = _c.held_constant(discount_I, "discount_I", where, log_prob.shape,
                                 np.float64) * signal              # I_t psi_t
     return policy_gradient_objective(log_prob, signal)            # mean(I psi log pi)
 
@@ -182,8 +183,8 @@ def critic_loss(q, q_target):
     Tensor, scalar (minimise it).
     """
     where = "critic_loss"
-    q = _differentiable(q, "q", where)
-    q_target = _held_constant(q_target, "q_target", where, q.shape, q.dtype)
+    q = _c.differentiable(q, "q", where)
+    q_target = _c.held_constant(q_target, "q_target", where, q.shape, q.dtype)
     return 0.5 * ops.mean(ops.square(q_target - q))               # 1/2 (y - Q)^2
 
 
@@ -206,6 +207,6 @@ def critic_semi_gradient_loss(q, td_errors):
     Tensor, scalar (minimise it).
     """
     where = "critic_semi_gradient_loss"
-    q = _differentiable(q, "q", where)
-    td_errors = _held_constant(td_errors, "td_errors", where, q.shape, q.dtype)
+    q = _c.differentiable(q, "q", where)
+    td_errors = _c.held_constant(td_errors, "td_errors", where, q.shape, q.dtype)
     return -ops.mean(q * td_errors)                               # -delta Q_w

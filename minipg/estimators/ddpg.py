@@ -37,8 +37,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import Tensor, ops
+
+from . import _checks as _c
 from ..kernels.returns import _check_mask, _check_unit_interval
-from .a2c import _differentiable, _held_constant
 
 __all__ = ["critic_target", "critic_loss", "actor_objective"]
 
@@ -49,7 +50,7 @@ __all__ = ["critic_target", "critic_loss", "actor_objective"]
 
 def _target_dtype(*xs):
     """float32 when the float inputs are all float32, else float64 (Tensors are skipped:
-    _held_constant refuses them with a clear message)."""
+    _checks.held_constant refuses them with a clear message)."""
     floats = [np.asarray(x).dtype for x in xs if not isinstance(x, Tensor)]
     floats = [d for d in floats if d.kind == "f"]
     return np.result_type(*floats) if floats else np.dtype(np.float64)
@@ -64,8 +65,8 @@ def _one_step_target(rewards, terminated, next_value, gamma, next_name, owner):
     """
     shape = np.shape(rewards)
     dtype = _target_dtype(rewards, next_value)
-    rewards = _held_constant(rewards, "rewards", owner, shape, dtype)
-    next_value = _held_constant(next_value, next_name, owner, shape, dtype)
+    rewards = _c.held_constant(rewards, "rewards", owner, shape, dtype)
+    next_value = _c.held_constant(next_value, next_name, owner, shape, dtype)
     done = _check_mask(terminated, "terminated", shape).reshape(shape)
     gamma = _check_unit_interval(gamma, "gamma")
     # (1 - d) as a selection: at termination y = r exactly
@@ -99,8 +100,8 @@ def critic_loss(q, y):
     Gradient: :math:`\nabla L = -\frac2N \sum_i (y_i - Q_i)\nabla Q_i`.
     """
     owner = "ddpg.critic_loss"
-    q = _differentiable(q, "q", owner)
-    y = _held_constant(y, "y", owner, q.shape, q.dtype)
+    q = _c.differentiable(q, "q", owner)
+    y = _c.held_constant(y, "y", owner, q.shape, q.dtype)
     return ops.mean(ops.square(q - y))                         # (1/N) sum (y - Q)^2
 
 
@@ -114,5 +115,5 @@ def actor_objective(q_of_mu):
     (Algorithm 1); a batch MEAN, so the step size does not scale with N.
     Minimise ``-actor_objective(...)`` with the actor's optimizer only.
     """
-    q_of_mu = _differentiable(q_of_mu, "q_of_mu", "ddpg.actor_objective")
+    q_of_mu = _c.differentiable(q_of_mu, "q_of_mu", "ddpg.actor_objective")
     return ops.mean(q_of_mu)                                   # (1/N) sum Q(s, mu(s))

@@ -45,7 +45,8 @@ import numpy as np
 
 from minipg.autodiff import Tensor, ops
 
-from .a2c import _coefficient, _differentiable, _held_constant
+from . import _checks as _c
+
 from .actor_critic import td_error
 from .ddpg import actor_objective as ddpg_actor_objective
 from .off_policy import _vectors
@@ -84,7 +85,7 @@ def dpg_actor_objective(q_of_mu):
     if not isinstance(q_of_mu, Tensor):
         raise TypeError(f"{where}: q_of_mu must be a Tensor computed from the actor's output "
                         f"(otherwise no gradient reaches theta); got {type(q_of_mu).__name__}")
-    q_of_mu = _differentiable(q_of_mu, "q_of_mu", where)
+    q_of_mu = _c.differentiable(q_of_mu, "q_of_mu", where)
     if q_of_mu.ndim not in (1, 2) or (q_of_mu.ndim == 2 and q_of_mu.shape[1] != 1):
         raise ValueError(f"{where}: q_of_mu must have shape (N,) or (N, 1); got "
                          f"{q_of_mu.shape}")
@@ -92,7 +93,7 @@ def dpg_actor_objective(q_of_mu):
 
 
 def _jacobian(grad_theta_mu, where, batch_action_shape):
-    J = _held_constant(grad_theta_mu, "grad_theta_mu", where, np.shape(grad_theta_mu),
+    J = _c.held_constant(grad_theta_mu, "grad_theta_mu", where, np.shape(grad_theta_mu),
                        np.float64)
     if J.ndim < 2 or J.shape[:-1] != batch_action_shape:
         raise ValueError(f"{where}: grad_theta_mu must have shape {batch_action_shape} + (n,) "
@@ -117,7 +118,7 @@ def dpg_actor_gradient(grad_a_q, grad_theta_mu):
     float64 array, shape (n,) -- the ascent direction for :math:`\theta`.
     """
     where = "dpg_actor_gradient"
-    grad_a_q = _held_constant(grad_a_q, "grad_a_q", where, np.shape(grad_a_q), np.float64)
+    grad_a_q = _c.held_constant(grad_a_q, "grad_a_q", where, np.shape(grad_a_q), np.float64)
     if grad_a_q.ndim != 2:
         raise ValueError(f"{where}: grad_a_q must have shape (N, m); got {grad_a_q.shape}")
     J = _jacobian(grad_theta_mu, where, grad_a_q.shape)
@@ -168,15 +169,15 @@ def compatible_features(a, mu, grad_theta_mu):
     shape (..., n): a Tensor if ``a`` is one, else a float64 array.
     """
     where = "compatible_features"
-    mu = _held_constant(mu, "mu", where, np.shape(mu), np.float64)
+    mu = _c.held_constant(mu, "mu", where, np.shape(mu), np.float64)
     if mu.ndim < 1:
         raise ValueError(f"{where}: mu must have shape (..., m); got a scalar")
     J = _jacobian(grad_theta_mu, where, mu.shape)
     if isinstance(a, Tensor):
-        a = _differentiable(a, "a", where, mu.shape)
+        a = _c.differentiable(a, "a", where, mu.shape)
         diff = ops.reshape(a - mu, mu.shape[:-1] + (1, mu.shape[-1]))     # (..., 1, m)
         return ops.reshape(ops.matmul(diff, J), J.shape[:-2] + J.shape[-1:])  # (a - mu)^T J
-    a = _held_constant(a, "a", where, mu.shape, np.float64)
+    a = _c.held_constant(a, "a", where, mu.shape, np.float64)
     return np.einsum("...k,...kj->...j", a - mu, J)               # grad_theta mu (a - mu)
 
 
@@ -263,9 +264,9 @@ def copdac_q_update(theta, w, v, a, mu, grad_theta_mu, state_features, next_stat
     if J.shape[-1] != theta.shape[-1]:
         raise ValueError(f"{where}: grad_theta_mu has {J.shape[-1]} parameter columns but theta "
                          f"has {theta.shape[-1]} entries")
-    alpha_theta = _coefficient(alpha_theta, "alpha_theta", where)
-    alpha_w = _coefficient(alpha_w, "alpha_w", where)
-    alpha_v = _coefficient(alpha_v, "alpha_v", where)
+    alpha_theta = _c.coefficient(alpha_theta, "alpha_theta", where)
+    alpha_w = _c.coefficient(alpha_w, "alpha_w", where)
+    alpha_v = _c.coefficient(alpha_v, "alpha_v", where)
 
     phi = compatible_features(a, mu, J)                               # phi(s_t, a_t)
     q = compatible_q(phi, w, np.sum(v * x, axis=-1))                  # Q^w(s_t, a_t)

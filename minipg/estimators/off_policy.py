@@ -39,11 +39,12 @@ from __future__ import annotations
 import numpy as np
 
 from minipg.autodiff import Tensor
+
+from . import _checks as _c
 from minipg.kernels.returns import _check_unit_interval
 
-from .a2c import _coefficient, _differentiable, _held_constant, policy_gradient_objective
+from .a2c import policy_gradient_objective
 from .actor_critic import _terminated, td_error
-from .reinforce import _gamma
 
 __all__ = ["importance_weights", "off_policy_actor_objective", "gtd_lambda_update",
            "offpac_actor_update"]
@@ -87,23 +88,23 @@ def importance_weights(pi_prob=None, behaviour_prob=None, *, log_prob=None,
         raise ValueError(f"{where}: give exactly one of behaviour_prob and behaviour_log_prob")
     if log_prob is None:
         target = np.asarray(_data(pi_prob))
-        target = _held_constant(target, "pi_prob", where, target.shape, np.float64)
+        target = _c.held_constant(target, "pi_prob", where, target.shape, np.float64)
     else:
         # log pi = -inf (an action the target never takes) is allowed: rho = 0
         target = np.asarray(_data(log_prob))
         finite = np.where(target == -np.inf, 0.0, target) if target.dtype.kind == "f" else target
-        _held_constant(finite, "log_prob", where, target.shape, np.float64)
+        _c.held_constant(finite, "log_prob", where, target.shape, np.float64)
         target = target.astype(np.float64)
     shape = target.shape
     if behaviour_log_prob is None:
-        behaviour = _held_constant(_data(behaviour_prob), "behaviour_prob", where, shape,
+        behaviour = _c.held_constant(_data(behaviour_prob), "behaviour_prob", where, shape,
                                    np.float64)
         if np.any(behaviour <= 0):
             raise ValueError(f"{where}: behaviour_prob must be > 0 for every taken action "
                              f"(an action the behaviour policy cannot take cannot be in the "
                              f"data); got {int(np.sum(behaviour <= 0))} entries <= 0")
     else:
-        behaviour = _held_constant(_data(behaviour_log_prob), "behaviour_log_prob", where,
+        behaviour = _c.held_constant(_data(behaviour_log_prob), "behaviour_log_prob", where,
                                    shape, np.float64)
     if log_prob is None and behaviour_log_prob is None:
         if np.any(target < 0):
@@ -114,7 +115,7 @@ def importance_weights(pi_prob=None, behaviour_prob=None, *, log_prob=None,
         log_beta = behaviour if behaviour_log_prob is not None else np.log(behaviour)
         rho = np.exp(log_pi - log_beta)                            # exp(log pi - log beta)
     if clip is not None:
-        clip = _coefficient(clip, "clip", where)
+        clip = _c.coefficient(clip, "clip", where)
         if clip == 0.0:
             raise ValueError(f"{where}: clip must be > 0 (or None for no clipping); got 0")
         rho = np.minimum(rho, clip)                                # min(rho, c)
@@ -157,7 +158,7 @@ def off_policy_actor_objective(log_prob, behaviour_prob, q_values, clip=None, *,
     Tensor, scalar (maximise it).
     """
     where = "off_policy_actor_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
     for name, b in (("behaviour_prob", behaviour_prob), ("behaviour_log_prob",
                                                         behaviour_log_prob)):
         if isinstance(b, Tensor):
@@ -165,7 +166,7 @@ def off_policy_actor_objective(log_prob, behaviour_prob, q_values, clip=None, *,
                             "a Tensor")
     rho = importance_weights(log_prob=log_prob.data, behaviour_prob=behaviour_prob,
                              behaviour_log_prob=behaviour_log_prob, clip=clip)   # held constant
-    q_values = _held_constant(q_values, "q_values", where, log_prob.shape, np.float64)
+    q_values = _c.held_constant(q_values, "q_values", where, log_prob.shape, np.float64)
     return policy_gradient_objective(log_prob, rho * q_values)     # mean(rho Q log pi)
 
 
@@ -196,7 +197,7 @@ def _vectors(where, **arrays):
 
 
 def _per_sample(x, name, where, shape):
-    return _held_constant(x, name, where, shape, np.float64)
+    return _c.held_constant(x, name, where, shape, np.float64)
 
 
 def gtd_lambda_update(v, w, e, x, x_next, reward, gamma, lam, rho, alpha_v, alpha_w,
@@ -246,11 +247,11 @@ def gtd_lambda_update(v, w, e, x, x_next, reward, gamma, lam, rho, alpha_v, alph
     where = "gtd_lambda_update"
     (v, w, e, x, x_next), shape = _vectors(where, v=v, w=w, e=e, x=x, x_next=x_next)
     batch = shape[:-1]
-    gamma = _gamma(gamma, where)
+    gamma = _c.discount(gamma, where)
     lam = _lambda(lam, where)
     rho = _rho(rho, where, batch)
-    alpha_v = _coefficient(alpha_v, "alpha_v", where)
-    alpha_w = _coefficient(alpha_w, "alpha_w", where)
+    alpha_v = _c.coefficient(alpha_v, "alpha_v", where)
+    alpha_w = _c.coefficient(alpha_w, "alpha_w", where)
     term = _terminated(terminated, batch)
     reward = _per_sample(reward, "reward", where, batch)
 
@@ -300,10 +301,10 @@ def offpac_actor_update(u, e_u, psi, delta, gamma, lam, rho, alpha_u):
     where = "offpac_actor_update"
     (u, e_u, psi), shape = _vectors(where, u=u, e_u=e_u, psi=psi)
     batch = shape[:-1]
-    gamma = _gamma(gamma, where)
+    gamma = _c.discount(gamma, where)
     lam = _lambda(lam, where)
     rho = _rho(rho, where, batch)
-    alpha_u = _coefficient(alpha_u, "alpha_u", where)
+    alpha_u = _c.coefficient(alpha_u, "alpha_u", where)
     delta = _per_sample(delta, "delta", where, batch)
     e_u = rho[..., None] * (psi + gamma * lam * e_u)    # e_u <- rho (psi + gamma lam e_u)
     u = u + alpha_u * delta[..., None] * e_u            # u <- u + a_u delta e_u

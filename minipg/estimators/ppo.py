@@ -39,7 +39,9 @@ import numpy as np
 
 from minipg.autodiff import Tensor, ops
 
-from .a2c import _coefficient, _differentiable, _held_constant, entropy_bonus
+from . import _checks as _c
+
+from .a2c import entropy_bonus
 
 __all__ = [
     "clip_objective", "clipped_value_loss", "ppo_objective", "normalize_advantages",
@@ -101,10 +103,10 @@ def clip_objective(log_prob, log_prob_old, advantages, clip_eps):
     Tensor, scalar (maximise it).
     """
     where = "clip_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
-    log_prob_old = _held_constant(log_prob_old, "log_prob_old", where, log_prob.shape,
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
+    log_prob_old = _c.held_constant(log_prob_old, "log_prob_old", where, log_prob.shape,
                                   log_prob.dtype)
-    advantages = _held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
+    advantages = _c.held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
     clip_eps = _clip_range(clip_eps, "clip_eps", where)
 
     ratio = ops.exp(log_prob - log_prob_old)                      # r(theta)
@@ -146,8 +148,8 @@ def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
     Tensor, scalar (minimise it).
     """
     where = "clipped_value_loss"
-    values = _differentiable(values, "values", where)
-    returns = _held_constant(returns, "returns", where, values.shape, values.dtype)
+    values = _c.differentiable(values, "values", where)
+    returns = _c.held_constant(returns, "returns", where, values.shape, values.dtype)
     if clip_eps_value is None:
         return ops.mean(ops.square(values - returns))             # L^VF, eq. 9
     if isinstance(clip_eps_value, (bool, np.bool_)) or not isinstance(clip_eps_value,
@@ -161,7 +163,7 @@ def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
     if values_old is None:
         raise ValueError(f"{where}: value clipping (clip_eps_value={clip_eps_value}) needs "
                          "values_old, the critic's values at collection time; got None")
-    values_old = _held_constant(values_old, "values_old", where, values.shape, values.dtype)
+    values_old = _c.held_constant(values_old, "values_old", where, values.shape, values.dtype)
 
     values_clipped = values_old + ops.clip(values - values_old, -clip_eps_value, clip_eps_value)
     unclipped_error = ops.square(values - returns)
@@ -206,11 +208,11 @@ def ppo_objective(log_prob, log_prob_old, advantages, values, returns, entropy, 
     KL(old || new)) and ``clip_fraction`` (:func:`clip_fraction`).
     """
     where = "ppo_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
-    values = _differentiable(values, "values", where, log_prob.shape)
-    entropy = _differentiable(entropy, "entropy", where, log_prob.shape)
-    c1 = _coefficient(c1, "c1", where)
-    c2 = _coefficient(c2, "c2", where)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
+    values = _c.differentiable(values, "values", where, log_prob.shape)
+    entropy = _c.differentiable(entropy, "entropy", where, log_prob.shape)
+    c1 = _c.coefficient(c1, "c1", where)
+    c2 = _c.coefficient(c2, "c2", where)
 
     policy_objective = clip_objective(log_prob, log_prob_old, advantages, clip_eps)
     critic_loss = clipped_value_loss(values, values_old, returns, clip_eps_value)
@@ -265,7 +267,7 @@ def normalize_advantages(advantages, eps=1e-8):
         raise ValueError(f"{where}: advantages is empty; accepted: a non-empty minibatch")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{where}: advantages contains non-finite values (nan or inf)")
-    eps = _coefficient(eps, "eps", where)
+    eps = _c.coefficient(eps, "eps", where)
     dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
     x = a.astype(np.float64)                                      # statistics in float64
     centred = x - x.mean()

@@ -58,20 +58,14 @@ import numbers
 import numpy as np
 
 from minipg.autodiff import Tensor, ops
-from minipg.kernels.returns import _check_mask, _check_unit_interval
 
-from .a2c import _differentiable, _held_constant, value_loss
+from . import _checks as _c
+from minipg.kernels.returns import _check_mask
+
+from .a2c import value_loss
 
 __all__ = ["reinforce_objective", "episode_discounts", "episode_time_index",
            "value_baseline_loss"]
-
-
-def _gamma(gamma, where):
-    """gamma as a float in [0, 1], with the function's name in the error."""
-    try:
-        return _check_unit_interval(gamma, "gamma")
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
 
 
 def episode_discounts(t_index, gamma):
@@ -92,7 +86,7 @@ def episode_discounts(t_index, gamma):
     after each step).
     """
     where = "episode_discounts"
-    gamma = _gamma(gamma, where)
+    gamma = _c.discount(gamma, where)
     t = np.asarray(t_index)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where}: t_index must be an integer array (time steps within the "
@@ -183,15 +177,15 @@ def reinforce_objective(log_prob, returns, discounts=None, baseline=None, n_epis
     Tensor, scalar (maximise it).
     """
     where = "reinforce_objective"
-    log_prob = _differentiable(log_prob, "log_prob", where)
+    log_prob = _c.differentiable(log_prob, "log_prob", where)
     shape, dtype = log_prob.shape, log_prob.dtype
-    weights = _held_constant(returns, "returns", where, shape, np.float64)
+    weights = _c.held_constant(returns, "returns", where, shape, np.float64)
     if baseline is not None:
         if not isinstance(baseline, Tensor) and np.ndim(baseline) == 0:
             baseline = np.full(shape, baseline)                   # a constant baseline b
-        weights = weights - _held_constant(baseline, "baseline", where, shape, np.float64)
+        weights = weights - _c.held_constant(baseline, "baseline", where, shape, np.float64)
     if discounts is not None:
-        discounts = _held_constant(discounts, "discounts", where, shape, np.float64)
+        discounts = _c.held_constant(discounts, "discounts", where, shape, np.float64)
         weights = discounts * weights                             # gamma^t (G_t - b_t)
     if n_episodes is None:
         n_episodes = 1

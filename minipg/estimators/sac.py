@@ -54,7 +54,8 @@ import numbers
 import numpy as np
 
 from ..autodiff import ops
-from .a2c import _coefficient, _differentiable, _held_constant
+
+from . import _checks as _c
 from .ddpg import _one_step_target, _target_dtype
 
 __all__ = ["v_target", "value_loss", "soft_q_target", "soft_q_loss", "policy_loss",
@@ -76,10 +77,10 @@ def v_target(q_min_new_actions, log_prob_new, alpha):
     """
     owner = "sac.v_target"
     dtype = _target_dtype(q_min_new_actions, log_prob_new)
-    q = _held_constant(q_min_new_actions, "q_min_new_actions", owner,
+    q = _c.held_constant(q_min_new_actions, "q_min_new_actions", owner,
                        np.shape(q_min_new_actions), dtype)
-    log_prob = _held_constant(log_prob_new, "log_prob_new", owner, q.shape, dtype)
-    alpha = _coefficient(alpha, "alpha", owner)
+    log_prob = _c.held_constant(log_prob_new, "log_prob_new", owner, q.shape, dtype)
+    alpha = _c.coefficient(alpha, "alpha", owner)
     return q - alpha * log_prob                                    # Q - alpha log pi
 
 
@@ -91,8 +92,8 @@ def value_loss(v, v_target):
     :math:`\frac1N\sum \nabla_\psi V_\psi(s)\,(V_\psi(s) - Q + \alpha\log\pi)`.
     """
     owner = "sac.value_loss"
-    v = _differentiable(v, "v", owner)
-    target = _held_constant(v_target, "v_target", owner, v.shape, v.dtype)
+    v = _c.differentiable(v, "v", owner)
+    target = _c.held_constant(v_target, "v_target", owner, v.shape, v.dtype)
     return 0.5 * ops.mean(ops.square(v - target))
 
 
@@ -118,8 +119,8 @@ def soft_q_loss(q, q_target):
     add the two losses (disjoint parameters).
     """
     owner = "sac.soft_q_loss"
-    q = _differentiable(q, "q", owner)
-    target = _held_constant(q_target, "q_target", owner, q.shape, q.dtype)
+    q = _c.differentiable(q, "q", owner)
+    target = _c.held_constant(q_target, "q_target", owner, q.shape, q.dtype)
     return 0.5 * ops.mean(ops.square(q - target))
 
 
@@ -140,9 +141,9 @@ def policy_loss(log_prob, q_new, alpha):
     policy's optimizer steps on it.  ``alpha`` >= 0 is held constant.
     """
     owner = "sac.policy_loss"
-    log_prob = _differentiable(log_prob, "log_prob", owner)
-    q_new = _differentiable(q_new, "q_new", owner, log_prob.shape)
-    alpha = _coefficient(alpha, "alpha", owner)
+    log_prob = _c.differentiable(log_prob, "log_prob", owner)
+    q_new = _c.differentiable(q_new, "q_new", owner, log_prob.shape)
+    alpha = _c.coefficient(alpha, "alpha", owner)
     return ops.mean(alpha * log_prob - q_new)                      # E[alpha log pi - Q]
 
 
@@ -161,10 +162,10 @@ def soft_q_target_twin(rewards, terminated, q1_next, q2_next, log_prob_next, alp
     """
     owner = "sac.soft_q_target_twin"
     dtype = _target_dtype(q1_next, q2_next, log_prob_next)
-    q1 = _held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
-    q2 = _held_constant(q2_next, "q2_next", owner, q1.shape, dtype)
-    log_prob = _held_constant(log_prob_next, "log_prob_next", owner, q1.shape, dtype)
-    alpha = _coefficient(alpha, "alpha", owner)
+    q1 = _c.held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
+    q2 = _c.held_constant(q2_next, "q2_next", owner, q1.shape, dtype)
+    log_prob = _c.held_constant(log_prob_next, "log_prob_next", owner, q1.shape, dtype)
+    alpha = _c.coefficient(alpha, "alpha", owner)
     soft_v_next = np.minimum(q1, q2) - alpha * log_prob            # V(s') = min Q' - alpha log pi
     return _one_step_target(rewards, terminated, soft_v_next, gamma, "q1_next", owner)
 
@@ -206,11 +207,11 @@ def temperature_loss(log_alpha, log_prob, target_entropy):
     :math:`J(\alpha)`.  Spinning Up's SAC keeps :math:`\alpha` fixed.
     """
     owner = "sac.temperature_loss"
-    log_alpha = _differentiable(log_alpha, "log_alpha", owner)
+    log_alpha = _c.differentiable(log_alpha, "log_alpha", owner)
     if log_alpha.size != 1:
         raise ValueError(f"{owner}: log_alpha must be a Tensor with one element, got shape "
                          f"{log_alpha.shape}")
-    log_prob = _held_constant(log_prob, "log_prob", owner, np.shape(log_prob), log_alpha.dtype)
+    log_prob = _c.held_constant(log_prob, "log_prob", owner, np.shape(log_prob), log_alpha.dtype)
     if log_prob.size == 0:
         raise ValueError(f"{owner}: log_prob is empty; pass the log-probs of a minibatch")
     if isinstance(target_entropy, bool) or not isinstance(target_entropy, numbers.Real) or \

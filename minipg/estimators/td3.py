@@ -43,7 +43,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import ops
-from .a2c import _differentiable, _held_constant
+
+from . import _checks as _c
 from .ddpg import _one_step_target, _target_dtype
 from .ddpg import actor_objective as _ddpg_actor_objective
 
@@ -72,8 +73,8 @@ def smoothed_target_actions(mu_next, noise, noise_clip, low, high):
     """
     owner = "td3.smoothed_target_actions"
     dtype = _target_dtype(mu_next, noise)                         # float32 stays float32
-    mu_next = _held_constant(mu_next, "mu_next", owner, np.shape(mu_next), dtype)
-    noise = _held_constant(noise, "noise", owner, mu_next.shape, dtype)
+    mu_next = _c.held_constant(mu_next, "mu_next", owner, np.shape(mu_next), dtype)
+    noise = _c.held_constant(noise, "noise", owner, mu_next.shape, dtype)
     params = {}
     for name, v in (("noise_clip", noise_clip), ("low", low), ("high", high)):
         v = np.asarray(v)
@@ -112,8 +113,8 @@ def clipped_double_q_target(rewards, terminated, q1_next, q2_next, gamma):
     """
     owner = "td3.clipped_double_q_target"
     dtype = _target_dtype(q1_next, q2_next)
-    q1_next = _held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
-    q2_next = _held_constant(q2_next, "q2_next", owner, q1_next.shape, dtype)
+    q1_next = _c.held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
+    q2_next = _c.held_constant(q2_next, "q2_next", owner, q1_next.shape, dtype)
     q_min_next = np.minimum(q1_next, q2_next)                      # min_i Q'_i(s', a~)
     return _one_step_target(rewards, terminated, q_min_next, gamma, "q1_next", owner)
 
@@ -129,9 +130,9 @@ def twin_critic_loss(q1, q2, y):
     of :func:`clipped_double_q_target`, all of one shape.
     """
     owner = "td3.twin_critic_loss"
-    q1 = _differentiable(q1, "q1", owner)
-    q2 = _differentiable(q2, "q2", owner, q1.shape)
-    y = _held_constant(y, "y", owner, q1.shape, q1.dtype)
+    q1 = _c.differentiable(q1, "q1", owner)
+    q2 = _c.differentiable(q2, "q2", owner, q1.shape)
+    y = _c.held_constant(y, "y", owner, q1.shape, q1.dtype)
     return ops.mean(ops.square(q1 - y)) + ops.mean(ops.square(q2 - y))
 
 
@@ -144,5 +145,5 @@ def actor_objective(q1_of_mu):
     applies it every ``policy_delay``-th critic step (the training loop's
     business, not this function's).
     """
-    _differentiable(q1_of_mu, "q1_of_mu", "td3.actor_objective")
+    _c.differentiable(q1_of_mu, "q1_of_mu", "td3.actor_objective")
     return _ddpg_actor_objective(q1_of_mu)

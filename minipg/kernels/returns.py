@@ -71,8 +71,9 @@ def _check_mask(x, name, shape):
         raise ValueError(
             f"{name} must have the same shape as rewards {shape}, got shape {arr.shape}"
         )
+    # (np.ascontiguousarray would turn a 0-d flag into shape (1,))
     if arr.dtype == np.bool_:
-        return np.ascontiguousarray(arr)
+        return arr if arr.flags.c_contiguous else arr.copy(order="C")
     if arr.dtype.kind in "iuf":
         # 0/1 numeric flags (as some vector-env wrappers return) are accepted;
         # anything else is almost surely a mix-up with rewards or values.
@@ -81,7 +82,7 @@ def _check_mask(x, name, shape):
                 f"{name} must be a boolean array (numeric arrays are accepted "
                 "only if every entry is 0 or 1)"
             )
-        return np.ascontiguousarray(arr.astype(np.bool_))
+        return arr.astype(np.bool_, order="C")
     raise ValueError(
         f"{name} must be a boolean array (or numeric 0/1), got dtype {arr.dtype}"
     )
