@@ -10,7 +10,12 @@ Choose one with the environment variable MINIPG_HYPOTHESIS_PROFILE:
 
 import os
 
-from hypothesis import HealthCheck, settings
+# One BLAS thread: the tests' matrices are tiny, and BLAS threads spinning on
+# them cost more than they save on a 2-core CI machine.  Set before NumPy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
