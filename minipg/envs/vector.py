@@ -54,7 +54,7 @@ def make_env(env_id, wrappers=(), render_mode=None):
     """One environment: ``gym.make(env_id)`` with the episode recorder innermost,
     then ``wrappers`` (callables env -> env) in order."""
     _check_env_id(env_id)
-    env = gym.make(env_id, render_mode=render_mode)
+    env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     for wrap in wrappers:
         env = wrap(env)
