@@ -6,6 +6,7 @@
     minipg plot DIR... [--out PNG]
     minipg list
     minipg audit [ALGO ...] [--full]
+    minipg reference --out DIR [--only NAME ...] | --check DIR_A DIR_B [--only NAME ...]
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
 
@@ -103,6 +104,21 @@ def _audit(args):
     return 0 if failed == 0 and results else 1
 
 
+def _reference(args):
+    from . import reference
+    try:
+        if args.check:
+            rows, notes = reference.check(*args.check, only=args.only)
+            print(reference.report(rows, notes))
+            return 0 if all(r.passed for r in rows) else 1
+        names = reference.write(args.out, only=args.only)
+    except reference.ReferenceUsageError as exc:
+        print(f"minipg: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(names)} reference cases to {args.out}: {', '.join(names)}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minipg",
@@ -141,6 +157,21 @@ def build_parser():
     a.add_argument("--full", action="store_true", help="large samples (slower)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_audit)
+
+    r = sub.add_parser("reference", help="write seeded reference inputs and float64 outputs, or "
+                                         "compare two reference directories",
+                       description="--out DIR writes DIR/<case>/manifest.json and one .npy per "
+                                   "array for every estimator (schema: "
+                                   "verification/reference/SCHEMA.md). --check DIR_A DIR_B "
+                                   "compares two such directories with the manifests' "
+                                   "tolerances; exit 0 only if all agree.")
+    how = r.add_mutually_exclusive_group(required=True)
+    how.add_argument("--out", metavar="DIR", help="write the reference cases into DIR")
+    how.add_argument("--check", nargs=2, metavar=("DIR_A", "DIR_B"),
+                     help="compare two reference directories and print a per-case table")
+    r.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                   help="only these cases (default: all)")
+    r.set_defaults(func=_reference)
 
     pl = sub.add_parser("plot", help="PNG of learning curves (optional matplotlib)")
     pl.add_argument("run_dirs", nargs="+", metavar="DIR")

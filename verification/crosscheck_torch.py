@@ -1,0 +1,813 @@
+r"""An independent PyTorch implementation of every ``minipg reference`` case, and the check.
+
+What it shows: the reference files are usable by another implementation.
+For each case, this script reads only the reference's *inputs* (batch arrays
+and network weights) and the manifest's network layout and hyperparameters,
+rebuilds the networks in torch float64, computes every output and gradient
+from the formulas of the document (L. Weng, "Policy Gradient Algorithms",
+2018) and the papers named in each manifest -- with torch.autograd, never by
+calling minipg's estimators, distributions, kernels or autodiff -- writes
+them in the same format, and runs ``minipg reference --check`` on the two
+directories.  Goal (issue 7): at most 1e-10 relative error for every case.
+
+minipg is used here for file input/output and for the comparison only
+(``minipg.reference``: writing the reference, ``save_case``, ``load_array``,
+``check``).  torch is an optional extra: minipg itself never imports it.
+
+Run (about 10 s on a laptop CPU)::
+
+    python verification/crosscheck_torch.py              # writes verification/reference/RESULTS.md
+    python verification/crosscheck_torch.py --keep DIR   # also keeps DIR/minipg and DIR/torch
+
+Exit status 0 only if every case agrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minipg import __version__ as MINIPG_VERSION  # noqa: E402
+from minipg import reference  # noqa: E402  (file format and checker only)
+
+torch.set_default_dtype(torch.float64)
+F64 = torch.float64
+LOG_2PI = math.log(2.0 * math.pi)
+
+# Negative controls: deliberately wrong variants of a few formulas.  Each must be
+# rejected by the same check (see NEGATIVE_CONTROLS); empty for the real run.
+WRONG = set()
+NEGATIVE_CONTROLS = [
+    ("reinforce_no_gamma_t", "reinforce_baseline", "REINFORCE without the gamma^t factor"),
+    ("ac_residual_gradient", "actor_critic", "critic differentiated through Q(s', a') too"),
+    ("ppo_no_clip", "ppo_clip", "PPO surrogate without clipping (mean r A)"),
+    ("ddpg_bootstrap_terminal", "ddpg_critic", "DDPG target bootstraps through termination"),
+    ("sac_v_target_no_entropy", "sac_value", "SAC value target without -alpha log pi"),
+    ("sac_no_tanh_correction", "sac_policy", "SAC log-prob without the tanh correction"),
+]
+
+
+# ------------------------------------------------------------------ plumbing
+
+class Ctx:
+    """One case: reads the reference inputs, collects torch outputs and gradients."""
+
+    def __init__(self, ref_dir, name):
+        self.dir = Path(ref_dir) / name
+        self.name = name
+        self.manifest = reference.load_manifest(self.dir)
+        self.hp = self.manifest["hyperparameters"]
+        self.inputs = {}
+        for array, entry in self.manifest["arrays"].items():
+            if entry["role"] in ("input", "parameter"):
+                self.inputs[array] = reference.load_array(self.dir, array)
+        self.leaves = {n: torch.tensor(a, dtype=F64, requires_grad=True)
+                       for n, a in self.inputs.items()
+                       if self.manifest["arrays"][n]["role"] == "parameter"}
+        self.results = {}
+
+    # inputs
+    def np(self, name):
+        return self.inputs[name]
+
+    def t(self, name):
+        a = self.inputs[name]
+        if a.dtype == np.bool_:
+            return torch.tensor(a)
+        if a.dtype.kind in "iu":
+            return torch.tensor(a, dtype=torch.int64)
+        return torch.tensor(a, dtype=F64)
+
+    def leaf(self, name):
+        return self.leaves[name]
+
+    def net(self, name):
+        return Net(self.manifest["networks"][name], self.leaves)
+
+    def params(self, net_name):
+        return [x for layer in self.manifest["networks"][net_name]["layers"]
+                for x in (layer["W"], layer["b"])]
+
+    # results
+    def out(self, name, value):
+        v = value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        self.results[name] = np.array(v, dtype=np.float64 if v.dtype.kind == "f" else v.dtype)
+        return value
+
+    def grad(self, of, loss, wrt):
+        """d loss / d x for x in wrt (parameter names, or a dict name -> leaf tensor)."""
+        if not isinstance(wrt, dict):
+            wrt = {n: self.leaves[n] for n in wrt}
+        gs = torch.autograd.grad(loss, list(wrt.values()), retain_graph=True, allow_unused=True)
+        for (n, x), g in zip(wrt.items(), gs):
+            self.out(f"grad.{of}.{n}", torch.zeros_like(x) if g is None else g)
+
+    def save(self, out_dir):
+        expected = {n for n, e in self.manifest["arrays"].items()
+                    if e["role"] in ("output", "gradient")}
+        produced = set(self.results)
+        if produced != expected:
+            raise RuntimeError(f"{self.name}: torch produced {sorted(produced - expected)} "
+                               f"not in the manifest and lacks {sorted(expected - produced)}")
+        manifest = json.loads(json.dumps(self.manifest))
+        manifest["producer"] = (f"verification/crosscheck_torch.py, torch {torch.__version__}, "
+                                "independent of minipg's estimators")
+        arrays = dict(self.inputs)
+        arrays.update(self.results)
+        for n, e in manifest["arrays"].items():
+            e.pop("value", None)
+            if e["role"] in ("output", "gradient") and np.ndim(arrays[n]) == 0 \
+                    and np.asarray(arrays[n]).dtype.kind == "f":
+                e["value"] = float(arrays[n])
+        reference.save_case(Path(out_dir) / self.name, manifest, arrays)
+
+
+ACT = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x}
+
+
+class Net:
+    """h <- activation(h @ W + b), layer by layer, from the manifest's layout."""
+
+    def __init__(self, layout, leaves):
+        self.layers = [(leaves[lay["W"]], leaves[lay["b"]], ACT[lay["activation"]])
+                       for lay in layout["layers"]]
+
+    def __call__(self, x):
+        for W, b, act in self.layers:
+            x = act(x @ W + b)
+        return x
+
+
+def critic(net, obs, action):
+    """Q(s, a) = net(concat(s, a))[:, 0]."""
+    return net(torch.cat([obs, action], dim=-1))[..., 0]
+
+
+def log_softmax_pick(logits, actions):
+    """log pi(a|s) for a softmax policy: logits[a] - log sum_b exp(logits[b])."""
+    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return torch.gather(logp, -1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def softmax_entropy(logits):
+    """H = -sum_a p_a log p_a."""
+    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def squashed_gaussian(out, eps, low, high):
+    """SAC's policy: (a, log pi(a|s)) from the network output concat(mean, log_std) and eps.
+
+    u = mean + sigma eps, a = low + (tanh u + 1)(high - low)/2, and by the change of
+    variables (Haarnoja et al. 2018, appendix C, eq. 21)
+    log pi(a|s) = sum_i [log N(u_i; mean_i, sigma_i) - log(1 - tanh(u_i)^2) - log((high-low)/2)].
+    """
+    d = out.shape[-1] // 2
+    mean, log_std = out[..., :d], torch.clamp(out[..., d:], -20.0, 2.0)
+    u = mean + torch.exp(log_std) * eps
+    scale = (high - low) / 2.0
+    action = low + (torch.tanh(u) + 1.0) * scale
+    gauss = (-0.5 * eps ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)   # (u - mean)/sigma = eps
+    log_prob = gauss - torch.log(1.0 - torch.tanh(u) ** 2).sum(-1) - torch.log(scale).sum(-1)
+    if "sac_no_tanh_correction" in WRONG:
+        log_prob = gauss - torch.log(scale).sum(-1)
+    return action, log_prob
+
+
+def discounted_returns(r, term, trunc, gamma, next_values=None):
+    """G_t = r_t + gamma X_t.
+
+    X_t = 0 at termination, V(s'_t) at truncation or t = T-1, else G_{t+1}.
+    """
+    T = r.shape[0]
+    nv = np.zeros_like(r) if next_values is None else next_values
+    G = np.zeros_like(r)
+    for t in reversed(range(T)):
+        for j in np.ndindex(r.shape[1:]):
+            if term[(t,) + j]:
+                x = 0.0
+            elif trunc[(t,) + j] or t == T - 1:
+                x = nv[(t,) + j]
+            else:
+                x = G[(t + 1,) + j]
+            G[(t,) + j] = r[(t,) + j] + gamma * x
+    return G
+
+
+# ------------------------------------------------------------------ the cases
+
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+@case
+def reinforce(c):
+    g, n_ep = c.hp["gamma"], c.hp["n_episodes"]
+    G = discounted_returns(c.np("rewards"), c.np("terminated"), c.np("truncated"), g)
+    c.out("returns", G)
+    log_prob = log_softmax_pick(c.net("policy")(c.t("obs")), c.t("actions"))
+    c.out("log_prob", log_prob)
+    objective = (torch.tensor(G) * log_prob).sum() / n_ep
+    c.out("objective", objective)
+    c.grad("objective", objective, c.params("policy"))
+
+
+@case
+def reinforce_baseline(c):
+    g, n_ep = c.hp["gamma"], c.hp["n_episodes"]
+    term, trunc = c.np("terminated"), c.np("truncated")
+    G = discounted_returns(c.np("rewards"), term, trunc, g, c.np("next_values"))
+    c.out("returns", G)
+    t_index = np.zeros(term.shape, dtype=np.int64)            # restarts after every episode end
+    for t in range(1, term.shape[0]):
+        t_index[t] = np.where(term[t - 1] | trunc[t - 1], 0, t_index[t - 1] + 1)
+    c.out("t_index", t_index)
+    disc = g ** t_index.astype(np.float64)
+    c.out("discounts", disc)
+    if "reinforce_no_gamma_t" in WRONG:
+        disc = np.ones_like(disc)
+    V = c.net("value")(c.t("obs"))[..., 0]
+    c.out("values", V)
+    log_prob = log_softmax_pick(c.net("policy")(c.t("obs")), c.t("actions"))
+    c.out("log_prob", log_prob)
+    Gt = torch.tensor(G)
+    objective = (torch.tensor(disc) * (Gt - V.detach()) * log_prob).sum() / n_ep
+    c.out("objective", objective)
+    c.grad("objective", objective, c.params("policy"))
+    value_loss = ((V - Gt) ** 2).mean()
+    c.out("value_loss", value_loss)
+    c.grad("value_loss", value_loss, c.params("value"))
+
+
+@case
+def actor_critic(c):
+    g = c.hp["gamma"]
+    Qnet = c.net("critic")
+    q = Qnet(c.t("obs")).gather(-1, c.t("actions")[:, None])[:, 0]
+    q_next = Qnet(c.t("next_obs")).gather(-1, c.t("next_actions")[:, None])[:, 0]
+    if "ac_residual_gradient" not in WRONG:
+        q_next = q_next.detach()                               # the semi-gradient
+    c.out("q", q)
+    c.out("q_next", q_next)
+    y = c.t("rewards") + g * (~c.t("terminated")).to(F64) * q_next
+    c.out("td_target", y)
+    delta = y - q
+    c.out("td_error", delta)
+    log_prob = log_softmax_pick(c.net("policy")(c.t("obs")), c.t("actions"))
+    c.out("log_prob", log_prob)
+    I = g ** c.t("t_index").to(F64)
+    c.out("discount_I", I)
+    obj = (q.detach() * log_prob).mean()                      # Weng, actor-critic step 2.3
+    c.out("actor_objective", obj)
+    c.grad("actor_objective", obj, c.params("policy"))
+    obj_td = (I * delta.detach() * log_prob).mean()           # Sutton & Barto, I delta grad log pi
+    c.out("actor_objective_td", obj_td)
+    c.grad("actor_objective_td", obj_td, c.params("policy"))
+    loss = 0.5 * ((y - q) ** 2).mean()
+    c.out("critic_loss", loss)
+    c.grad("critic_loss", loss, c.params("critic"))
+    semi = -(delta.detach() * q).mean()
+    c.out("critic_semi_gradient_loss", semi)
+    c.grad("critic_semi_gradient_loss", semi, c.params("critic"))
+
+
+@case
+def off_policy_actor(c):
+    clip = c.hp["clip"]
+    log_prob = log_softmax_pick(c.net("policy")(c.t("obs")), c.t("actions"))
+    c.out("log_prob", log_prob)
+    rho = log_prob.detach().exp() / c.t("behaviour_prob")      # pi / beta, held constant
+    c.out("rho", rho)
+    Q = c.t("q_values")
+    obj = (rho * Q * log_prob).mean()
+    c.out("objective", obj)
+    c.grad("objective", obj, c.params("policy"))
+    rho_c = torch.clamp(rho, max=clip)
+    c.out("rho_clipped", rho_c)
+    obj_c = (rho_c * Q * log_prob).mean()
+    c.out("objective_clipped", obj_c)
+    c.grad("objective_clipped", obj_c, c.params("policy"))
+
+
+@case
+def offpac_step(c):
+    g, lam = c.hp["gamma"], c.hp["lam"]
+    av, aw, au = c.hp["alpha_v"], c.hp["alpha_w"], c.hp["alpha_u"]
+    x, xn, r = c.t("x"), c.t("x_next"), c.t("reward")
+    v, w, e, e_u = c.t("v"), c.t("w"), c.t("e_v"), c.t("e_u")
+    gamma_next = g * (~c.t("terminated")).to(F64)
+    log_prob = log_softmax_pick(c.net("policy")(x), c.t("actions"))
+    c.out("log_prob", log_prob)
+    W, b = c.leaf("policy.layer0.W"), c.leaf("policy.layer0.b")
+    psi = torch.stack([torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(
+        log_prob[i], [W, b], retain_graph=True)]) for i in range(x.shape[0])])
+    c.out("psi", psi)
+    rho = log_prob.detach().exp() / c.t("behaviour_prob")
+    c.out("rho", rho)
+    delta = r + gamma_next * (v * xn).sum(-1) - (v * x).sum(-1)
+    c.out("td_error", delta)
+    e_new = rho[:, None] * (x + g * lam * e)                  # Degris et al., Algorithm 1
+    v_new = v + av * (delta[:, None] * e_new
+                      - (gamma_next * (1 - lam) * (w * e_new).sum(-1))[:, None] * xn)
+    w_new = w + aw * (delta[:, None] * e_new - (w * x).sum(-1)[:, None] * x)
+    c.out("v_new", v_new)
+    c.out("w_new", w_new)
+    c.out("e_v_new", e_new)
+    u = torch.cat([W.detach().reshape(-1), b.detach()]).expand(x.shape[0], -1)
+    e_u_new = rho[:, None] * (psi + g * lam * e_u)
+    c.out("e_u_new", e_u_new)
+    c.out("u_new", u + au * delta[:, None] * e_u_new)
+
+
+@case
+def dpg(c):
+    g = c.hp["gamma"]
+    actor, Q = c.net("actor"), c.net("critic")
+    obs = c.t("obs")
+    mu = actor(obs)
+    c.out("mu", mu)
+    q_mu = critic(Q, obs, mu)
+    c.out("q_of_mu", q_mu)
+    obj = q_mu.mean()
+    c.out("objective", obj)
+    c.grad("objective", obj, c.params("actor"))
+    a = mu.detach().clone().requires_grad_(True)
+    c.grad("objective", critic(Q, obs, a).mean(), {"mu": a})
+    grad_a_q, = torch.autograd.grad(critic(Q, obs, a).sum(), [a])
+    c.out("grad_a_q", grad_a_q)
+    theta = [c.leaf(n) for n in c.params("actor")]
+    N, m = mu.shape
+    jac = torch.stack([torch.stack([torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(
+        mu[i, k], theta, retain_graph=True)]) for k in range(m)]) for i in range(N)])
+    c.out("grad_theta_mu", jac)
+    c.out("dpg_actor_gradient", torch.einsum("ikj,ik->j", jac, grad_a_q) / N)   # Silver eq. 9
+    q = critic(Q, obs, c.t("actions"))
+    c.out("q", q)
+    cont = (~c.t("terminated")).to(F64)
+    q_next = critic(Q, c.t("next_obs"), c.t("next_actions")).detach()
+    q_next_mu = critic(Q, c.t("next_obs"), actor(c.t("next_obs"))).detach()
+    c.out("q_next", q_next)
+    c.out("q_next_at_mu", q_next_mu)
+    r = c.t("rewards")
+    c.out("sarsa_td_error", r + g * cont * q_next - q)
+    c.out("q_learning_td_error", r + g * cont * q_next_mu - q)
+
+
+@case
+def copdac_q(c):
+    g = c.hp["gamma"]
+    at, aw, av = c.hp["alpha_theta"], c.hp["alpha_w"], c.hp["alpha_v"]
+    x, xn, theta, w, v = c.t("x"), c.t("x_next"), c.t("theta"), c.t("w"), c.t("v")
+    J, mu, r = c.t("grad_theta_mu"), c.t("mu"), c.t("reward")
+    a = c.t("a").requires_grad_(True)
+    phi = torch.einsum("bij,bi->bj", J, a - mu)                 # grad_theta mu (a - mu)
+    q = (phi * w).sum(-1) + (v * x).sum(-1)
+    c.out("phi", phi)
+    c.out("q", q)
+    delta = r + g * (~c.t("terminated")).to(F64) * (v * xn).sum(-1) - q      # eq. 19
+    c.out("td_error", delta)
+    c.out("theta_new", theta + at * torch.einsum("bij,bk,bik->bj", J, w, J))  # eq. 20
+    c.out("w_new", w + aw * delta[:, None] * phi)              # eq. 21
+    c.out("v_new", v + av * delta[:, None] * x)                # eq. 22
+    q_sum = q.sum()
+    c.out("q_sum", q_sum)
+    c.grad("q_sum", q_sum, {"a": a})
+
+
+def _rollout(c):
+    return (c.np("rewards"), c.np("terminated"), c.np("truncated"), c.np("next_values"))
+
+
+@case
+def gae(c):
+    g, lam = c.hp["gamma"], c.hp["lam"]
+    r, term, trunc, nv = _rollout(c)
+    V = c.np("values")
+    T = r.shape[0]
+    delta = r + g * np.where(term, 0.0, nv) - V                # Schulman et al. 2016, eq. 16
+    A = np.zeros_like(r)
+    nxt = np.zeros(r.shape[1:])
+    for t in reversed(range(T)):
+        nxt = delta[t] + g * lam * np.where(term[t] | trunc[t], 0.0, nxt)
+        A[t] = nxt
+    c.out("advantages", A)
+
+
+@case
+def n_step_returns(c):
+    g, n = c.hp["gamma"], c.hp["n"]
+    r, term, trunc, nv = _rollout(c)
+    T, E = r.shape
+    G = np.zeros_like(r)
+    for j in range(E):
+        for t in range(T):
+            total, k = 0.0, 0
+            while True:
+                i = t + k
+                total += g ** k * r[i, j]
+                k += 1
+                if term[i, j]:
+                    break
+                if trunc[i, j] or i == T - 1 or k == n:
+                    total += g ** k * nv[i, j]
+                    break
+            G[t, j] = total
+    c.out("returns", G)
+
+
+@case
+def discounted_returns_case(c):
+    g = c.hp["gamma"]
+    r, term, trunc, nv = _rollout(c)
+    c.out("returns", discounted_returns(r, term, trunc, g, nv))
+    c.out("returns_no_bootstrap", discounted_returns(r, term, trunc, g))
+
+
+@case
+def a2c(c):
+    cv, ch = c.hp["value_coef"], c.hp["entropy_coef"]
+    logits = c.net("policy")(c.t("obs"))
+    log_prob = log_softmax_pick(logits, c.t("actions"))
+    H = softmax_entropy(logits)
+    V = c.net("value")(c.t("obs"))[:, 0]
+    R = c.t("returns")
+    c.out("log_prob", log_prob)
+    c.out("entropy", H)
+    c.out("values", V)
+    A = (R - V).detach()
+    c.out("advantages", A)
+    pg, vl, hm = (A * log_prob).mean(), ((V - R) ** 2).mean(), H.mean()
+    loss = -pg + cv * vl - ch * hm                             # Mnih et al. 2016, sec. 4
+    c.out("loss", loss)
+    c.out("policy_objective", pg)
+    c.out("value_loss", vl)
+    c.out("entropy_mean", hm)
+    c.grad("loss", loss, c.params("policy") + c.params("value"))
+
+
+def _ppo_policy_terms(log_prob, log_prob_old, A, eps):
+    ratio = torch.exp(log_prob - log_prob_old)
+    surrogate = torch.min(ratio * A, torch.clamp(ratio, 1 - eps, 1 + eps) * A).mean()
+    if "ppo_no_clip" in WRONG:
+        surrogate = (ratio * A).mean()
+    r = ratio.detach()
+    kl = ((r - 1) - torch.log(r)).mean()
+    frac = ((r - 1).abs() > eps).to(F64).mean()
+    return ratio, surrogate, kl, frac
+
+
+@case
+def ppo_clip(c):
+    eps = c.hp["clip_eps"]
+    mean = c.net("policy")(c.t("obs"))
+    log_std = c.leaf("policy.log_std")
+    z = (c.t("actions") - mean) / torch.exp(log_std)
+    log_prob = (-0.5 * z ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
+    c.out("log_prob", log_prob)
+    ratio, obj, kl, frac = _ppo_policy_terms(log_prob, c.t("log_prob_old"), c.t("advantages"), eps)
+    c.out("ratio", ratio)
+    c.out("clip_objective", obj)
+    c.grad("clip_objective", obj, c.params("policy") + ["policy.log_std"])
+    c.out("approx_kl", kl)
+    c.out("clip_fraction", frac)
+
+
+def _value_losses(V, V_old, R, eps_v):
+    plain = ((V - R) ** 2).mean()
+    V_clip = V_old + torch.clamp(V - V_old, -eps_v, eps_v)
+    clipped = torch.max((V - R) ** 2, (V_clip - R) ** 2).mean()
+    return plain, clipped
+
+
+@case
+def ppo_value_clip(c):
+    V = c.net("value")(c.t("obs"))[:, 0]
+    c.out("values", V)
+    plain, clipped = _value_losses(V, c.t("values_old"), c.t("returns"), c.hp["clip_eps_value"])
+    c.out("value_loss", plain)
+    c.grad("value_loss", plain, c.params("value"))
+    c.out("value_loss_clipped", clipped)
+    c.grad("value_loss_clipped", clipped, c.params("value"))
+
+
+@case
+def ppo_objective(c):
+    eps, eps_v, c1, c2 = c.hp["clip_eps"], c.hp["clip_eps_value"], c.hp["c1"], c.hp["c2"]
+    A = c.t("advantages")
+    A = (A - A.mean()) / (A.std(unbiased=False) + c.hp["advantage_eps"])
+    c.out("advantages_normalized", A)
+    logits = c.net("policy")(c.t("obs"))
+    log_prob = log_softmax_pick(logits, c.t("actions"))
+    H = softmax_entropy(logits)
+    V = c.net("value")(c.t("obs"))[:, 0]
+    c.out("log_prob", log_prob)
+    c.out("entropy", H)
+    c.out("values", V)
+    ratio, surrogate, kl, frac = _ppo_policy_terms(log_prob, c.t("log_prob_old"), A, eps)
+    c.out("ratio", ratio)
+    _, vl = _value_losses(V, c.t("values_old"), c.t("returns"), eps_v)
+    obj = surrogate - c1 * vl + c2 * H.mean()                  # J^CLIP', Schulman et al. eq. 9
+    c.out("objective", obj)
+    c.out("policy_objective", surrogate)
+    c.out("value_loss", vl)
+    c.out("approx_kl", kl)
+    c.out("clip_fraction", frac)
+    c.out("entropy_mean", H.mean())
+    c.grad("objective", obj, c.params("policy") + c.params("value"))
+
+
+def _cont(c):
+    return (~c.t("terminated")).to(F64)
+
+
+@case
+def ddpg_critic(c):
+    g = c.hp["gamma"]
+    next_obs = c.t("next_obs")
+    mu_next = c.net("target_actor")(next_obs).detach()
+    c.out("target_actions", mu_next)
+    q_next = critic(c.net("target_critic"), next_obs, mu_next).detach()
+    c.out("q_next_target", q_next)
+    cont = torch.ones(q_next.shape) if "ddpg_bootstrap_terminal" in WRONG else _cont(c)
+    y = c.t("rewards") + g * cont * q_next                     # Lillicrap et al., Algorithm 1
+    c.out("y", y)
+    q = critic(c.net("critic"), c.t("obs"), c.t("actions"))
+    c.out("q", q)
+    loss = ((y - q) ** 2).mean()
+    c.out("critic_loss", loss)
+    c.grad("critic_loss", loss, c.params("critic"))
+
+
+def _deterministic_actor(c, critic_name):
+    obs = c.t("obs")
+    Q = c.net(critic_name)
+    mu = c.net("actor")(obs)
+    c.out("mu", mu)
+    obj = critic(Q, obs, mu).mean()
+    c.out("objective", obj)
+    c.grad("objective", obj, c.params("actor"))
+    a = mu.detach().clone().requires_grad_(True)
+    c.grad("objective", critic(Q, obs, a).mean(), {"mu": a})
+
+
+@case
+def ddpg_actor(c):
+    _deterministic_actor(c, "critic")
+
+
+@case
+def td3_critic(c):
+    g, nc, low, high = c.hp["gamma"], c.hp["noise_clip"], c.hp["low"], c.hp["high"]
+    next_obs = c.t("next_obs")
+    mu_next = c.net("target_actor")(next_obs).detach()
+    c.out("target_actions", mu_next)
+    a_tilde = torch.clamp(mu_next + torch.clamp(c.t("noise"), -nc, nc), low, high)
+    c.out("smoothed_actions", a_tilde)
+    q1n = critic(c.net("target_critic1"), next_obs, a_tilde).detach()
+    q2n = critic(c.net("target_critic2"), next_obs, a_tilde).detach()
+    c.out("q1_next", q1n)
+    c.out("q2_next", q2n)
+    y = c.t("rewards") + g * _cont(c) * torch.min(q1n, q2n)    # Fujimoto et al., Algorithm 1
+    c.out("y", y)
+    q1 = critic(c.net("critic1"), c.t("obs"), c.t("actions"))
+    q2 = critic(c.net("critic2"), c.t("obs"), c.t("actions"))
+    c.out("q1", q1)
+    c.out("q2", q2)
+    loss = ((y - q1) ** 2).mean() + ((y - q2) ** 2).mean()
+    c.out("critic_loss", loss)
+    c.grad("critic_loss", loss, c.params("critic1") + c.params("critic2"))
+
+
+@case
+def td3_actor(c):
+    _deterministic_actor(c, "critic1")
+
+
+def _box(c, d):
+    return (torch.full((d,), float(c.hp["low"])), torch.full((d,), float(c.hp["high"])))
+
+
+@case
+def sac_value(c):
+    alpha = c.hp["alpha"]
+    obs, eps = c.t("obs"), c.t("eps")
+    low, high = _box(c, eps.shape[-1])
+    a, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    c.out("new_actions", a)
+    c.out("log_prob_new", logp)
+    q1 = critic(c.net("critic1"), obs, a).detach()
+    q2 = critic(c.net("critic2"), obs, a).detach()
+    c.out("q1_new", q1)
+    c.out("q2_new", q2)
+    target = torch.min(q1, q2) - alpha * logp.detach()        # E[Q - alpha log pi], eq. 5
+    if "sac_v_target_no_entropy" in WRONG:
+        target = torch.min(q1, q2)
+    c.out("v_target", target)
+    V = c.net("value")(obs)[:, 0]
+    c.out("v", V)
+    J_V = 0.5 * ((V - target) ** 2).mean()
+    c.out("J_V", J_V)
+    c.grad("J_V", J_V, c.params("value"))
+
+
+@case
+def sac_q(c):
+    g = c.hp["gamma"]
+    v_next = c.net("target_value")(c.t("next_obs"))[:, 0].detach()
+    c.out("v_next", v_next)
+    q_hat = c.t("rewards") + g * _cont(c) * v_next              # eq. 8
+    c.out("q_hat", q_hat)
+    for i in (1, 2):
+        q = critic(c.net(f"critic{i}"), c.t("obs"), c.t("actions"))
+        c.out(f"q{i}", q)
+        J = 0.5 * ((q - q_hat) ** 2).mean()                     # eq. 7
+        c.out(f"J_Q{i}", J)
+        c.grad(f"J_Q{i}", J, c.params(f"critic{i}"))
+
+
+@case
+def sac_policy(c):
+    alpha = c.hp["alpha"]
+    obs = c.t("obs")
+    eps = c.t("eps").requires_grad_(True)
+    low, high = _box(c, eps.shape[-1])
+    a, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    c.out("action", a)
+    c.out("log_prob", logp)
+    Q1, Q2 = c.net("critic1"), c.net("critic2")
+    q_new = torch.min(critic(Q1, obs, a), critic(Q2, obs, a))
+    c.out("q_new", q_new)
+    J = (alpha * logp - q_new).mean()                          # eq. 12
+    c.out("J_pi", J)
+    c.grad("J_pi", J, c.params("policy"))
+    c.grad("J_pi", J, {"eps": eps})
+    a_leaf = a.detach().clone().requires_grad_(True)
+    q_mean = torch.min(critic(Q1, obs, a_leaf), critic(Q2, obs, a_leaf)).mean()
+    c.out("q_new_mean", q_mean)
+    c.grad("q_new_mean", q_mean, {"action": a_leaf})
+
+
+@case
+def sac_q_twin(c):
+    g, alpha = c.hp["gamma"], c.hp["alpha"]
+    next_obs, eps = c.t("next_obs"), c.t("eps_next")
+    low, high = _box(c, eps.shape[-1])
+    a_next, logp_next = squashed_gaussian(c.net("policy")(next_obs), eps, low, high)
+    a_next, logp_next = a_next.detach(), logp_next.detach()
+    c.out("next_actions", a_next)
+    c.out("log_prob_next", logp_next)
+    q1n = critic(c.net("target_critic1"), next_obs, a_next).detach()
+    q2n = critic(c.net("target_critic2"), next_obs, a_next).detach()
+    c.out("q1_next", q1n)
+    c.out("q2_next", q2n)
+    y = c.t("rewards") + g * _cont(c) * (torch.min(q1n, q2n) - alpha * logp_next)
+    c.out("y", y)
+    for i in (1, 2):
+        q = critic(c.net(f"critic{i}"), c.t("obs"), c.t("actions"))
+        c.out(f"q{i}", q)
+        J = 0.5 * ((q - y) ** 2).mean()
+        c.out(f"J_Q{i}", J)
+        c.grad(f"J_Q{i}", J, c.params(f"critic{i}"))
+
+
+@case
+def sac_temperature(c):
+    obs, eps = c.t("obs"), c.t("eps")
+    low, high = _box(c, eps.shape[-1])
+    _, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    logp = logp.detach()
+    c.out("log_prob", logp)
+    log_alpha = c.leaf("log_alpha")
+    J = (-torch.exp(log_alpha[0]) * logp - torch.exp(log_alpha[0]) * c.hp["target_entropy"]).mean()
+    c.out("J_alpha", J)                                        # 2018b, eq. 18
+    c.grad("J_alpha", J, ["log_alpha"])
+
+
+# ------------------------------------------------------------------ main
+
+def torch_case(name):
+    """The torch function for a case (``discounted_returns`` is named ..._case here)."""
+    return CASES.get(name) or CASES[f"{name}_case"]
+
+
+def results_markdown(rows, notes, controls, elapsed):
+    import numpy
+    lines = [
+        "# Reference outputs: minipg against an independent PyTorch implementation",
+        "",
+        "Produced by `python verification/crosscheck_torch.py` (issue 7).  The script reads the",
+        "inputs of every `minipg reference` case, recomputes every output and gradient with an",
+        "independent PyTorch float64 implementation written from the formulas (torch.autograd;",
+        "no minipg estimator, distribution, kernel or autodiff is called), writes them in the",
+        "same format and compares with `minipg reference --check` (tolerances from the",
+        "manifests; see `SCHEMA.md`).  Goal: at most 1e-10 relative error for every case.",
+        "",
+        f"minipg {MINIPG_VERSION}, torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"Python {platform.python_version()}, {platform.machine()}; "
+        f"{len(rows)} arrays compared in {elapsed:.1f} s.",
+        "",
+        "Relative error of an entry: |b - a| / max(|a|, |b|) (0 when both are 0); the worst",
+        "over every output and gradient entry of the case.",
+        "",
+        "## Per case",
+        "",
+        reference.format_summary(rows, markdown=True),
+        "",
+    ]
+    if notes:
+        lines += [f"note: {n}" for n in notes] + [""]
+    lines += ["## Negative controls", "",
+              "Deliberately wrong variants of the torch implementation, each run on its case and",
+              "compared by the same check: every one must be rejected.", "",
+              format_controls(controls, markdown=True), ""]
+    compared = [r for r in rows if r.role in ("output", "gradient") or not r.passed]
+    lines += ["## Every output and gradient", "",
+              "(Inputs and parameters are copied, and compare with error 0.)", "",
+              reference.format_table(compared, markdown=True), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    import time
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ref", default=None, help="an existing minipg reference directory "
+                   "(default: write a fresh one)")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep the reference in DIR/minipg and the torch outputs in DIR/torch")
+    p.add_argument("--results", default=str(ROOT / "verification" / "reference" / "RESULTS.md"),
+                   help="where to write the results table ('-' for none)")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(args.keep) if args.keep else Path(tmp)
+        ref = Path(args.ref) if args.ref else base / "minipg"
+        out = base / "torch"
+        if not args.ref:
+            reference.write(ref)
+        names = sorted(d.name for d in ref.iterdir() if (d / "manifest.json").exists())
+        for name in names:
+            ctx = Ctx(ref, name)
+            torch_case(name)(ctx)
+            ctx.save(out)
+        rows, notes = reference.check(ref, out)
+        controls = run_negative_controls(ref, base / "wrong")
+        elapsed = time.perf_counter() - start
+        print(reference.report(rows, notes))
+        print()
+        print(format_controls(controls))
+        if args.results != "-":
+            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.results).write_text(results_markdown(rows, notes, controls, elapsed))
+            print(f"wrote {args.results}")
+    ok = all(r.passed for r in rows) and all(not c["passed"] for c in controls)
+    return 0 if ok else 1
+
+
+def run_negative_controls(ref, out):
+    """Run each deliberately wrong variant on its case; the check must reject every one."""
+    results = []
+    for key, name, what in NEGATIVE_CONTROLS:
+        WRONG.clear()
+        WRONG.add(key)
+        try:
+            ctx = Ctx(ref, name)
+            torch_case(name)(ctx)
+            ctx.save(Path(out) / key)
+        finally:
+            WRONG.clear()
+        rows, _ = reference.check(ref, Path(out) / key, only=[name])
+        bad = [r for r in rows if not r.passed]
+        worst = max(bad, key=lambda r: r.max_rel) if bad else None
+        results.append(dict(control=key, case=name, what=what, passed=not bad,
+                            failed_arrays=len(bad), worst=worst))
+    return results
+
+
+def format_controls(controls, markdown=False):
+    header = ("negative control", "case", "arrays failing", "worst array", "its rel err",
+              "check says")
+    body = [(c["control"] + (f" ({c['what']})" if markdown else ""), c["case"],
+             str(c["failed_arrays"]), c["worst"].array if c["worst"] else "-",
+             f"{c['worst'].max_rel:.2e}" if c["worst"] else "-",
+             "FAIL (rejected, as it must)" if not c["passed"] else "PASS (NOT rejected!)")
+            for c in controls]
+    return reference.render_table(header, body, markdown)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
