@@ -422,14 +422,17 @@ class LQR:
         _check_rng(rng)
         _, s = self._action_covariance(sigma)
         times = rng.geometric(1.0 - self.gamma, size=n) - 1  # numpy's geometric starts at 1
+        order = np.argsort(-times, kind="stable")  # longest first: the moving ones are a prefix
+        n_moving = np.searchsorted(-times[order], -np.arange(int(times.max())), side="left")
         x = self.sample_initial_states(n, rng)
         W_factor = _psd_factor(self.W)
-        for t in range(int(times.max())):
-            moving = times > t  # only trajectories whose sampled time is still ahead
-            xm = x[moving]
-            u = xm @ K.T + s * rng.standard_normal((xm.shape[0], self.n_action))
-            x[moving] = xm @ self.A.T + u @ self.B.T + rng.standard_normal(xm.shape) @ W_factor.T
-        return x
+        for m in n_moving:  # m = number of trajectories whose sampled time is still ahead
+            xm = x[:m]
+            u = xm @ K.T + s * rng.standard_normal((m, self.n_action))
+            x[:m] = xm @ self.A.T + u @ self.B.T + rng.standard_normal(xm.shape) @ W_factor.T
+        out = np.empty_like(x)
+        out[order] = x  # the i-th sorted trajectory belongs to draw order[i]
+        return out
 
 
 class LQREnv(gym.Env):
