@@ -234,13 +234,16 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
         if os.path.exists(os.path.join(out, CONFIG)) and not force:
             raise RunDirectoryError(f"{out} already holds a run; use --resume {out} to continue "
                                     f"it, --force to overwrite it, or another --out")
-    os.makedirs(out, exist_ok=True)
-
     wrappers = algo_cls.env_wrappers(config)
     envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
-    check_action_space(algo_cls, env_id, envs.single_action_space)
+    try:
+        check_action_space(algo_cls, env_id, envs.single_action_space)
+    except ConfigError:
+        envs.close()
+        raise
     agent = algo_cls(config, envs.single_observation_space, envs.single_action_space, seed)
     collector = Collector(envs, seed=seed, dtype=config.dtype)
+    os.makedirs(out, exist_ok=True)  # only now: a refused run leaves no directory behind
 
     if not resume:
         with open(os.path.join(out, CONFIG), "w") as fh:

@@ -73,7 +73,7 @@ def test_collect_episodes_returns_whole_episodes_only():
                                  for k in range(len(t) - 1))
 
 
-def test_reinforce_discount_weighting_passes_gamma_t(monkeypatch):
+def test_reinforce_discount_weighting_passes_gamma_t(monkeypatch, tmp_path):
     import minipg.algorithms.reinforce as module
     seen = {}
     original = module.reinforce_objective
@@ -84,7 +84,8 @@ def test_reinforce_discount_weighting_passes_gamma_t(monkeypatch):
 
     monkeypatch.setattr(module, "reinforce_objective", spy)
     for weighting in (True, False):
-        train("reinforce", "minipg/ShortCorridor-v0", total_steps=200, out=None, force=True,
+        train("reinforce", "minipg/ShortCorridor-v0", total_steps=200, out=str(tmp_path / "r"),
+              force=True,
               overrides={"discount_weighting": str(weighting), "batch_steps": "50",
                          "gamma": "0.9", "eval_episodes": "1"}, stream=io.StringIO())
         if weighting:

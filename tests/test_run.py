@@ -135,8 +135,10 @@ def test_non_finite_stops_with_step_and_name(tmp_path, monkeypatch):
     (["train", "reinforce", "--set", "gamma"], "--set 'gamma': expected key=value"),
     (["evaluate", "/nonexistent/run"], "is not a run directory"),
 ])
-def test_cli_user_errors(argv, message, capsys):
+def test_cli_user_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default run directory would land here
     assert main(argv) == 2
+    assert not os.path.exists(tmp_path / "runs")  # a refused run leaves nothing behind
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
