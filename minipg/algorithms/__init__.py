@@ -17,6 +17,14 @@ __all__ = ["get", "names", "Algorithm", "BaseConfig", "ConfigError", "UnknownAlg
 _REGISTRY = {
     "reinforce": "reinforce",
     "actor_critic": "actor_critic",
+    "off_policy_ac": "off_policy_ac",
+    "a2c": "a2c",
+    "dpg": "dpg",
+    "ddpg": "ddpg",
+    "td3": "td3",
+    "ppo": "ppo",
+    "sac": "sac",
+    "sac_v1": "sac_v1",
 }
 
 
