@@ -90,6 +90,10 @@ Two choices that are ours, not the paper's, and why:
   still-wrong :math:`w` can push the gain into the unstable region, where
   the state diverges geometrically.
 
+Defaults (tuned on ``minipg/LQR2D-v0``): the exact return of the learned gain
+is within 1% of J(K*) after 60,000-80,000 steps and stays there (3 seeds,
+``verification/classical_control.py``).
+
 Continuous actions only; on a task with a bounded action box the collector
 clips the action it sends, while the update uses the action as drawn.  With
 ``n_envs > 1`` the ``n_envs`` transitions of a vector step are applied one

@@ -1,0 +1,295 @@
+"""Training speed of minipg's SAC and TD3 against stable-baselines3 on Pendulum-v1 (issue 5).
+
+Both libraries train 20,000 steps with the same hyperparameters, those of the
+stable-baselines3 zoo for Pendulum-v1 (minipg's presets are these):
+
+* SAC: learning rate 1e-3 for actor, critics and temperature; batch 256;
+  buffer 1e6; 100 random warm-up steps; tau 0.005; gamma 0.99; one gradient
+  step per environment step; layers 256-256 ReLU; alpha learned from 1.0
+  with target entropy -dim(A);
+* TD3: learning rate 1e-3; batch 256; buffer 200,000; 10,000 random warm-up
+  steps; gamma 0.98; tau 0.005; Gaussian exploration noise 0.1; one gradient
+  step per environment step; policy delay 2, smoothing 0.2 clipped at 0.5;
+  layers 400-300 ReLU.
+
+Each contender runs in its own fresh process with the same number of BLAS /
+torch threads (``--threads``; the runs alternate contender by contender).
+Measured: the wall time of the training loop alone (minipg: the run loop's
+own clock, ``wall_s`` of the last progress row, which includes its
+checkpoints and per-step checks; SB3: ``model.learn``), the process's CPU
+time over the same span (minipg's also includes the final 10-episode
+evaluation, under 1% of it), steps per second, and the final deterministic
+evaluation (10 episodes, fresh environment seeded seed + 10000).  On a
+shared machine the wall time depends on the load; with one thread the CPU
+time is close to the wall time the run would take alone, so ratios are
+given for both.  ``profile`` runs cProfile on minipg's update loop;
+``overhead`` times short runs (tiny and preset networks) alternating the
+contenders.
+
+    python verification/offpolicy_speed.py run [--algos sac td3] [--contenders ...]
+    python verification/offpolicy_speed.py profile [--algos sac td3]
+    python verification/offpolicy_speed.py overhead [--repeats 3]   # tiny vs preset networks
+    python verification/offpolicy_speed.py report     # the table of results/offpolicy_speed.md
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+STEPS = 20_000
+CONTENDERS = ("minipg-float32", "minipg-float64", "sb3")
+RESULTS_JSON = "offpolicy_speed.json"
+
+
+# ----------------------------------------------------------- one run (in a child process)
+def child_minipg(algo, dtype, seed, out):
+    import csv
+    import io
+
+    from minipg.run import train
+    cpu = time.process_time()
+    run = train(algo, "Pendulum-v1", total_steps=STEPS, seed=seed, out=out, force=True,
+                overrides={"dtype": dtype, "eval_episodes": 10}, stream=io.StringIO())
+    cpu = time.process_time() - cpu             # includes the 10-episode evaluation (< 1%)
+    with open(os.path.join(run, "progress.csv"), newline="") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    ev = json.load(open(os.path.join(run, "eval.json")))
+    return {"wall_s": float(last["wall_s"]), "cpu_s": cpu, "steps": int(last["step"]),
+            "return_mean": ev["return_mean"], "return_std": ev["return_std"]}
+
+
+def child_sb3(algo, seed):
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.noise import NormalActionNoise
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    env = gym.make("Pendulum-v1")
+    if algo == "sac":
+        model = SAC("MlpPolicy", env, learning_rate=1e-3, seed=seed, device="cpu")
+    else:
+        model = TD3("MlpPolicy", env, learning_rate=1e-3, gamma=0.98, buffer_size=200_000,
+                    learning_starts=10_000, train_freq=1, gradient_steps=1,
+                    action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+                    policy_kwargs=dict(net_arch=[400, 300]), seed=seed, device="cpu")
+    start, cpu = time.perf_counter(), time.process_time()
+    model.learn(STEPS)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    eval_env = gym.make("Pendulum-v1")
+    eval_env.reset(seed=seed + 10_000)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    return {"wall_s": wall, "cpu_s": cpu, "steps": STEPS, "return_mean": float(mean),
+            "return_std": float(std), "torch": torch.__version__}
+
+
+def run_child(args):
+    if args.contender == "sb3":
+        result = child_sb3(args.algo, args.seed)
+    else:
+        dtype = args.contender.split("-")[1]
+        out = os.path.join(args.out, f"{args.algo}-{dtype}-{args.seed}")
+        result = child_minipg(args.algo, dtype, args.seed, out)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------- the driver
+def cmd_run(args):
+    path = os.path.join(args.out, RESULTS_JSON)
+    os.makedirs(args.out, exist_ok=True)
+    results = json.load(open(path)) if os.path.exists(path) else []
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    for algo in args.algos:
+        for contender in args.contenders:
+            if contender == "sb3":
+                try:
+                    import stable_baselines3  # noqa: F401
+                except ImportError:
+                    print("stable-baselines3 is not installed: skipped", flush=True)
+                    continue
+            cmd = [sys.executable, __file__, "child", "--algo", algo, "--contender", contender,
+                   "--seed", str(args.seed), "--out", args.out]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(f"{algo} {contender} failed:\n{proc.stderr[-2000:]}", flush=True)
+                continue
+            result = json.loads(lines[-1][len("RESULT "):])
+            result.update({"algo": algo, "contender": contender, "seed": args.seed,
+                           "threads": args.threads, "load_avg": os.getloadavg()[0],
+                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+            results.append(result)
+            with open(path, "w") as fh:
+                json.dump(results, fh, indent=1)
+            print(f"{algo} {contender}: {result['wall_s']:.0f} s, "
+                  f"{result['steps'] / result['wall_s']:.0f} steps/s, return "
+                  f"{result['return_mean']:.1f}", flush=True)
+
+
+def cmd_profile(args):
+    """cProfile of minipg's learn() after the warm-up (float32 preset networks)."""
+    import cProfile
+    import io
+    import pstats
+
+    from minipg.algorithms import get
+    from minipg.algorithms.base import config_from
+    from minipg.envs.vector import Collector, make_vector_env
+    out = {}
+    for algo in args.algos:
+        cls = get(algo)
+        overrides = dict(cls.presets["Pendulum-v1"])
+        overrides.update({"dtype": "float32", "learning_starts": 300})
+        config = config_from(cls.Config, overrides)
+        envs = make_vector_env("Pendulum-v1", 1)
+        agent = cls(config, envs.single_observation_space, envs.single_action_space, 0)
+        collector = Collector(envs, seed=0, dtype=config.dtype)
+        for _ in range(config.learning_starts + 20):
+            agent.learn(collector)
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        for _ in range(args.profile_steps):
+            agent.learn(collector)
+        profiler.disable()
+        per_step = (time.perf_counter() - start) / args.profile_steps
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(18)
+        out[algo] = {"ms_per_step_profiled": per_step * 1e3, "table": stream.getvalue()}
+        print(f"{algo}: {per_step * 1e3:.1f} ms per step under the profiler", flush=True)
+        print(stream.getvalue(), flush=True)
+    with open(os.path.join(args.out, "offpolicy_profile.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+
+
+def _ms_per_step(contender, algo, hidden, steps, warm):
+    """CPU ms per step of ``steps`` steps after ``warm`` (one update per step), this process."""
+    if contender == "sb3":
+        import numpy as np
+        import torch
+        from stable_baselines3 import SAC, TD3
+        from stable_baselines3.common.noise import NormalActionNoise
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        kw = dict(learning_rate=1e-3, learning_starts=warm, seed=0, device="cpu",
+                  policy_kwargs=dict(net_arch=list(hidden)))
+        if algo == "sac":
+            model = SAC("MlpPolicy", "Pendulum-v1", **kw)
+        else:
+            model = TD3("MlpPolicy", "Pendulum-v1", gamma=0.98, buffer_size=200_000,
+                        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), **kw)
+        model.learn(warm + 10)
+        start = time.process_time()
+        model.learn(steps, reset_num_timesteps=False)
+        return (time.process_time() - start) / steps * 1e3
+    from minipg.algorithms import get
+    from minipg.algorithms.base import config_from
+    from minipg.envs.vector import Collector, make_vector_env
+    cls = get(algo)
+    overrides = dict(cls.presets["Pendulum-v1"])
+    overrides.update({"dtype": contender.split("-")[1], "learning_starts": warm,
+                      "hidden": tuple(hidden)})
+    config = config_from(cls.Config, overrides)
+    envs = make_vector_env("Pendulum-v1", 1)
+    agent = cls(config, envs.single_observation_space, envs.single_action_space, 0)
+    collector = Collector(envs, seed=0, dtype=config.dtype)
+    for _ in range(warm + 10):
+        agent.learn(collector)
+    start = time.process_time()
+    for _ in range(steps):
+        agent.learn(collector)
+    return (time.process_time() - start) / steps * 1e3
+
+
+def cmd_overhead(args):
+    """CPU time per step with tiny (32-32) and the preset networks, contenders alternating."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    rows = []
+    for algo in args.algos:
+        for hidden in ("32,32", "256,256" if algo == "sac" else "400,300"):
+            times = {c: [] for c in args.contenders}
+            for _ in range(args.repeats):
+                for contender in args.contenders:
+                    cmd = [sys.executable, __file__, "overhead-child", "--algo", algo,
+                           "--contender", contender, "--hidden", hidden,
+                           "--profile-steps", str(args.profile_steps)]
+                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                    if lines:
+                        times[contender].append(float(lines[-1].split()[1]))
+                    else:
+                        print(proc.stderr[-1500:], flush=True)
+            for contender, ts in times.items():
+                if ts:
+                    ts.sort()
+                    rows.append((algo, hidden, contender, ts[len(ts) // 2], ts))
+                    print(f"{algo} {hidden} {contender}: median {ts[len(ts) // 2]:.2f} CPU ms/step "
+                          f"{[round(t, 2) for t in ts]}", flush=True)
+    with open(os.path.join(args.out, "offpolicy_overhead.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+
+
+def overhead_child(args):
+    hidden = [int(h) for h in args.hidden.split(",")]
+    ms = _ms_per_step(args.contender, args.algo, hidden, args.profile_steps, warm=300)
+    print(f"RESULT {ms}", flush=True)
+
+
+def cmd_report(args):
+    import statistics
+    results = json.load(open(os.path.join(args.out, RESULTS_JSON)))
+    lines = ["# Off-policy training speed: minipg vs stable-baselines3 (Pendulum-v1, 20k steps)",
+             "", "Command: `python verification/offpolicy_speed.py run` then `... report` "
+             "(each contender a fresh process, runs in sequence). Hyperparameters: the "
+             "stable-baselines3 zoo's Pendulum-v1 (= minipg's presets); see the script's "
+             "docstring. Wall: the training loop only. Return: deterministic, 10 episodes.", "",
+             "| algorithm | contender | threads | wall s | CPU s | steps/s (wall) | "
+             "final return | load avg at end | finished |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cpu = f"{r['cpu_s']:.0f}" if "cpu_s" in r else "-"
+        lines.append(f"| {r['algo']} | {r['contender']} | {r['threads']} | {r['wall_s']:.0f} | "
+                     f"{cpu} | {r['steps'] / r['wall_s']:.0f} | {r['return_mean']:.1f} +- "
+                     f"{r['return_std']:.1f} | {r['load_avg']:.1f} | {r['finished']} |")
+    lines += ["", "Ratios minipg / SB3 (medians over the runs listed):", ""]
+    for algo in sorted({r["algo"] for r in results}):
+        for key in ("wall_s", "cpu_s"):
+            sb3 = [r[key] for r in results if r["algo"] == algo and r["contender"] == "sb3"
+                   and key in r]
+            for contender in ("minipg-float32", "minipg-float64"):
+                mine = [r[key] for r in results if r["algo"] == algo
+                        and r["contender"] == contender and key in r]
+                if sb3 and mine:
+                    ratio = statistics.median(mine) / statistics.median(sb3)
+                    lines.append(f"* {algo} {contender}, {key[:-2]} time: {ratio:.2f}")
+    print("\n".join(lines))          # pasted into results/offpolicy_speed.md with the analysis
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=("run", "child", "profile", "overhead", "overhead-child",
+                                       "report"))
+    p.add_argument("--algos", nargs="+", default=["sac", "td3"])
+    p.add_argument("--algo")
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
+    p.add_argument("--contender")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--profile-steps", type=int, default=300)
+    p.add_argument("--hidden", default="32,32")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="runs/verification/offpolicy_speed")
+    args = p.parse_args()
+    {"run": cmd_run, "child": run_child, "profile": cmd_profile, "overhead": cmd_overhead,
+     "overhead-child": overhead_child, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
