@@ -29,7 +29,7 @@ from minipg.run import CHECKPOINT, EVAL, PROGRESS, read_checkpoint, train
 
 ALGOS = ("ddpg", "td3", "sac", "sac_v1")
 TINY = {"hidden": "16,16", "batch_size": "32", "learning_starts": "100", "log_every": "100",
-        "checkpoint_every": "200", "eval_episodes": "1"}
+        "checkpoint_every": "200", "eval_episodes": "1", "dtype": "float64"}
 WALL_COLUMNS = ("wall_s", "steps_per_s")
 
 
@@ -78,7 +78,7 @@ def test_presets_need_no_other_setting():
         cls = algorithms.get(algo)
         assert cls.default_env == "Pendulum-v1" and "Pendulum-v1" in cls.presets
         config = config_from(cls.Config, cls.presets["Pendulum-v1"])
-        assert config.total_steps == 20_000
+        assert config.total_steps == 20_000 and config.dtype == "float32"
 
 
 # ------------------------------------------------------------------- the loop

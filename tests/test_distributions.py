@@ -635,3 +635,25 @@ def test_fisher_metric_shapes_and_validation():
         Categorical.fisher_metric(np.zeros((2, 3)), np.zeros((2, 4)))
     mu = Categorical.fisher_metric((np.zeros((2, 3)),), (np.ones((2, 3)),))
     assert isinstance(mu, tuple) and np.allclose(mu[0], 0.0)   # F 1 = 0 (softmax shift)
+
+
+def test_log_prob_without_validation_equals_the_validated_one():
+    """validate=False (the acting and update paths, for actions drawn by sample) gives
+    the same values and gradients; the checks it skips are those of validate=True."""
+    rng = np.random.default_rng(0)
+    logits = Tensor(rng.standard_normal((6, 3)), requires_grad=True)
+    dist = Categorical(logits)
+    actions = dist.sample(rng)
+    checked, unchecked = dist.log_prob(actions), dist.log_prob(actions, validate=False)
+    np.testing.assert_array_equal(checked.data, unchecked.data)
+    g1 = grad(lambda l: Categorical(l).log_prob(actions).sum())(logits.data)
+    g2 = grad(lambda l: Categorical(l).log_prob(actions, validate=False).sum())(logits.data)
+    np.testing.assert_array_equal(g1, g2)
+    with pytest.raises(ValueError, match="out of range"):
+        dist.log_prob(actions + 3)
+    mean = Tensor(rng.standard_normal((6, 2)), requires_grad=True)
+    gauss = DiagGaussian(mean, np.zeros(2))
+    x = gauss.sample(rng)
+    np.testing.assert_array_equal(gauss.log_prob(x).data, gauss.log_prob(x, validate=False).data)
+    with pytest.raises(ValueError):
+        gauss.log_prob(np.zeros((6, 5)))

@@ -857,3 +857,66 @@ def test_numba_disable_jit_subprocess():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+# --------------------------------------------------------------------------
+# Row-wise log-softmax (the Categorical policies' log-probabilities)
+# --------------------------------------------------------------------------
+
+from scipy.special import log_softmax as scipy_log_softmax  # noqa: E402
+
+from minipg.kernels.softmax import (  # noqa: E402
+    log_softmax_rows,
+    log_softmax_rows_numba,
+    log_softmax_rows_numpy,
+    log_softmax_rows_vjp,
+    log_softmax_rows_vjp_numba,
+    log_softmax_rows_vjp_numpy,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 6), st.integers(1, 5), st.floats(0.1, 1e3), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.float64, np.float32]))
+def test_log_softmax_rows_twins_agree_with_scipy(rows, n, scale, seed, dtype):
+    """Both kernels against scipy.special.log_softmax (float64 reference), at logit
+    scales up to 1e3 (no overflow: the row maximum is subtracted first); float32 is
+    compared with the float64 result of its own (rounded) inputs."""
+    rng = np.random.default_rng(seed)
+    x = (scale * rng.standard_normal((rows, n))).astype(dtype)
+    expected = scipy_log_softmax(x.astype(np.float64), axis=-1)
+    # the result is x - shift: its rounding error scales with |x| + |shift|, not with it
+    atol = (2e-15 if dtype == np.float64 else 2.0**-23) * (np.abs(x).max() + abs(expected).max())
+    for kernel in (log_softmax_rows_numba, log_softmax_rows_numpy):
+        out = np.empty_like(x)
+        kernel(x, out)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=atol)
+    assert log_softmax_rows(x[None]).shape == (1, rows, n)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.float64, np.float32]))
+def test_log_softmax_rows_vjp_twins_agree_with_the_jacobian(rows, n, seed, dtype):
+    """g - softmax(x) sum(g) against the explicit Jacobian (I - 1 p^T) per row."""
+    rng = np.random.default_rng(seed)
+    z = scipy_log_softmax(rng.standard_normal((rows, n)), axis=-1).astype(dtype)
+    g = rng.standard_normal((rows, n)).astype(dtype)
+    p = np.exp(z.astype(np.float64))
+    expected = np.stack([g[i].astype(np.float64) @ (np.eye(n) - np.outer(np.ones(n), p[i]))
+                         for i in range(rows)])
+    tol = 1e-13 if dtype == np.float64 else 2e-6
+    for kernel in (log_softmax_rows_vjp_numba, log_softmax_rows_vjp_numpy):
+        out = np.empty_like(g)
+        kernel(g, z, out)
+        np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(log_softmax_rows_vjp(g, z), expected, rtol=tol, atol=tol)
+
+
+def test_log_softmax_rows_rejects_bad_input():
+    with pytest.raises(ValueError, match="float32/float64 array of shape"):
+        log_softmax_rows(np.arange(3))
+    with pytest.raises(ValueError, match="shape"):
+        log_softmax_rows(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match="same shape"):
+        log_softmax_rows_vjp(np.zeros((2, 3)), np.zeros((2, 2)))

@@ -1,49 +1,69 @@
-"""Learning evidence for issue 5: DDPG, TD3, SAC v1 and SAC (auto-temperature) on Pendulum-v1.
+"""Learning evidence for issue 5: DDPG, TD3, SAC v1 and SAC on Pendulum-v1 and beyond.
 
-Each algorithm is trained with its Pendulum-v1 preset (the command
-`minipg train ALGO --env Pendulum-v1 --seed S` with no other setting: 20,000
-steps) for 3 seeds, in float64 and in float32 (``--set dtype=...``), through
-the same run loop the CLI uses; the final deterministic evaluation
-(10 episodes, seed + 10000) is recorded.  Target (issue 5): median over seeds
-of the final evaluation return >= -200 within 20k steps.  Published figures
-beside it: the stable-baselines3 zoo benchmark (rl-baselines3-zoo
-benchmark.md, one trained agent per algorithm, 20k steps, mean +- std over
-750 evaluation episodes): SAC -157.0 +- 88.7, TD3 -151.9 +- 90.2, DDPG
--152.1 +- 94.3; SAC v1 has no published Pendulum figure.
+A run is named ``ALGO:ENV:DTYPE[:STEPS]`` and is exactly
+``minipg train ALGO --env ENV --seed S --set dtype=DTYPE [total_steps=STEPS]``:
+the task's preset and no other setting, through the run loop the CLI uses;
+its final deterministic evaluation (10 episodes, seed + 10000) is recorded.
 
-Runs are long (minutes each on 2 shared cores), so the script has two steps:
-`run` trains sequentially and leaves run directories under --out; `report`
-reads them and writes verification/results/offpolicy_learning.md.
+Targets (issue 5), each the median over seeds of the final evaluation return:
+SAC, SAC v1, TD3 and DDPG on Pendulum-v1 >= -200 within 20k steps (the
+preset's budget); SAC on MountainCarContinuous-v0 >= 90 within 50k; SAC and
+TD3 on Hopper-v5 reported with their step budget beside the published figure.
 
-    python verification/offpolicy_learning.py run [--only sac:float32 td3:float64 ...]
-                                                  [--seeds 0 1 2]
-    python verification/offpolicy_learning.py report
+The default selection (``DEFAULT_RUNS``) is what results/offpolicy_learning.md
+reports.  Runs are independent processes, ``--jobs`` at a time, one BLAS
+thread each; a finished run (its eval.json exists) is skipped unless --force.
+
+    python verification/offpolicy_learning.py run [--only sac:Pendulum-v1:float32 ...]
+                                                  [--seeds 0 1 2] [--jobs 2] [--out DIR]
+    python verification/offpolicy_learning.py report [--out DIR] [--machine TEXT]
 """
 
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")          # one BLAS thread: shared cores
+    os.environ.setdefault(_var, "1")          # one BLAS thread per run: runs go in parallel
 
 import argparse  # noqa: E402
+import concurrent.futures  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV_ID = "Pendulum-v1"
-TARGET = -200.0
-ALGOS = ("sac", "sac_v1", "td3", "ddpg")
-DTYPES = ("float32", "float64")
-# stable-baselines3 zoo benchmark.md (20k steps): mean +- std of the evaluation episodes
-PUBLISHED = {"sac": "-157.0 +- 88.7 (SB3 zoo)", "td3": "-151.9 +- 90.2 (SB3 zoo)",
-             "ddpg": "-152.1 +- 94.3 (SB3 zoo)", "sac_v1": "none published"}
+
+# (target on the median final return or None, what it is compared with)
+TARGETS = {
+    "Pendulum-v1": (-200.0, "20k steps, stable-baselines3 zoo benchmark.md: SAC -157.0 +- 88.7, "
+                    "TD3 -151.9 +- 90.2, DDPG -152.1 +- 94.3 (one agent each, 750 episodes); "
+                    "SAC v1: none published"),
+    "MountainCarContinuous-v0": (90.0, "SB3 zoo SAC with gSDE: 94.6 +- 1.0 at 50k steps"),
+    "Hopper-v5": (None, "1M steps: TD3 paper (Hopper-v1) 3564.8 +- 114.7; SAC paper "
+                  "(Hopper-v1, 2018b) about 3300"),
+}
+SEEDS = (0, 1, 2)
+DEFAULT_RUNS = (
+    [f"{algo}:Pendulum-v1:float32" for algo in ("sac", "sac_v1", "td3", "ddpg")]
+    + ["sac:MountainCarContinuous-v0:float32"]
+    + ["sac:Hopper-v5:float32:50000", "td3:Hopper-v5:float32:50000"])
+# float64 beside the float32 presets, one seed each: does single precision learn as well?
+FLOAT64_RUNS = [f"{algo}:Pendulum-v1:float64" for algo in ("sac", "sac_v1", "td3", "ddpg")]
 
 
-def run_dir(out, algo, dtype, seed):
-    return os.path.join(out, f"{algo}-{ENV_ID}-{dtype}-{seed}")
+def parse_run(spec):
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise SystemExit(f"run {spec!r}: expected ALGO:ENV:DTYPE[:STEPS]")
+    algo, env_id, dtype = parts[:3]
+    steps = int(parts[3]) if len(parts) == 4 else None
+    return algo, env_id, dtype, steps
+
+
+def run_dir(out, spec, seed):
+    return os.path.join(out, f"{spec.replace(':', '-').replace('/', '_')}-{seed}")
 
 
 def first_step_reaching(progress_csv, level):
@@ -54,71 +74,95 @@ def first_step_reaching(progress_csv, level):
     return None
 
 
-def selected(args):
-    if args.only:
-        return [tuple(x.split(":")) for x in args.only]
-    return [(algo, dtype) for dtype in DTYPES for algo in ALGOS]
+def train_one(spec, seed, out):
+    """One run in its own process; returns a line for the log."""
+    from minipg.run import train
+    algo, env_id, dtype, steps = parse_run(spec)
+    overrides = {"dtype": dtype}
+    if steps is not None:
+        overrides["total_steps"] = steps
+    start = time.perf_counter()
+    cpu = time.process_time()
+    train(algo, env_id, seed=seed, out=out, force=True, overrides=overrides,
+          stream=io.StringIO())
+    times = {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
+    with open(os.path.join(out, "wall.json"), "w") as fh:
+        json.dump(times, fh)
+    ev = json.load(open(os.path.join(out, "eval.json")))
+    return f"{spec} seed {seed}: eval {ev['return_mean']:.1f} wall {times['wall_s']:.0f}s"
 
 
 def cmd_run(args):
-    from minipg.run import train
-    for algo, dtype in selected(args):
-        for seed in args.seeds:
-            out = run_dir(args.out, algo, dtype, seed)
-            if os.path.exists(os.path.join(out, "eval.json")) and not args.force:
-                print(f"{out}: done already", flush=True)
-                continue
-            start = time.perf_counter()
-            train(algo, ENV_ID, seed=seed, out=out, force=True, overrides={"dtype": dtype},
-                  stream=io.StringIO())
-            wall = time.perf_counter() - start
-            with open(os.path.join(out, "wall.json"), "w") as fh:
-                json.dump({"wall_s": wall}, fh)
-            ev = json.load(open(os.path.join(out, "eval.json")))
-            print(f"{algo} {dtype} seed {seed}: eval {ev['return_mean']:.1f} wall {wall:.0f}s",
-                  flush=True)
+    specs = args.only or (list(DEFAULT_RUNS) + ["float64"])
+    jobs = []
+    for spec in specs:
+        if spec == "float64":           # the float64 comparison: seed 0 only
+            jobs += [(s, 0) for s in FLOAT64_RUNS]
+            continue
+        parse_run(spec)
+        jobs += [(spec, seed) for seed in args.seeds]
+    todo = [(spec, seed, run_dir(args.out, spec, seed)) for spec, seed in jobs
+            if args.force or not os.path.exists(os.path.join(run_dir(args.out, spec, seed),
+                                                             "eval.json"))]
+    # longest first, so the slow runs do not start last
+    todo.sort(key=lambda j: -(parse_run(j[0])[3] or 20_000))
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(train_one, *job): job for job in todo}
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                print(fut.result(), flush=True)
+            except Exception as exc:            # report and go on with the others
+                print(f"{futures[fut][0]} seed {futures[fut][1]}: FAILED {exc!r}", flush=True)
 
 
 def cmd_report(args):
-    lines = ["# Off-policy algorithms (DDPG, TD3, SAC v1, SAC): learning on Pendulum-v1", "",
-             "Commands: `python verification/offpolicy_learning.py run` then "
-             "`python verification/offpolicy_learning.py report`.  Each run is "
-             "`minipg train ALGO --env Pendulum-v1 --seed S --set dtype=D` (the preset, 20,000 "
-             f"steps, no other setting); seeds {args.seeds}; one BLAS thread.  Final "
+    lines = ["# Off-policy algorithms (DDPG, TD3, SAC v1, SAC): learning", "",
+             "Commands: `python verification/offpolicy_learning.py run --jobs N` then "
+             "`python verification/offpolicy_learning.py report`.  A run "
+             "`ALGO:ENV:DTYPE[:STEPS]` is `minipg train ALGO --env ENV --seed S --set "
+             "dtype=DTYPE [total_steps=STEPS]`: the task's preset and nothing else.  Final "
              "evaluation: deterministic policy, 10 episodes, seed + 10000.  'reached' is the "
              "first logged step (every 1000) at which the mean training return of the last 20 "
-             "episodes (exploring policy) was >= -200.  Wall times are on a 2-core machine "
-             "shared with other jobs (load average 3-6 during these runs), so they are "
-             "indicative only; see offpolicy_speed.md for timings.", "",
-             "| algorithm | dtype | seed | final eval return | reached -200 at | wall s |",
+             "episodes (exploring policy) was at the target.", "",
+             f"Machine: {args.machine}.", "",
+             "| run | seed | final eval return | reached target at | wall s | CPU s |",
              "|---|---|---|---|---|---|"]
     summary = []
-    for algo, dtype in selected(args):
+    for spec in list(DEFAULT_RUNS) + FLOAT64_RUNS:
+        algo, env_id, dtype, steps = parse_run(spec)
+        target, published = TARGETS[env_id]
+        seeds = (0,) if spec in FLOAT64_RUNS else SEEDS
         finals = []
-        for seed in args.seeds:
-            out = run_dir(args.out, algo, dtype, seed)
+        for seed in seeds:
+            out = run_dir(args.out, spec, seed)
             path = os.path.join(out, "eval.json")
             if not os.path.exists(path):
-                lines.append(f"| {algo} | {dtype} | {seed} | not run | - | - |")
+                lines.append(f"| {spec} | {seed} | not run | - | - | - |")
                 continue
             ev = json.load(open(path))
-            wall_path = os.path.join(out, "wall.json")
-            wall = json.load(open(wall_path))["wall_s"] if os.path.exists(wall_path) \
-                else float("nan")
-            reached = first_step_reaching(os.path.join(out, "progress.csv"), TARGET)
+            times = json.load(open(os.path.join(out, "wall.json")))
+            reached = (first_step_reaching(os.path.join(out, "progress.csv"), target)
+                       if target is not None else None)
             finals.append(ev["return_mean"])
-            lines.append(f"| {algo} | {dtype} | {seed} | {ev['return_mean']:.1f} +- "
-                         f"{ev['return_std']:.1f} | {reached or 'never'} | {wall:.0f} |")
-        if finals:
-            med = statistics.median(finals)
-            summary.append(f"| {algo} | {dtype} | {len(finals)} | {med:.1f} | >= {TARGET:g} | "
-                           f"{'met' if med >= TARGET else 'MISSED'} | {PUBLISHED[algo]} |")
+            lines.append(f"| {spec} | {seed} | {ev['return_mean']:.1f} +- "
+                         f"{ev['return_std']:.1f} | "
+                         f"{'-' if target is None else reached or 'never'} | "
+                         f"{times['wall_s']:.0f} | {times.get('cpu_s', float('nan')):.0f} |")
+        config = json.load(open(os.path.join(run_dir(args.out, spec, seeds[0]),
+                                             "config.json"))) if finals else {}
+        budget = config.get("config", config).get("total_steps", steps)
+        if not finals:
+            result, med = "not run", "-"
         else:
-            summary.append(f"| {algo} | {dtype} | 0 | - | >= {TARGET:g} | not run | "
-                           f"{PUBLISHED[algo]} |")
-    lines += ["", "## Against the target and the published figures", "",
-              "| algorithm | dtype | seeds | median final eval return | target | result | "
-              "published (20k steps) |", "|---|---|---|---|---|---|---|"] + summary
+            med = f"{statistics.median(finals):.1f}"
+            result = ("reported" if target is None else
+                      "met" if statistics.median(finals) >= target else "MISSED")
+        summary.append(f"| {spec} | {budget} | {len(finals)} | {med} | "
+                       f"{'-' if target is None else f'>= {target:g}'} | {result} | "
+                       f"{published} |")
+    lines += ["", "## Against the targets and the published figures", "",
+              "| run | steps | seeds | median final eval return | target | result | "
+              "published |", "|---|---|---|---|---|---|---|"] + summary
     path = os.path.join(HERE, "results", "offpolicy_learning.md")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -128,10 +172,13 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "report"))
-    p.add_argument("--only", nargs="*", help="algo:dtype pairs, e.g. sac:float32")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="*", help="runs ALGO:ENV:DTYPE[:STEPS], or 'float64'")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
     p.add_argument("--out", default="runs/verification/offpolicy")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--machine", default=f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}")
     args = p.parse_args()
     cmd_run(args) if args.command == "run" else cmd_report(args)
 

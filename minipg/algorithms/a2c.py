@@ -198,7 +198,7 @@ class OnPolicyAlgorithm(Algorithm):
         with no_grad():
             dist, values = self.distribution_and_values(obs)
             actions = dist.sample(self.rng)
-            log_prob = dist.log_prob(actions).data
+            log_prob = dist.log_prob(actions, validate=False).data    # just drawn
         return actions, log_prob, values.data
 
     def collect(self, collector):
@@ -310,7 +310,8 @@ class A2C(OnPolicyAlgorithm):
         obs, actions = b.flat("obs"), b.flat("actions")
         self.optimizer.zero_grad()
         dist, values = self.distribution_and_values(obs)
-        loss, diagnostics = a2c_loss(dist.log_prob(actions), values, self.entropy_of(dist),
+        log_prob = dist.log_prob(actions, validate=False)          # sampled by us
+        loss, diagnostics = a2c_loss(log_prob, values, self.entropy_of(dist),
                                      advantages.reshape(-1), returns.reshape(-1),
                                      cfg.value_coef, cfg.entropy_coef)
         loss.backward()

@@ -234,10 +234,16 @@ class OffPolicyConfig(BaseConfig):
                               f"batch_size <= buffer_size is required")
 
 
-# the stable-baselines3 zoo's Pendulum-v1 hyperparameters of TD3 and DDPG (both the same)
+# the stable-baselines3 zoo's Pendulum-v1 hyperparameters of TD3 and DDPG (both the same),
+# in float32: single-precision matrix products are about twice as fast
+# (verification/results/offpolicy_learning.md reports these presets)
 ZOO_PENDULUM_DETERMINISTIC = {"gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000,
                               "noise": "gaussian", "noise_std": 0.1, "actor_lr": 1e-3,
-                              "critic_lr": 1e-3, "hidden": (400, 300)}
+                              "critic_lr": 1e-3, "hidden": (400, 300), "dtype": "float32"}
+# the zoo's MuJoCo hyperparameters of TD3 (Hopper-v3, HalfCheetah-v3 there)
+ZOO_MUJOCO_DETERMINISTIC = {"total_steps": 1_000_000, "learning_starts": 10_000,
+                            "noise": "gaussian", "noise_std": 0.1, "actor_lr": 3e-4,
+                            "critic_lr": 3e-4, "hidden": (400, 300), "dtype": "float32"}
 
 
 @dataclass

@@ -184,8 +184,9 @@ class PPO(OnPolicyAlgorithm):
                 if cfg.normalize_advantages:
                     adv = normalize_advantages(adv)                  # detail 7
                 dist, values = self.distribution_and_values(obs[idx])
+                log_prob = dist.log_prob(actions[idx], validate=False)   # sampled by us
                 objective, diag = ppo_objective(
-                    dist.log_prob(actions[idx]), log_prob_old[idx], adv, values, returns[idx],
+                    log_prob, log_prob_old[idx], adv, values, returns[idx],
                     self.entropy_of(dist), cfg.value_coef, cfg.entropy_coef, clip_eps,
                     values_old=values_old[idx] if value_clip else None,
                     clip_eps_value=value_clip)                       # J^CLIP', eq. 9

@@ -43,7 +43,12 @@ keeps alpha fixed at ``init_alpha``.
 
 Presets: stable-baselines3 zoo's Pendulum-v1 (learning rate 1e-3, the rest
 SB3's defaults: batch 256, tau 0.005, 100 warm-up steps, layers 256-256,
-alpha learned from 1.0).
+alpha learned from 1.0), in float32: single-precision matrix products are
+about twice as fast (verification/results/offpolicy_learning.md reports the
+preset as it is).  One
+difference from SB3: minipg's replay buffer samples a minibatch only once it
+holds ``batch_size`` transitions (SB3 samples with replacement from fewer),
+so the first update comes at step 256 rather than 101.
 """
 
 from __future__ import annotations
@@ -100,7 +105,22 @@ class SAC(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
     name = "sac"
     Config = SACConfig
     description = "soft actor-critic, twin Q, learned temperature (Haarnoja et al. 2018b)"
-    presets = {"Pendulum-v1": {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}}
+    presets = {"Pendulum-v1": {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3,
+                               "dtype": "float32"},
+               # the zoo's, without its state-dependent exploration (gSDE), which minipg
+               # lacks: a fixed temperature 0.1 instead of its log_std_init -3.67
+               "MountainCarContinuous-v0": {"total_steps": 50_000, "actor_lr": 3e-4,
+                                            "critic_lr": 3e-4, "buffer_size": 50_000,
+                                            "batch_size": 512, "init_alpha": 0.1,
+                                            "learn_alpha": False, "train_freq": 32,
+                                            "gradient_steps": 32, "gamma": 0.9999,
+                                            "tau": 0.01, "learning_starts": 0,
+                                            "hidden": (64, 64), "dtype": "float32"},
+               # the zoo's MuJoCo settings (SB3 defaults, 10,000 warm-up steps)
+               "Hopper-v5": {"total_steps": 1_000_000, "learning_starts": 10_000,
+                             "dtype": "float32"},
+               "HalfCheetah-v5": {"total_steps": 1_000_000, "learning_starts": 10_000,
+                                  "dtype": "float32"}}
     metric_names = ("critic_loss", "actor_loss", "alpha", "alpha_loss", "entropy", "q_mean")
 
     def __init__(self, config, observation_space, action_space, seed):

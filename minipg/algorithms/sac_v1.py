@@ -37,8 +37,9 @@ scaled by 1/alpha); the document writes alpha in V.  The policy is the
 TanhGaussian of :mod:`minipg.algorithms.sac`.  d is termination only.
 
 Presets: Pendulum-v1 with the settings of :mod:`minipg.algorithms.sac`
-(learning rate 1e-3, batch 256, tau 0.005, layers 256-256) and alpha = 0.1
-(a fixed value of the order the learned temperature reaches on this task).
+(learning rate 1e-3, batch 256, tau 0.005, layers 256-256, float32) and
+alpha = 0.1 (a fixed value of the order the learned temperature reaches on
+this task).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class SACv1(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
     Config = SACv1Config
     description = "soft actor-critic with V network and fixed temperature (Haarnoja et al. 2018)"
     presets = {"Pendulum-v1": {"actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3,
-                               "alpha": 0.1}}
+                               "alpha": 0.1, "dtype": "float32"}}
     metric_names = ("value_loss", "q_loss", "policy_loss", "entropy", "v_mean")
 
     def __init__(self, config, observation_space, action_space, seed):

@@ -31,7 +31,9 @@ termination only: a time-limit truncation bootstraps.
 
 Presets: stable-baselines3 zoo's Pendulum-v1 (gamma 0.98, 10,000 warm-up
 steps, Gaussian noise 0.1, learning rate 1e-3, layers 400-300); the rest are
-SB3's and the paper's defaults (tau 0.005, d = 2, sigma~ = 0.2, c = 0.5).
+SB3's and the paper's defaults (tau 0.005, d = 2, sigma~ = 0.2, c = 0.5);
+float32 (single-precision products are about twice as fast;
+verification/results/offpolicy_learning.md reports the preset).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ import numpy as np
 from ..autodiff import no_grad
 from ..estimators import td3 as td3_estimators
 from .base import setting
-from .offpolicy_common import (ZOO_PENDULUM_DETERMINISTIC, DeterministicPolicyConfig,
-                               DeterministicPolicyMixin, OffPolicyAlgorithm, frozen)
+from .offpolicy_common import (ZOO_MUJOCO_DETERMINISTIC, ZOO_PENDULUM_DETERMINISTIC,
+                               DeterministicPolicyConfig, DeterministicPolicyMixin,
+                               OffPolicyAlgorithm, frozen)
 
 __all__ = ["TD3Config", "TD3"]
 
@@ -65,7 +68,10 @@ class TD3(DeterministicPolicyMixin, OffPolicyAlgorithm):
     name = "td3"
     Config = TD3Config
     description = "twin delayed DDPG: clipped double Q, delayed updates, smoothing (Fujimoto 2018)"
-    presets = {"Pendulum-v1": dict(ZOO_PENDULUM_DETERMINISTIC)}
+    presets = {"Pendulum-v1": dict(ZOO_PENDULUM_DETERMINISTIC),
+               # the zoo's MuJoCo settings
+               "Hopper-v5": dict(ZOO_MUJOCO_DETERMINISTIC),
+               "HalfCheetah-v5": dict(ZOO_MUJOCO_DETERMINISTIC)}
     metric_names = ("critic_loss", "actor_objective", "q1_mean", "q2_mean")
 
     def __init__(self, config, observation_space, action_space, seed):

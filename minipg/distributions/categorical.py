@@ -108,13 +108,18 @@ class Categorical:
         return np.broadcast_to(a.astype(np.int64, copy=False), shape), shape
 
     # ------------------------------------------------------------- methods
-    def log_prob(self, actions):
+    def log_prob(self, actions, validate=True):
         r"""Log-probability :math:`\log p_a` of integer actions, shape (...).
 
         ``gather(log_softmax(logits), a[..., None], -1)[..., 0]``: two tape
         nodes.  ``actions`` (ints, or floats with integral values) must lie in
         ``0..n-1`` and broadcast with ``batch_shape``; else ValueError.
+        ``validate=False`` skips these checks, for actions known to be good: an
+        int64 array of exactly ``batch_shape`` drawn by :meth:`sample` (the
+        checks cost more than the log-probability itself on small batches).
         """
+        if not validate:
+            return ops.gather(self.log_probs, actions[..., None], axis=-1)[..., 0]
         a, shape = self._check_actions(actions)
         logp = self.log_probs
         if shape != self.batch_shape:       # actions broadcast beyond the logits' batch

@@ -118,7 +118,7 @@ class DiagGaussian:
         return t + np.zeros(self.batch_shape, dtype=t.dtype)
 
     # ------------------------------------------------------------- density
-    def log_prob(self, x):
+    def log_prob(self, x, validate=True):
         r"""Log-density summed over the last axis, shape (...).
 
         .. math::
@@ -127,9 +127,11 @@ class DiagGaussian:
             \qquad z = (x - \mu) / \sigma.
 
         ``x`` (array, or Tensor to differentiate through it too) has shape
-        (..., d) broadcasting with ``mean``.
+        (..., d) broadcasting with ``mean``.  ``validate=False`` skips the checks
+        of ``x``, for samples known to be good (drawn by :meth:`sample`).
         """
-        _check_event(x, self.d, self.batch_shape, self._name, "x")
+        if validate:
+            _check_event(x, self.d, self.batch_shape, self._name, "x")
         if not isinstance(x, Tensor):
             x = np.asarray(x, dtype=self.mean.dtype)
         z = (x - self.mean) * self._inv_std

@@ -24,6 +24,8 @@ ACTIVATIONS = {
 # the op behind each named activation, for MLP's no-grad path
 _ACTIVATION_OPS = {ops.tanh: ops.Tanh, ops.relu: ops.Relu, ops.sigmoid: ops.Sigmoid,
                    ops.softplus: ops.Softplus, None: None}
+# activations the Dense op applies itself (one tape node per layer instead of two)
+_FUSED = {ops.tanh: "tanh", ops.relu: "relu", None: None}
 
 
 def get_activation(activation):
@@ -111,7 +113,8 @@ class MLP(Module):
         # the same with the activations' op classes, when every one has one
         act_ops = [_ACTIVATION_OPS.get(act, False) for _, act in self._plan]
         self._array_plan = (None if False in act_ops else
-                            [(name, op) for (name, _), op in zip(self._plan, act_ops)])
+                            [(name, _FUSED.get(act), op)
+                             for (name, act), op in zip(self._plan, act_ops)])
 
     @property
     def layers(self):
@@ -123,17 +126,19 @@ class MLP(Module):
             # Acting: nothing is recorded, so run the ops' forward functions on
             # plain arrays (the same arithmetic, without a Tensor per layer).
             h = x.data if isinstance(x, Tensor) else np.asarray(x)
-            for name, act_op in self._array_plan:
+            for name, fused, act_op in self._array_plan:
                 layer = modules[name]
-                h = ops.Dense.forward(h, layer.weight.data, layer.bias.data)[0]
-                if act_op is not None:
+                h = ops.Dense.forward(h, layer.weight.data, layer.bias.data, fused)[0]
+                if fused is None and act_op is not None:
                     h = act_op.forward(h)[0]
             return wrap(h)
         for name, act in self._plan:
             layer = modules[name]
-            x = ops.dense(x, layer.weight, layer.bias)
-            if act is not None:
-                x = act(x)
+            fused = _FUSED.get(act, False)
+            if fused is False:
+                x = act(ops.dense(x, layer.weight, layer.bias))
+            else:
+                x = ops.dense(x, layer.weight, layer.bias, fused)
         return x
 
     def __repr__(self):
