@@ -393,6 +393,30 @@ def test_fused_dense_activation_equals_the_composition_bitwise(activation):
             np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("activation", [None, "tanh"])
+@given(data=st.data())
+def test_stacked_dense_vjp_jvp_match_central_differences(activation, data):
+    """K layers stacked (an ensemble of critics): W (K, n_in, n_out), b (K, 1, n_out),
+    x shared (N, n_in) or one per layer (K, N, n_in); against the matmul it stands for."""
+    K, N = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    n_in, n_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    shared = data.draw(st.booleans(), label="x shared by the K layers")
+    x = data.draw(arrays((N, n_in) if shared else (K, N, n_in), smooth(-2, 2)), label="x")
+    W = data.draw(arrays((K, n_in, n_out), smooth(-2, 2)), label="W")
+    b = data.draw(arrays((K, 1, n_out), smooth(-2, 2)), label="b")
+    pre = np.matmul(x, W) + b
+    expected = pre if activation is None else np.tanh(pre)
+    check_op(lambda x_, W_, b_: ops.dense(x_, W_, b_, activation), [x, W, b],
+             seed=data.draw(SEEDS), expected=expected)
+
+
+def test_dense_rejects_shapes_it_does_not_accept():
+    with pytest.raises(ValueError, match="accepted shapes"):
+        ops.dense(np.ones((2, 3)), np.ones((3, 2)), np.ones(3))
+    with pytest.raises(ValueError, match="accepted shapes"):
+        ops.dense(np.ones((4, 2, 3)), np.ones((2, 3, 2)), np.ones((2, 1, 2)))
+
+
 def test_dense_rejects_an_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         ops.dense(np.ones((2, 3)), np.ones((3, 2)), np.ones(2), "gelu")

@@ -163,7 +163,7 @@ def cmd_report(args):
     lines += ["", "## Against the targets and the published figures", "",
               "| run | steps | seeds | median final eval return | target | result | "
               "published |", "|---|---|---|---|---|---|---|"] + summary
-    path = os.path.join(HERE, "results", "offpolicy_learning.md")
+    path = args.results or os.path.join(HERE, "results", "offpolicy_learning.md")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -177,6 +177,7 @@ def main():
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
     p.add_argument("--out", default="runs/verification/offpolicy")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--results", help="report file (default results/offpolicy_learning.md)")
     p.add_argument("--machine", default=f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}")
     args = p.parse_args()

@@ -145,7 +145,7 @@ class CriticEnsemble(Module):
         rng = np.random.default_rng(rng)
         self.n_critics = int(n_critics)
         self.sizes = (int(obs_dim) + int(action_dim), *map(int, hidden), 1)
-        self._act = ops.relu if activation == "relu" else ops.tanh
+        self.activation = activation            # applied by the dense op itself
         self.n_layers = len(self.sizes) - 1
         for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             weights = np.stack([fan_in_uniform((n_in, n_out), n_in, rng, dtype)
@@ -158,18 +158,18 @@ class CriticEnsemble(Module):
     def forward(self, obs, actions):
         x = ops.concatenate([obs, actions], axis=-1)                        # [s, a] (N, n_in)
         for layer in range(self.n_layers):
-            x = ops.matmul(x, getattr(self, f"W{layer}")) + getattr(self, f"b{layer}")
-            if layer < self.n_layers - 1:
-                x = self._act(x)
+            hidden = layer < self.n_layers - 1
+            x = ops.dense(x, getattr(self, f"W{layer}"), getattr(self, f"b{layer}"),
+                          self.activation if hidden else None)              # (K, N, n_out)
         return ops.reshape(x, x.shape[:2])                                  # (K, N)
 
     def first(self, obs, actions):
         """Q_1(s, a) alone, shape (N,) (TD3's and DDPG's actor objective)."""
         x = ops.concatenate([obs, actions], axis=-1)
         for layer in range(self.n_layers):
-            x = ops.dense(x, getattr(self, f"W{layer}")[0], getattr(self, f"b{layer}")[0, 0])
-            if layer < self.n_layers - 1:
-                x = self._act(x)
+            hidden = layer < self.n_layers - 1
+            x = ops.dense(x, getattr(self, f"W{layer}")[0], getattr(self, f"b{layer}")[0, 0],
+                          self.activation if hidden else None)
         return ops.reshape(x, x.shape[:1])
 
 

@@ -317,16 +317,21 @@ DENSE_ACTIVATIONS = (None, "tanh", "relu")
 _ONES = {}
 
 
+def _ones(n, dtype):
+    """A cached vector of n ones (read-only by convention)."""
+    key = (n, dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        if len(_ONES) > 64:                      # a bounded cache
+            _ONES.clear()
+        ones = _ONES[key] = np.ones(n, dtype=dtype)
+    return ones
+
+
 def _row_sum(g):
     """Sum over the rows of a 2-D array, as ones @ g: BLAS is ~3x faster than a
     reduction over axis 0 at the sizes of a minibatch (256 x 64)."""
-    key = (g.shape[0], g.dtype)
-    ones = _ONES.get(key)
-    if ones is None:
-        if len(_ONES) > 64:                      # a bounded cache of ones vectors
-            _ONES.clear()
-        ones = _ONES[key] = np.ones(g.shape[0], dtype=g.dtype)
-    return ones @ g
+    return _ones(g.shape[0], g.dtype) @ g
 
 
 class Dense:
@@ -361,6 +366,11 @@ class Dense:
     def vjp(g, saved, needs):
         x, W, y, activation = saved
         g = Dense._activation_grad(g, y, activation)
+        if W.ndim == 3:                          # a stack of K layers (an ensemble)
+            gx = unbroadcast(g @ _swap(W), x.shape) if needs[0] else None
+            gW = unbroadcast(_swap(x) @ g, W.shape) if needs[1] else None
+            gb = (_ones(g.shape[-2], g.dtype) @ g)[:, None, :] if needs[2] else None
+            return gx, gW, gb
         gx = None
         if needs[0]:
             # one output unit: an outer product, which matmul's k = 1 path makes slow
@@ -375,7 +385,7 @@ class Dense:
     @staticmethod
     def jvp(saved, dx, dW, db):
         x, W, y, activation = saved
-        shape = x.shape[:-1] + (W.shape[1],)
+        shape = (x.shape[:-1] if W.ndim == 2 else W.shape[:1] + x.shape[-2:-1]) + W.shape[-1:]
         dz = _tangent_sum(shape, None if dx is None else dx @ W,
                           None if dW is None else x @ dW, db)
         return None if dz is None else Dense._activation_grad(dz, y, activation)
@@ -989,18 +999,26 @@ def matmul(a, b):
 
 def dense(x, W, b, activation=None):
     """activation(x @ W + b) as one tape node; W has shape (n_in, n_out), b (n_out,),
-    and activation is None (linear), "tanh" or "relu"."""
+    and activation is None (linear), "tanh" or "relu".  A stack of K layers (an
+    ensemble of critics) has W (K, n_in, n_out), b (K, 1, n_out) and x (N, n_in),
+    shared by all K, or (K, N, n_in); the result is (K, N, n_out)."""
     if activation not in DENSE_ACTIVATIONS:
         raise ValueError(f"dense: unknown activation {activation!r}; accepted: "
                          f"{DENSE_ACTIVATIONS}")
-    W_t, b_t = isinstance(W, Tensor), isinstance(b, Tensor)
+    W_t, b_t, x_t = isinstance(W, Tensor), isinstance(b, Tensor), isinstance(x, Tensor)
     W_data = W.data if W_t else np.asarray(W)
     b_data = b.data if b_t else np.asarray(b)
-    if W_data.ndim != 2 or b_data.shape != W_data.shape[1:]:
-        raise ValueError(f"dense: W must have shape (n_in, n_out) and b shape (n_out,); got "
-                         f"W {W_data.shape} and b {b_data.shape}")
-    x_t = isinstance(x, Tensor)
-    out, saved = Dense.forward(x.data if x_t else np.asarray(x), W_data, b_data, activation)
+    x_data = x.data if x_t else np.asarray(x)
+    single = W_data.ndim == 2 and b_data.shape == W_data.shape[1:]
+    stacked = (W_data.ndim == 3 and b_data.shape == (W_data.shape[0], 1, W_data.shape[2])
+               and (x_data.ndim == 2 or (x_data.ndim == 3
+                                         and x_data.shape[0] == W_data.shape[0])))
+    if not (single or stacked) or x_data.shape[-1:] != W_data.shape[-2:-1]:
+        raise ValueError(f"dense: accepted shapes are x (..., n_in), W (n_in, n_out), b (n_out,) "
+                         f"or, for K stacked layers, x (N, n_in) or (K, N, n_in), W (K, n_in, "
+                         f"n_out), b (K, 1, n_out); got x {x_data.shape}, W {W_data.shape} and "
+                         f"b {b_data.shape}")
+    out, saved = Dense.forward(x_data, W_data, b_data, activation)
     return record(Dense, out, (x if x_t else None, W if W_t else None, b if b_t else None),
                   saved)
 
