@@ -866,6 +866,8 @@ def test_numba_disable_jit_subprocess():
 from scipy.special import log_softmax as scipy_log_softmax  # noqa: E402
 
 from minipg.kernels.softmax import (  # noqa: E402
+    categorical_sample_rows_numba,
+    categorical_sample_rows_numpy,
     log_softmax_rows,
     log_softmax_rows_numba,
     log_softmax_rows_numpy,
@@ -920,3 +922,27 @@ def test_log_softmax_rows_rejects_bad_input():
         log_softmax_rows(np.zeros((2, 0)))
     with pytest.raises(ValueError, match="same shape"):
         log_softmax_rows_vjp(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.float64, np.float32]))
+def test_categorical_sample_rows_twins_agree_and_invert_the_cdf(rows, n, seed, dtype):
+    """Both kernels give the same actions, and each action k satisfies
+    c_{k-1} <= u c_{n-1} < c_k (the inverse CDF), with c the float64 cumulative sum."""
+    rng = np.random.default_rng(seed)
+    log_probs = scipy_log_softmax(3 * rng.standard_normal((rows, n)), axis=-1).astype(dtype)
+    u = rng.random(rows)
+    u[0] = 0.0                                    # the lowest uniform picks action 0
+    outs = []
+    for kernel in (categorical_sample_rows_numba, categorical_sample_rows_numpy):
+        out = np.empty(rows, dtype=np.int64)
+        kernel(log_probs, u, out)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=1)
+    threshold = u * cdf[:, -1]
+    for i, k in enumerate(outs[0]):
+        assert 0 <= k < n and threshold[i] < cdf[i, k]
+        assert k == 0 or cdf[i, k - 1] <= threshold[i]
+    assert outs[0][0] == 0

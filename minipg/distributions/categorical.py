@@ -24,6 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import Tensor, as_tensor, ops
+from ..kernels.softmax import categorical_sample_rows_numba
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 __all__ = ["Categorical"]
 
@@ -159,14 +162,22 @@ class Categorical:
         :math:`\#\{k : c_k \le U\} = \min\{k : U < c_k\}`, which equals
         :math:`k` with probability :math:`(c_k - c_{k-1}) / c_{n-1} = p_k`
         exactly (:math:`U` is scaled by :math:`c_{n-1}` so that rounding in
-        the cumulative sum can never pick an action of probability 0).
+        the cumulative sum can never pick an action of probability 0).  The
+        cumulative sum is taken in float64 whatever the logits' precision.
         """
         rng = _generator(rng)
-        p = np.exp(self.log_probs.data)
-        cdf = np.cumsum(p, axis=-1)
+        log_probs = self.log_probs.data
         shape = tuple(sample_shape) + self.batch_shape
-        u = rng.random(shape) * cdf[..., -1]
-        return np.sum(cdf <= u[..., None], axis=-1).astype(np.int64)
+        u = rng.random(shape)
+        if not shape or sample_shape or log_probs.dtype not in _KERNEL_FLOATS:
+            cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=-1)
+            return np.sum(cdf[..., :-1] <= (u * cdf[..., -1])[..., None],
+                          axis=-1).astype(np.int64)
+        # one draw per row (acting): the same arithmetic, one numba pass per row
+        rows = np.ascontiguousarray(log_probs).reshape(-1, self.n)
+        actions = np.empty(rows.shape[0], dtype=np.int64)
+        categorical_sample_rows_numba(rows, u.reshape(-1), actions)
+        return actions.reshape(shape)
 
     def mode(self):
         """Most probable action, ``argmax(logits)`` (ties: the lowest index); int64 ndarray."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["log_softmax_rows", "log_softmax_rows_numba", "log_softmax_rows_numpy",
+__all__ = ["categorical_sample_rows_numba", "categorical_sample_rows_numpy",
+           "log_softmax_rows", "log_softmax_rows_numba", "log_softmax_rows_numpy",
            "log_softmax_rows_vjp", "log_softmax_rows_vjp_numba", "log_softmax_rows_vjp_numpy"]
 
 
@@ -92,3 +93,34 @@ def log_softmax_rows_vjp(g, z):
     n = g.shape[-1]
     log_softmax_rows_vjp_numba(g.reshape(-1, n), z.reshape(-1, n), out.reshape(-1, n))
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def categorical_sample_rows_numba(log_probs, u, out):
+    """Inverse-CDF draws, one per row of 2-D log-probabilities, numba kernel (no validation).
+
+    out[i] = #{k : c_k <= u[i] c_{n-1}}, c_k = sum_{j <= k} exp(log_probs[i, j]), in
+    float64; u[i] in [0, 1).  Scaling u by the row's total keeps an action of
+    probability 0 from being drawn when the probabilities sum to 1 - ulp.
+    """
+    n_rows, n = log_probs.shape
+    for i in range(n_rows):
+        total = 0.0
+        for j in range(n):
+            total += np.exp(np.float64(log_probs[i, j]))
+        threshold = u[i] * total
+        cdf = 0.0
+        k = 0
+        for j in range(n - 1):                   # c_{n-1} = total > threshold always
+            cdf += np.exp(np.float64(log_probs[i, j]))
+            if cdf <= threshold:
+                k += 1
+            else:
+                break
+        out[i] = k
+
+
+def categorical_sample_rows_numpy(log_probs, u, out):
+    """NumPy twin of :func:`categorical_sample_rows_numba` (no validation)."""
+    cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=1)
+    out[...] = np.sum(cdf[:, :-1] <= (u * cdf[:, -1])[:, None], axis=1)
