@@ -258,17 +258,23 @@ def cmd_report(args):
         lines.append(f"| {r['algo']} | {r['contender']} | {r['threads']} | {r['wall_s']:.0f} | "
                      f"{cpu} | {r['steps'] / r['wall_s']:.0f} | {r['return_mean']:.1f} +- "
                      f"{r['return_std']:.1f} | {r['load_avg']:.1f} | {r['finished']} |")
-    lines += ["", "Ratios minipg / SB3 (medians over the runs listed):", ""]
+    lines += ["", "Ratios minipg / SB3, medians over the runs listed with the same number of "
+              "threads (goal: wall-time ratio <= 0.5):", "",
+              "| algorithm | threads | minipg | runs (minipg, SB3) | wall-time ratio | "
+              "CPU-time ratio |", "|---|---|---|---|---|---|"]
     for algo in sorted({r["algo"] for r in results}):
-        for key in ("wall_s", "cpu_s"):
-            sb3 = [r[key] for r in results if r["algo"] == algo and r["contender"] == "sb3"
-                   and key in r]
+        for threads in sorted({r["threads"] for r in results}):
+            same = [r for r in results if r["algo"] == algo and r["threads"] == threads]
+            sb3 = [r for r in same if r["contender"] == "sb3"]
             for contender in ("minipg-float32", "minipg-float64"):
-                mine = [r[key] for r in results if r["algo"] == algo
-                        and r["contender"] == contender and key in r]
-                if sb3 and mine:
-                    ratio = statistics.median(mine) / statistics.median(sb3)
-                    lines.append(f"* {algo} {contender}, {key[:-2]} time: {ratio:.2f}")
+                mine = [r for r in same if r["contender"] == contender]
+                if not (sb3 and mine):
+                    continue
+                ratios = [statistics.median(r[key] for r in mine)
+                          / statistics.median(r[key] for r in sb3)
+                          for key in ("wall_s", "cpu_s")]
+                lines.append(f"| {algo} | {threads} | {contender} | {len(mine)}, {len(sb3)} | "
+                             f"{ratios[0]:.2f} | {ratios[1]:.2f} |")
     print("\n".join(lines))          # pasted into results/offpolicy_speed.md with the analysis
 
 

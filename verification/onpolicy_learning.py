@@ -87,27 +87,31 @@ Notes.
   NormalizeReward): value and policy share one global-norm gradient clip, and unscaled
   returns let the value gradient take the whole clip budget; InvertedPendulum-v5 went
   from 300k to 100k steps after a trial's training return averaged 840 at 32k.
-* PPO Pendulum-v1 seed 2 misses on its own (-570: it never learned to swing up within
-  150k steps); the median meets the target.
+* PPO Pendulum-v1 seed 2 misses on its own (-527: it never learned to swing up within
+  150k steps; -570 with the engine before 2026-12-04); the median meets the target.
 * InvertedPendulum-v5 needs the optional `mujoco` package (here mujoco 4.0.0 with
   imageio, installed with pip); its state lives in MuJoCo's C structures, so a resumed
   run of it is not bit-exact (the Collector says so), unlike the classic-control tasks.
-* Wall times include heavy load from other jobs (load average 5-11 on 2 cores during
-  these runs); they are not speed measurements (see ppo_speed.md for those)."""
+* This table was produced with the engine of 2026-12-04 (commit 851ff54: fused dense
+  activations, numba log-softmax and sampling), two runs at a time on the 2-core
+  machine with nothing else running; the earlier table (engine of commit c10e4ee, the
+  machine heavily loaded) met the same targets with medians 500, 500, -79.7, -79.0,
+  -213.6 and 1000.  Wall times are of two runs sharing the machine, not speed
+  measurements (see ppo_speed.md for those)."""
 
 
 def cmd_report(args):
     lines = ["# On-policy algorithms (A2C, PPO): learning on the default tasks", "",
-             "Commands: `python verification/onpolicy_learning.py run` (here split over four "
-             "processes running at the same time: `run --only ppo:CartPole-v1 ppo:Acrobot-v1`, "
-             "`run --only a2c:CartPole-v1`, `run --only a2c:Acrobot-v1`, `run --only "
-             "ppo:Pendulum-v1 ppo:InvertedPendulum-v5`), then "
+             "Commands: `python verification/onpolicy_learning.py run` (here split over two "
+             "processes running at the same time: `run --only ppo:CartPole-v1 a2c:CartPole-v1 "
+             "ppo:Pendulum-v1` and `run --only ppo:Acrobot-v1 a2c:Acrobot-v1 "
+             "ppo:InvertedPendulum-v5`), then "
              "`python verification/onpolicy_learning.py report`. Each run is the preset as "
              "`minipg train ALGO --env ENV --seed S` runs it, no other setting; float64; "
              f"seeds {args.seeds}; one BLAS thread. Final evaluation: deterministic policy, "
              "10 episodes, seed + 10000. 'reached' is the first logged step at which the "
              "mean training return of the last 20 episodes (stochastic policy) reached the "
-             "target. Wall times are on a 2-core machine shared with other jobs.", "",
+             "target. Wall times are on the 2-core machine, two runs at a time.", "",
              "| algorithm | task | seed | steps | final eval return | reached target at | "
              "wall s |", "|---|---|---|---|---|---|---|"]
     summary = []
