@@ -16,9 +16,11 @@ def leaf(values):
 def test_dense_refuses_a_bias_that_is_not_n_out():
     x = np.ones((4, 3))
     W = leaf(np.ones((3, 1)))
-    with pytest.raises(ValueError, match=r"b shape \(n_out,\); got W \(3, 1\) and b \(4, 1\)"):
+    with pytest.raises(ValueError, match=r"b \(n_out,\).*got x \(4, 3\), W \(3, 1\) and "
+                                         r"b \(4, 1\)"):
         ops.dense(x, W, leaf(np.zeros((4, 1))))
-    with pytest.raises(ValueError, match="W must have shape"):
+    with pytest.raises(ValueError, match=r"accepted shapes are x \(\.\.\., n_in\), W "
+                                         r"\(n_in, n_out\)"):
         ops.dense(x, leaf(np.ones(3)), leaf(np.zeros(1)))
 
 
