@@ -191,8 +191,11 @@ def torch_step(case, dtype, threads=1):
 
 def kernel_rows(repeats, number=50):
     """(name, numba seconds, numpy seconds) for each kernel against its twin."""
-    from .kernels import (adam_update_numba, adam_update_numpy, discounted_returns_numba,
+    from .kernels import (adam_update_numba, adam_update_numpy, categorical_sample_rows_numba,
+                          categorical_sample_rows_numpy, discounted_returns_numba,
                           discounted_returns_numpy, gae_numba, gae_numpy,
+                          log_softmax_rows_numba, log_softmax_rows_numpy,
+                          log_softmax_rows_vjp_numba, log_softmax_rows_vjp_numpy,
                           n_step_returns_numba, n_step_returns_numpy,
                           polyak_update_kernel_numba, polyak_update_kernel_numpy,
                           rmsprop_update_numba, rmsprop_update_numpy, sgd_update_numba,
@@ -209,6 +212,10 @@ def kernel_rows(repeats, number=50):
     p, g, m, s = (rng.standard_normal(P) for _ in range(4))
     s = np.abs(s)
     empty = np.zeros(0)
+    logits = rng.standard_normal((256, 2))        # a minibatch of CartPole's policy
+    z, gz, u = np.empty_like(logits), rng.standard_normal((256, 2)), rng.random(256)
+    out2, actions = np.empty_like(logits), np.empty(256, dtype=np.int64)
+    log_softmax_rows_numba(logits, z)
     rows = [
         ("gae (256x8)", lambda: gae_numba(r, v, nv, term, trunc, 0.99, 0.95),
          lambda: gae_numpy(r, v, nv, term, trunc, 0.99, 0.95)),
@@ -232,6 +239,15 @@ def kernel_rows(repeats, number=50):
         ("polyak_update (100k)",
          lambda: polyak_update_kernel_numba(p, m, 1e-6),
          lambda: polyak_update_kernel_numpy(p, m, 1e-6)),
+        ("log_softmax_rows (256x2)",
+         lambda: log_softmax_rows_numba(logits, out2),
+         lambda: log_softmax_rows_numpy(logits, out2)),
+        ("log_softmax_rows_vjp (256x2)",
+         lambda: log_softmax_rows_vjp_numba(gz, z, out2),
+         lambda: log_softmax_rows_vjp_numpy(gz, z, out2)),
+        ("categorical_sample_rows (256x2)",
+         lambda: categorical_sample_rows_numba(z, u, actions),
+         lambda: categorical_sample_rows_numpy(z, u, actions)),
     ]
     return [(name, _time(a, repeats, number), _time(b, repeats, number)) for name, a, b in rows]
 

@@ -25,7 +25,8 @@ def test_bench_kernel_table_lists_each_kernel(capsys):
     rows = bench.run(repeats=1, quick=True, cases=(), kernels=True)
     names = [r["kernel"] for r in rows]
     for kernel in ("gae", "discounted_returns", "n_step_returns", "adam_update",
-                   "rmsprop_update", "sgd_update", "polyak_update"):
+                   "rmsprop_update", "sgd_update", "polyak_update", "log_softmax_rows",
+                   "log_softmax_rows_vjp", "categorical_sample_rows"):
         assert any(n.startswith(kernel) for n in names), kernel
     assert all(r["numba_s"] > 0 and r["numpy_s"] > 0 for r in rows)
 

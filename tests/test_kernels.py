@@ -866,6 +866,7 @@ def test_numba_disable_jit_subprocess():
 from scipy.special import log_softmax as scipy_log_softmax  # noqa: E402
 
 from minipg.kernels.softmax import (  # noqa: E402
+    categorical_sample_rows,
     categorical_sample_rows_numba,
     categorical_sample_rows_numpy,
     log_softmax_rows,
@@ -940,9 +941,18 @@ def test_categorical_sample_rows_twins_agree_and_invert_the_cdf(rows, n, seed, d
         kernel(log_probs, u, out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(categorical_sample_rows(log_probs, u), outs[0])
     cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=1)
     threshold = u * cdf[:, -1]
     for i, k in enumerate(outs[0]):
         assert 0 <= k < n and threshold[i] < cdf[i, k]
         assert k == 0 or cdf[i, k - 1] <= threshold[i]
     assert outs[0][0] == 0
+
+
+def test_categorical_sample_rows_rejects_bad_uniforms():
+    log_probs = np.log(np.full((3, 2), 0.5))
+    with pytest.raises(ValueError, match=r"u must have the shape \(3,\)"):
+        categorical_sample_rows(log_probs, np.zeros(4))
+    with pytest.raises(ValueError, match=r"uniforms in \[0, 1\)"):
+        categorical_sample_rows(log_probs, np.array([0.0, 0.5, 1.0]))

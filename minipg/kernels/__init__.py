@@ -1,4 +1,5 @@
-"""Numerical kernels of minipg: return/advantage estimators and fused optimizer updates.
+"""Numerical kernels of minipg: return/advantage estimators, fused optimizer updates, and the
+row-wise log-softmax and sampling of Categorical policies.
 
 Every kernel exists three times: ``<name>_numba`` (``@njit(cache=True)``,
 no fastmath, no validation), ``<name>_numpy`` (an independently written
@@ -30,6 +31,17 @@ from .returns import (
     discounted_returns_numba,
     discounted_returns_numpy,
 )
+from .softmax import (
+    categorical_sample_rows,
+    categorical_sample_rows_numba,
+    categorical_sample_rows_numpy,
+    log_softmax_rows,
+    log_softmax_rows_numba,
+    log_softmax_rows_numpy,
+    log_softmax_rows_vjp,
+    log_softmax_rows_vjp_numba,
+    log_softmax_rows_vjp_numpy,
+)
 
 __all__ = [
     "gae",
@@ -53,4 +65,13 @@ __all__ = [
     "polyak_update_kernel",
     "polyak_update_kernel_numba",
     "polyak_update_kernel_numpy",
+    "log_softmax_rows",
+    "log_softmax_rows_numba",
+    "log_softmax_rows_numpy",
+    "log_softmax_rows_vjp",
+    "log_softmax_rows_vjp_numba",
+    "log_softmax_rows_vjp_numpy",
+    "categorical_sample_rows",
+    "categorical_sample_rows_numba",
+    "categorical_sample_rows_numpy",
 ]

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["categorical_sample_rows_numba", "categorical_sample_rows_numpy",
+__all__ = ["categorical_sample_rows", "categorical_sample_rows_numba",
+           "categorical_sample_rows_numpy",
            "log_softmax_rows", "log_softmax_rows_numba", "log_softmax_rows_numpy",
            "log_softmax_rows_vjp", "log_softmax_rows_vjp_numba", "log_softmax_rows_vjp_numpy"]
 
@@ -124,3 +125,25 @@ def categorical_sample_rows_numpy(log_probs, u, out):
     """NumPy twin of :func:`categorical_sample_rows_numba` (no validation)."""
     cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=1)
     out[...] = np.sum(cdf[:, :-1] <= (u * cdf[:, -1])[:, None], axis=1)
+
+
+def categorical_sample_rows(log_probs, u):
+    r"""One inverse-CDF draw per row: the action k with :math:`c_{k-1} \le u\,c_{n-1} < c_k`,
+    :math:`c` the cumulative sum of ``exp(log_probs)`` over the last axis (float64).
+
+    log_probs : float32/float64 array (..., n), each row log-probabilities (they need not
+        be normalised: the threshold scales with the row's total).
+    u : float array of shape log_probs.shape[:-1], uniforms in [0, 1).
+    Returns int64 actions of shape log_probs.shape[:-1].
+    """
+    log_probs = _rows(log_probs, "log_probs")
+    u = np.ascontiguousarray(u, dtype=np.float64)
+    if u.shape != log_probs.shape[:-1]:
+        raise ValueError(f"u must have the shape {log_probs.shape[:-1]} of log_probs without its "
+                         f"last axis; got {u.shape}")
+    if u.size and not (np.all(u >= 0.0) and np.all(u < 1.0)):
+        raise ValueError("u must hold uniforms in [0, 1)")
+    out = np.empty(u.shape, dtype=np.int64)
+    categorical_sample_rows_numba(log_probs.reshape(-1, log_probs.shape[-1]), u.reshape(-1),
+                                  out.reshape(-1))
+    return out
