@@ -367,7 +367,9 @@ class Dense:
         x, W, y, activation = saved
         g = Dense._activation_grad(g, y, activation)
         if W.ndim == 3:                          # a stack of K layers (an ensemble)
-            gx = unbroadcast(g @ _swap(W), x.shape) if needs[0] else None
+            gx = None
+            if needs[0]:                         # one output unit: an outer product (below)
+                gx = unbroadcast(g * _swap(W) if W.shape[2] == 1 else g @ _swap(W), x.shape)
             gW = unbroadcast(_swap(x) @ g, W.shape) if needs[1] else None
             gb = (_ones(g.shape[-2], g.dtype) @ g)[:, None, :] if needs[2] else None
             return gx, gW, gb
