@@ -59,6 +59,19 @@ def agent_and_collector(algo, seed=0, **extra):
 
 # ---------------------------------------------------------------- smoke training
 @pytest.mark.parametrize("algo", ALGOS)
+def test_float32_presets_train_in_single_precision(algo, tmp_path):
+    """The presets are float32: parameters, optimizer state and the losses stay float32
+    through the stacked critic layers (the other tests here run in float64)."""
+    out = tiny_train(algo, tmp_path / algo, dtype="float32")
+    arrays = read_checkpoint(os.path.join(out, CHECKPOINT))
+    params = {k: v for k, v in arrays.items() if k.startswith("module/")}
+    assert params and all(v.dtype == np.float32 for v in params.values()), \
+        sorted((k, str(v.dtype)) for k, v in params.items())
+    metric = algorithms.get(algo).metric_names[0]
+    assert np.isfinite(float(rows(out)[-1][metric]))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 def test_smoke_train_pendulum(algo, tmp_path):
     out = tiny_train(algo, tmp_path / algo)
     progress = rows(out)

@@ -664,6 +664,20 @@ def test_softmax_log_softmax_vjp_jvp_match_central_differences(name, data):
     check_op(f, [x], seed=data.draw(SEEDS), expected=expected)
 
 
+def test_log_softmax_axis_forms_other_than_the_last_axis_take_the_numpy_path():
+    """The numba kernel serves an int naming the last axis; None and tuples still work,
+    and an out-of-range axis is still refused (not wrapped onto the last axis)."""
+    x = np.arange(6.0).reshape(2, 3)
+    for axis in (None, (0, 1)):
+        np.testing.assert_allclose(ops.log_softmax(Tensor(x), axis=axis).data,
+                                   x - _np_logsumexp(x, (0, 1), keepdims=True), rtol=1e-14)
+    np.testing.assert_allclose(ops.log_softmax(Tensor(x), axis=(-1,)).data,
+                               x - _np_logsumexp(x, 1, keepdims=True), rtol=1e-14)
+    for axis in (2, -3, 5):
+        with pytest.raises(np.exceptions.AxisError):
+            ops.log_softmax(Tensor(x), axis=axis)
+
+
 def test_logsumexp_and_log_softmax_are_stable_for_large_inputs():
     x = np.array([1000.0, 1001.0, 999.0])
     t = Tensor(x, requires_grad=True)

@@ -909,7 +909,10 @@ class LogSoftmax:
 
     @staticmethod
     def _rowwise(x, axis):
-        return (x.ndim >= 1 and axis % x.ndim == x.ndim - 1 and x.shape[-1] >= 1
+        # an int naming the last axis (None, tuples and out-of-range axes go to NumPy,
+        # which accepts or refuses them as before)
+        return (isinstance(axis, (int, np.integer)) and x.ndim >= 1
+                and axis in (-1, x.ndim - 1) and x.shape[-1] >= 1
                 and x.dtype in _KERNEL_FLOATS)
 
     @staticmethod
