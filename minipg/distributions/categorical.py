@@ -173,7 +173,8 @@ class Categorical:
             cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=-1)
             return np.sum(cdf[..., :-1] <= (u * cdf[..., -1])[..., None],
                           axis=-1).astype(np.int64)
-        # one draw per row (acting): the same arithmetic, one numba pass per row
+        # one draw per row (acting): the same formula, one numba pass per row (its exp
+        # may differ from NumPy's in the last bit, so a u on a boundary could differ)
         rows = np.ascontiguousarray(log_probs).reshape(-1, self.n)
         actions = np.empty(rows.shape[0], dtype=np.int64)
         categorical_sample_rows_numba(rows, u.reshape(-1), actions)
