@@ -35,10 +35,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ..kernels.softmax import log_softmax_rows_numba, log_softmax_rows_vjp_numba
+from ..kernels.softmax import KERNEL_FLOATS, log_softmax_rows_numba, log_softmax_rows_vjp_numba
 from .tensor import Tensor, record, record1, record2
-
-_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul", "dense",
@@ -913,7 +911,7 @@ class LogSoftmax:
         # which accepts or refuses them as before)
         return (isinstance(axis, (int, np.integer)) and x.ndim >= 1
                 and axis in (-1, x.ndim - 1) and x.shape[-1] >= 1
-                and x.dtype in _KERNEL_FLOATS)
+                and x.dtype in KERNEL_FLOATS)
 
     @staticmethod
     def forward(x, axis=-1):
@@ -931,7 +929,7 @@ class LogSoftmax:
     @staticmethod
     def vjp(g, saved, needs):
         axis, out = saved
-        if g.dtype in _KERNEL_FLOATS and LogSoftmax._rowwise(out, axis):
+        if g.dtype in KERNEL_FLOATS and LogSoftmax._rowwise(out, axis):
             g = np.ascontiguousarray(g)
             gx = np.empty(g.shape, dtype=np.result_type(g.dtype, out.dtype))
             n = out.shape[-1]

@@ -24,9 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import Tensor, as_tensor, ops
-from ..kernels.softmax import categorical_sample_rows_numba
-
-_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+from ..kernels.softmax import KERNEL_FLOATS, categorical_sample_rows_numba
 
 __all__ = ["Categorical"]
 
@@ -169,7 +167,7 @@ class Categorical:
         log_probs = self.log_probs.data
         shape = tuple(sample_shape) + self.batch_shape
         u = rng.random(shape)
-        if not shape or sample_shape or log_probs.dtype not in _KERNEL_FLOATS:
+        if not shape or sample_shape or log_probs.dtype not in KERNEL_FLOATS:
             cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=-1)
             return np.sum(cdf[..., :-1] <= (u * cdf[..., -1])[..., None],
                           axis=-1).astype(np.int64)

@@ -19,7 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["categorical_sample_rows", "categorical_sample_rows_numba",
+# the dtypes the row kernels are compiled for
+KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+__all__ = ["KERNEL_FLOATS", "categorical_sample_rows", "categorical_sample_rows_numba",
            "categorical_sample_rows_numpy",
            "log_softmax_rows", "log_softmax_rows_numba", "log_softmax_rows_numpy",
            "log_softmax_rows_vjp", "log_softmax_rows_vjp_numba", "log_softmax_rows_vjp_numpy"]
@@ -69,7 +72,7 @@ def log_softmax_rows_vjp_numpy(g, z, out):
 
 def _rows(x, name):
     x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64) or x.ndim < 1 or x.shape[-1] < 1:
+    if x.dtype not in KERNEL_FLOATS or x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(f"{name} must be a float32/float64 array of shape (..., n) with n >= 1; "
                          f"got dtype {x.dtype} and shape {x.shape}")
     return np.ascontiguousarray(x)
