@@ -28,13 +28,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .returns import (
-    _check_mask,
-    _check_rewards,
-    _check_same_shape_float,
-    _check_unit_interval,
-    _from_kernel_layout,
-    _to_kernel_layout,
+from .checks import (
+    check_mask,
+    check_rewards,
+    check_same_shape_float,
+    check_unit_interval,
+    from_kernel_layout,
+    to_kernel_layout,
 )
 
 __all__ = ["gae", "gae_numba", "gae_numpy"]
@@ -149,12 +149,12 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
     advantages : array of ``rewards.dtype``, same shape (add ``values`` to
     get the lambda-returns used as value targets).
     """
-    r = _check_rewards(rewards)
-    v = _check_same_shape_float(values, "values", r.shape)
-    nv = _check_same_shape_float(next_values, "next_values", r.shape)
-    term = _check_mask(terminated, "terminated", r.shape)
-    trunc = _check_mask(truncated, "truncated", r.shape)
-    gamma = _check_unit_interval(gamma, "gamma")
-    lam = _check_unit_interval(lam, "lam")
-    args = [_to_kernel_layout(a) for a in (r, v, nv, term, trunc)]
-    return _from_kernel_layout(gae_numba(*args, gamma, lam), r)
+    r = check_rewards(rewards)
+    v = check_same_shape_float(values, "values", r.shape)
+    nv = check_same_shape_float(next_values, "next_values", r.shape)
+    term = check_mask(terminated, "terminated", r.shape)
+    trunc = check_mask(truncated, "truncated", r.shape)
+    gamma = check_unit_interval(gamma, "gamma")
+    lam = check_unit_interval(lam, "lam")
+    args = [to_kernel_layout(a) for a in (r, v, nv, term, trunc)]
+    return from_kernel_layout(gae_numba(*args, gamma, lam), r)

@@ -23,11 +23,12 @@ pass flat views of C-contiguous buffers to the numba kernels.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 from numba import njit
+
+from .checks import check_flag, check_input, check_params, check_real, check_state
 
 __all__ = [
     "sgd_update",
@@ -40,92 +41,6 @@ __all__ = [
     "rmsprop_update_numba",
     "rmsprop_update_numpy",
 ]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# --------------------------------------------------------------------------
-# Validation helpers (also used by polyak.py)
-# --------------------------------------------------------------------------
-
-
-def _check_params(params, name="params"):
-    if not isinstance(params, np.ndarray):
-        raise ValueError(
-            f"{name} must be a numpy.ndarray (it is updated in place), "
-            f"got {type(params).__name__}"
-        )
-    if params.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{name} must have a float dtype (float32 or float64), got dtype {params.dtype}"
-        )
-    if not params.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (a flat buffer), got a strided view")
-    if not params.flags.writeable:
-        raise ValueError(f"{name} must be writeable (it is updated in place)")
-    return params
-
-
-def _check_input(x, name, ref, ref_name="params"):
-    """A read-only array: same shape and dtype as ``ref``; returns a flat copy/view."""
-    arr = np.asarray(x)
-    if arr.shape != ref.shape:
-        raise ValueError(
-            f"{name} must have the same shape as {ref_name} {ref.shape}, got shape {arr.shape}"
-        )
-    if arr.dtype != ref.dtype:
-        raise ValueError(
-            f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got dtype {arr.dtype}"
-        )
-    return np.ascontiguousarray(arr).reshape(-1)
-
-
-def _check_state(buf, name, ref, used):
-    """An in-place state buffer; may be size 0 when ``used`` is False."""
-    if not used:
-        if buf is None:
-            return np.empty(0, dtype=ref.dtype)
-        arr = np.asarray(buf)
-        if arr.size == 0:
-            return np.empty(0, dtype=ref.dtype)
-    if not isinstance(buf, np.ndarray):
-        raise ValueError(
-            f"{name} must be a numpy.ndarray (it is updated in place), "
-            f"got {type(buf).__name__}"
-        )
-    if buf.shape != ref.shape:
-        raise ValueError(
-            f"{name} must have the same shape as params {ref.shape}, got shape {buf.shape} "
-            "(a size-0 array is accepted only when the buffer is unused)"
-        )
-    if buf.dtype != ref.dtype:
-        raise ValueError(
-            f"{name} must have the same dtype as params ({ref.dtype}), got dtype {buf.dtype}"
-        )
-    if not buf.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (a flat buffer), got a strided view")
-    if not buf.flags.writeable:
-        raise ValueError(f"{name} must be writeable (it is updated in place)")
-    return buf.reshape(-1)
-
-
-def _check_real(x, name, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {x!r}")
-    value = float(x)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return value
-
-
-def _check_flag(x, name):
-    if not isinstance(x, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {x!r}")
-    return bool(x)
 
 
 # --------------------------------------------------------------------------
@@ -205,20 +120,20 @@ def sgd_update(params, grads, momentum_buf, lr, momentum=0.0, dampening=0.0,
     first_step : bool; True on the first step, where torch initialises the
         momentum buffer to ``g`` (matters only when ``dampening != 0``)
     """
-    params = _check_params(params)
-    lr = _check_real(lr, "lr", low=0.0)
-    momentum = _check_real(momentum, "momentum", low=0.0)
-    dampening = _check_real(dampening, "dampening")
-    nesterov = _check_flag(nesterov, "nesterov")
-    weight_decay = _check_real(weight_decay, "weight_decay", low=0.0)
-    first_step = _check_flag(first_step, "first_step")
+    params = check_params(params)
+    lr = check_real(lr, "lr", low=0.0)
+    momentum = check_real(momentum, "momentum", low=0.0)
+    dampening = check_real(dampening, "dampening")
+    nesterov = check_flag(nesterov, "nesterov")
+    weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
+    first_step = check_flag(first_step, "first_step")
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
         raise ValueError(
             "nesterov=True requires momentum > 0 and dampening == 0, "
             f"got momentum={momentum!r}, dampening={dampening!r}"
         )
-    g = _check_input(grads, "grads", params)
-    buf = _check_state(momentum_buf, "momentum_buf", params, used=momentum != 0.0)
+    g = check_input(grads, "grads", params)
+    buf = check_state(momentum_buf, "momentum_buf", params, used=momentum != 0.0)
     sgd_update_numba(params.reshape(-1), g, buf, lr, momentum, dampening,
                      nesterov, weight_decay, first_step)
 
@@ -288,17 +203,17 @@ def adam_update(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, t):
     t : int >= 1, the 1-based step count, including this step (no default:
         a forgotten step count would silently redo step-1 bias correction)
     """
-    params = _check_params(params)
-    lr = _check_real(lr, "lr", low=0.0)
-    beta1 = _check_real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
-    beta2 = _check_real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-    eps = _check_real(eps, "eps", low=0.0)
-    weight_decay = _check_real(weight_decay, "weight_decay", low=0.0)
+    params = check_params(params)
+    lr = check_real(lr, "lr", low=0.0)
+    beta1 = check_real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+    beta2 = check_real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+    eps = check_real(eps, "eps", low=0.0)
+    weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral) or t < 1:
         raise ValueError(f"t must be an integer >= 1 (the 1-based step count), got {t!r}")
-    g = _check_input(grads, "grads", params)
-    m_flat = _check_state(m, "m", params, used=True)
-    v_flat = _check_state(v, "v", params, used=True)
+    g = check_input(grads, "grads", params)
+    m_flat = check_state(m, "m", params, used=True)
+    v_flat = check_state(v, "v", params, used=True)
     adam_update_numba(params.reshape(-1), g, m_flat, v_flat, lr, beta1, beta2,
                       eps, weight_decay, int(t))
 
@@ -390,16 +305,16 @@ def rmsprop_update(params, grads, square_avg, grad_avg, momentum_buf, lr,
     momentum : float >= 0
     centered : bool
     """
-    params = _check_params(params)
-    lr = _check_real(lr, "lr", low=0.0)
-    alpha = _check_real(alpha, "alpha", low=0.0)
-    eps = _check_real(eps, "eps", low=0.0)
-    weight_decay = _check_real(weight_decay, "weight_decay", low=0.0)
-    momentum = _check_real(momentum, "momentum", low=0.0)
-    centered = _check_flag(centered, "centered")
-    g = _check_input(grads, "grads", params)
-    sq = _check_state(square_avg, "square_avg", params, used=True)
-    ga = _check_state(grad_avg, "grad_avg", params, used=centered)
-    buf = _check_state(momentum_buf, "momentum_buf", params, used=momentum > 0.0)
+    params = check_params(params)
+    lr = check_real(lr, "lr", low=0.0)
+    alpha = check_real(alpha, "alpha", low=0.0)
+    eps = check_real(eps, "eps", low=0.0)
+    weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
+    momentum = check_real(momentum, "momentum", low=0.0)
+    centered = check_flag(centered, "centered")
+    g = check_input(grads, "grads", params)
+    sq = check_state(square_avg, "square_avg", params, used=True)
+    ga = check_state(grad_avg, "grad_avg", params, used=centered)
+    buf = check_state(momentum_buf, "momentum_buf", params, used=momentum > 0.0)
     rmsprop_update_numba(params.reshape(-1), g, sq, ga, buf, lr, alpha, eps,
                          weight_decay, momentum, centered)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .optim_updates import _check_input, _check_params, _check_real
+from .checks import check_input, check_params, check_real
 
 __all__ = [
     "polyak_update_kernel",
@@ -50,7 +50,7 @@ def polyak_update_kernel(target, source, tau):
     source : array, same shape and dtype (not modified)
     tau : float in [0, 1], the fraction taken from ``source``
     """
-    target = _check_params(target, "target")
-    src = _check_input(source, "source", target, ref_name="target")
-    tau = _check_real(tau, "tau", low=0.0, high=1.0)
+    target = check_params(target, "target")
+    src = check_input(source, "source", target, ref_name="target")
+    tau = check_real(tau, "tau", low=0.0, high=1.0)
     polyak_update_kernel_numba(target.reshape(-1), src, tau)

@@ -13,104 +13,28 @@ final observation, not the reset one); ``terminated[t]`` is True when
 ``t`` (time limit) without termination.  If both flags are set at one step,
 termination wins (no bootstrap).
 
-This module also holds the input checks shared by ``gae`` and ``nstep``.
+The input checks of the rollout kernels are in ``minipg/kernels/checks.py``.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numba import njit
+
+from .checks import (
+    check_mask,
+    check_rewards,
+    check_same_shape_float,
+    check_unit_interval,
+    from_kernel_layout,
+    to_kernel_layout,
+)
 
 __all__ = [
     "discounted_returns",
     "discounted_returns_numba",
     "discounted_returns_numpy",
 ]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# --------------------------------------------------------------------------
-# Input validation (public wrappers only; the raw kernels trust their inputs)
-# --------------------------------------------------------------------------
-
-
-def _check_float_array(x, name):
-    arr = np.asarray(x)
-    if arr.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{name} must have a float dtype (float32 or float64), got dtype {arr.dtype}"
-        )
-    return np.ascontiguousarray(arr)
-
-
-def _check_rewards(rewards):
-    arr = _check_float_array(rewards, "rewards")
-    if arr.ndim not in (1, 2):
-        raise ValueError(
-            "rewards must have shape (T,) or (T, N) (time on axis 0), "
-            f"got shape {arr.shape} with ndim {arr.ndim}"
-        )
-    return arr
-
-
-def _check_same_shape_float(x, name, shape):
-    arr = _check_float_array(x, name)
-    if arr.shape != shape:
-        raise ValueError(
-            f"{name} must have the same shape as rewards {shape}, got shape {arr.shape}"
-        )
-    return arr
-
-
-def _check_mask(x, name, shape):
-    arr = np.asarray(x)
-    if arr.shape != shape:
-        raise ValueError(
-            f"{name} must have the same shape as rewards {shape}, got shape {arr.shape}"
-        )
-    # (np.ascontiguousarray would turn a 0-d flag into shape (1,))
-    if arr.dtype == np.bool_:
-        return arr if arr.flags.c_contiguous else arr.copy(order="C")
-    if arr.dtype.kind in "iuf":
-        # 0/1 numeric flags (as some vector-env wrappers return) are accepted;
-        # anything else is almost surely a mix-up with rewards or values.
-        if not np.all((arr == 0) | (arr == 1)):
-            raise ValueError(
-                f"{name} must be a boolean array (numeric arrays are accepted "
-                "only if every entry is 0 or 1)"
-            )
-        return arr.astype(np.bool_, order="C")
-    raise ValueError(
-        f"{name} must be a boolean array (or numeric 0/1), got dtype {arr.dtype}"
-    )
-
-
-def _to_kernel_layout(x):
-    """(T,) or (T, N) -> C-contiguous (T, N); float arrays -> float64.
-
-    The kernels compute in float64 anyway, so this changes no result; it
-    only means each numba kernel is compiled for a single signature.
-    """
-    x2 = x.reshape((x.shape[0], 1)) if x.ndim == 1 else x
-    if x2.dtype.kind == "f":
-        return np.ascontiguousarray(x2, dtype=np.float64)
-    return np.ascontiguousarray(x2)
-
-
-def _from_kernel_layout(out, rewards):
-    return out.reshape(rewards.shape).astype(rewards.dtype, copy=False)
-
-
-def _check_unit_interval(x, name):
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        raise ValueError(f"{name} must be a real number in [0, 1], got {x!r}")
-    value = float(x)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------
@@ -248,14 +172,14 @@ def discounted_returns(rewards, terminated, truncated, gamma, next_values=None):
     -------
     returns : array of ``rewards.dtype``, same shape.
     """
-    r = _check_rewards(rewards)
-    term = _check_mask(terminated, "terminated", r.shape)
-    trunc = _check_mask(truncated, "truncated", r.shape)
-    gamma = _check_unit_interval(gamma, "gamma")
-    args = [_to_kernel_layout(a) for a in (r, term, trunc)]
+    r = check_rewards(rewards)
+    term = check_mask(terminated, "terminated", r.shape)
+    trunc = check_mask(truncated, "truncated", r.shape)
+    gamma = check_unit_interval(gamma, "gamma")
+    args = [to_kernel_layout(a) for a in (r, term, trunc)]
     if next_values is None:
         out = discounted_returns_numba(*args, gamma)
     else:
-        nv = _check_same_shape_float(next_values, "next_values", r.shape)
-        out = discounted_returns_numba(*args, gamma, _to_kernel_layout(nv))
-    return _from_kernel_layout(out, r)
+        nv = check_same_shape_float(next_values, "next_values", r.shape)
+        out = discounted_returns_numba(*args, gamma, to_kernel_layout(nv))
+    return from_kernel_layout(out, r)
