@@ -25,13 +25,9 @@ import numpy as np
 
 from ..autodiff import Tensor, as_tensor, ops
 from ..kernels.softmax import KERNEL_FLOATS, categorical_sample_rows_numba
+from .common import batch_size, check_generator
 
 __all__ = ["Categorical"]
-
-
-def _batch_size(shape):
-    """Number of distributions in a batch of shape (..., event): prod(leading axes), >= 1."""
-    return int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
 
 
 class Categorical:
@@ -163,7 +159,7 @@ class Categorical:
         the cumulative sum can never pick an action of probability 0).  The
         cumulative sum is taken in float64 whatever the logits' precision.
         """
-        rng = _generator(rng)
+        rng = check_generator(rng)
         log_probs = self.log_probs.data
         shape = tuple(sample_shape) + self.batch_shape
         u = rng.random(shape)
@@ -206,13 +202,5 @@ class Categorical:
         z = logits - np.max(logits, axis=-1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=-1, keepdims=True)
-        mu = (p * u - p * np.sum(p * u, axis=-1, keepdims=True)) / _batch_size(logits.shape)
+        mu = (p * u - p * np.sum(p * u, axis=-1, keepdims=True)) / batch_size(logits.shape)
         return (mu,) if tup else mu
-
-
-def _generator(rng):
-    """A numpy Generator from a Generator (returned as is); anything else is an error."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    raise ValueError(f"expected a numpy random Generator (np.random.default_rng(seed)) for rng, "
-                     f"got {type(rng).__name__}")

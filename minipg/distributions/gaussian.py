@@ -22,42 +22,12 @@ log-std broadcast over the batch), with density
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..autodiff import Tensor, as_tensor, ops
-from .categorical import _batch_size, _generator
+from ..autodiff import Tensor, ops
+from .common import HALF_LOG_2PI, check_event, check_generator, float_tensor, gaussian_fisher_metric
 
 __all__ = ["DiagGaussian"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def _float_tensor(x, what, owner):
-    """x as a Tensor of a floating dtype (Tensors keep their place on the tape)."""
-    t = as_tensor(x)
-    if t.data.dtype.kind != "f":
-        if isinstance(x, Tensor) and x.requires_grad:
-            raise ValueError(f"{owner}: {what} must be floating point, got dtype {t.data.dtype}")
-        t = Tensor(t.data.astype(np.float64))
-    if t.ndim < 1:
-        raise ValueError(f"{owner}: {what} must have shape (..., d) with d >= 1 action "
-                         f"dimensions; got a scalar")
-    return t
-
-
-def _check_event(x, d, batch, owner, what):
-    """Shape of x broadcast with the distribution (batch + (d,)); ValueError if incompatible."""
-    shape = np.shape(x)
-    if len(shape) < 1 or shape[-1] != d:
-        raise ValueError(f"{owner}: {what} of shape {shape} must have last axis d = {d} "
-                         f"(the action dimension)")
-    try:
-        return np.broadcast_shapes(shape, batch + (d,))
-    except ValueError:
-        raise ValueError(f"{owner}: {what} of shape {shape} does not broadcast with the "
-                         f"distribution's shape {batch + (d,)}") from None
 
 
 class DiagGaussian:
@@ -82,8 +52,8 @@ class DiagGaussian:
 
     def __init__(self, mean, log_std):
         owner = self._name
-        self.mean = _float_tensor(mean, "mean", owner)
-        self.log_std = _float_tensor(log_std, "log_std", owner)
+        self.mean = float_tensor(mean, "mean", owner)
+        self.log_std = float_tensor(log_std, "log_std", owner)
         ms, ls = self.mean.shape, self.log_std.shape
         ok = ls[-1] == ms[-1] and len(ls) <= len(ms)
         if ok:
@@ -131,19 +101,19 @@ class DiagGaussian:
         of ``x``, for samples known to be good (drawn by :meth:`sample`).
         """
         if validate:
-            _check_event(x, self.d, self.batch_shape, self._name, "x")
+            check_event(x, self.d, self.batch_shape, self._name, "x")
         if not isinstance(x, Tensor):
             x = np.asarray(x, dtype=self.mean.dtype)
         z = (x - self.mean) * self._inv_std
         return (-0.5 * ops.sum(ops.square(z), axis=-1) - ops.sum(self.log_std, axis=-1)
-                - self.d * _HALF_LOG_2PI)
+                - self.d * HALF_LOG_2PI)
 
     def entropy(self):
         r"""Differential entropy, shape (...).
 
         .. math:: H = \sum_i \log\sigma_i + \tfrac d2 (1 + \log 2\pi).
         """
-        h = ops.sum(self.log_std, axis=-1) + self.d * (0.5 + _HALF_LOG_2PI)
+        h = ops.sum(self.log_std, axis=-1) + self.d * (0.5 + HALF_LOG_2PI)
         return self._batch_broadcast(h)
 
     def kl(self, other):
@@ -182,11 +152,11 @@ class DiagGaussian:
             if rng is None:
                 raise ValueError(f"{owner}: pass rng (a numpy Generator) or eps (standard "
                                  "normal noise of shape (..., d))")
-            return _generator(rng).standard_normal(shape).astype(self.mean.dtype, copy=False)
+            return check_generator(rng).standard_normal(shape).astype(self.mean.dtype, copy=False)
         if isinstance(eps, Tensor):
             eps = eps.data
         eps = np.asarray(eps, dtype=self.mean.dtype)
-        _check_event(eps, self.d, self.batch_shape, owner, "eps")
+        check_event(eps, self.d, self.batch_shape, owner, "eps")
         return eps
 
     def sample(self, rng, sample_shape=()):
@@ -242,30 +212,4 @@ class DiagGaussian:
         not broadcast); tangents: their tangents ``J v`` (same shapes).
         Returns the tuple (M_mean, M_log_std).
         """
-        return _gaussian_metric(outputs, tangents, "DiagGaussian.fisher_metric")
-
-
-def _gaussian_metric(outputs, tangents, owner, log_std_bounds=None):
-    """Shared by DiagGaussian and TanhGaussian: see DiagGaussian.fisher_metric.
-
-    With ``log_std_bounds = (lo, hi)`` the distribution uses clip(log_std, lo,
-    hi): the metric is D F D with D the clip's derivative (1 on [lo, hi],
-    0 outside) and F evaluated at the clipped log_std.
-    """
-    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2
-            and isinstance(tangents, (tuple, list)) and len(tangents) == 2):
-        raise ValueError(f"{owner}: outputs and tangents must be the pairs (mean, log_std) and "
-                         "(mean tangent, log_std tangent); make outputs_fn return a 2-tuple")
-    mean, log_std = (np.asarray(o) for o in outputs)
-    um, uls = (np.asarray(t) for t in tangents)
-    if um.shape != mean.shape or uls.shape != log_std.shape:
-        raise ValueError(f"{owner}: tangent shapes {um.shape}, {uls.shape} do not match output "
-                         f"shapes {mean.shape}, {log_std.shape}")
-    if log_std_bounds is not None:
-        lo, hi = log_std_bounds
-        inside = (log_std >= lo) & (log_std <= hi)
-        log_std = np.clip(log_std, lo, hi)
-        uls = uls * inside          # D F D u = F D u: D is a 0/1 diagonal, F diagonal here
-    m_mean = um * np.exp(-2.0 * log_std) / _batch_size(mean.shape)
-    m_ls = 2.0 * uls / _batch_size(log_std.shape)
-    return m_mean, m_ls
+        return gaussian_fisher_metric(outputs, tangents, "DiagGaussian.fisher_metric")

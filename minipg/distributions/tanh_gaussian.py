@@ -38,7 +38,8 @@ import math
 import numpy as np
 
 from ..autodiff import Tensor, ops
-from .gaussian import _HALF_LOG_2PI, DiagGaussian, _check_event, _float_tensor, _gaussian_metric
+from .common import HALF_LOG_2PI, check_event, float_tensor, gaussian_fisher_metric
+from .gaussian import DiagGaussian
 
 __all__ = ["TanhGaussian", "tanh_log_det_jacobian"]
 
@@ -80,8 +81,8 @@ class TanhGaussian:
 
     def __init__(self, mean, log_std, low=None, high=None, log_std_bounds=(-20.0, 2.0)):
         owner = "TanhGaussian"
-        mean = _float_tensor(mean, "mean", owner)
-        log_std = _float_tensor(log_std, "log_std", owner)
+        mean = float_tensor(mean, "mean", owner)
+        log_std = float_tensor(log_std, "log_std", owner)
         if log_std_bounds is not None:
             lo, hi = (float(b) for b in log_std_bounds)
             if not lo < hi:
@@ -194,7 +195,7 @@ class TanhGaussian:
         a = action.data if isinstance(action, Tensor) else action
         dtype = self.mean.dtype
         a = np.asarray(a, dtype=dtype)
-        _check_event(a, self.d, self.batch_shape, "TanhGaussian.log_prob", "action")
+        check_event(a, self.d, self.batch_shape, "TanhGaussian.log_prob", "action")
         y = a if self.low is None else (a - self.low) / self.scale - 1.0
         bad = ~(np.abs(y) <= 1.0 + 1e-6)
         if np.any(bad):
@@ -280,7 +281,7 @@ class TanhGaussian:
         eps = self.base._eps(rng, eps, sample_shape, "TanhGaussian.rsample")
         u = self.mean + self.std * eps
         gauss = (-0.5 * np.sum(np.square(eps), axis=-1) - ops.sum(self.log_std, axis=-1)
-                 - self.d * _HALF_LOG_2PI)
+                 - self.d * HALF_LOG_2PI)
         logp = gauss - ops.sum(tanh_log_det_jacobian(u), axis=-1) - self._sum_log_scale
         return self._squash(u), logp
 
@@ -300,5 +301,5 @@ class TanhGaussian:
         than the default pass them with ``functools.partial(
         TanhGaussian.fisher_metric, log_std_bounds=(lo, hi))`` (None: no clamp).
         """
-        return _gaussian_metric(outputs, tangents, "TanhGaussian.fisher_metric",
+        return gaussian_fisher_metric(outputs, tangents, "TanhGaussian.fisher_metric",
                                 log_std_bounds=log_std_bounds)
