@@ -354,7 +354,7 @@ class OffPolicyAlgorithm(Algorithm):
         target_flat, _, source_flat, target_params = views
         polyak_update_kernel_numba(target_flat, source_flat, self.config.tau)
         for p in target_params:          # invalidates graphs that saved the old values
-            p._version += 1
+            p.mark_modified()
 
     @staticmethod
     def step_on(optimizer, loss):

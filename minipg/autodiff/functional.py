@@ -18,7 +18,7 @@ import numpy as np
 from .tensor import Tensor, backprop, check_recorded, enable_grad, topological_order
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "fisher_vector_product",
-           "forward_tangents", "backward_cotangents"]
+           "forward_tangents", "backward_cotangents", "as_tuple"]
 
 
 def _leaves(xs):
@@ -31,7 +31,8 @@ def _leaves(xs):
     return out
 
 
-def _as_tuple(y):
+def as_tuple(y):
+    """The outputs of a function as a tuple: a tuple or list as is, one output as a 1-tuple."""
     return tuple(y) if isinstance(y, (tuple, list)) else (y,)
 
 
@@ -41,7 +42,7 @@ def forward_tangents(outputs, tangents):
     tangents: dict mapping id(leaf tensor) -> tangent array (absent = zero).
     Returns one tangent array per output (zeros where nothing flows).
     """
-    outputs = _as_tuple(outputs)
+    outputs = as_tuple(outputs)
     tan = dict(tangents)
     results = []
     for y in outputs:
@@ -63,7 +64,7 @@ def backward_cotangents(outputs, cotangents, leaves):
     Returns one array per leaf (zeros where nothing flows).
     """
     sink = {}
-    outputs, cotangents = _as_tuple(outputs), _as_tuple(cotangents)
+    outputs, cotangents = as_tuple(outputs), as_tuple(cotangents)
     if len(outputs) != len(cotangents):
         raise ValueError(f"{len(cotangents)} cotangents for {len(outputs)} outputs")
     for y, u in zip(outputs, cotangents):
@@ -81,7 +82,7 @@ def _call(f, leaves):
         y = f(*leaves)
     if isinstance(y, list):
         y = tuple(y)
-    for out in _as_tuple(y):
+    for out in as_tuple(y):
         if not isinstance(out, Tensor):
             raise TypeError(f"the function must return a Tensor (or a tuple of them), "
                             f"got {type(out).__name__}")
@@ -134,7 +135,7 @@ def vjp(f, *xs):
 
     def pullback(u):
         # backward_cotangents checks the number and shapes of the cotangents
-        return tuple(backward_cotangents(y, _as_tuple(u) if multi else (u,), leaves))
+        return tuple(backward_cotangents(y, as_tuple(u) if multi else (u,), leaves))
 
     value = tuple(o.data for o in y) if multi else y.data
     return value, pullback
@@ -196,7 +197,7 @@ def fisher_vector_product(outputs_fn, params, v, metric):
         outs = outputs_fn()
     if isinstance(outs, list):
         outs = tuple(outs)
-    outs_t = _as_tuple(outs)
+    outs_t = as_tuple(outs)
     for o in outs_t:
         if not isinstance(o, Tensor):
             raise TypeError("fisher_vector_product: outputs_fn must return a Tensor or a tuple "
@@ -204,7 +205,7 @@ def fisher_vector_product(outputs_fn, params, v, metric):
     jv = forward_tangents(outs_t, {id(p): t for p, t in zip(params, pieces)})
     mjv = metric(tuple(o.data for o in outs_t) if isinstance(outs, tuple) else outs_t[0].data,
                  tuple(jv) if isinstance(outs, tuple) else jv[0])
-    fv = backward_cotangents(outs_t, _as_tuple(mjv), params)
+    fv = backward_cotangents(outs_t, as_tuple(mjv), params)
     if flat:
         return np.concatenate([f.ravel() for f in fv])
     return fv

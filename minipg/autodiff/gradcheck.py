@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from .functional import _as_tuple, backward_cotangents, forward_tangents
+from .functional import as_tuple, backward_cotangents, forward_tangents
 from .tensor import Tensor, enable_grad, no_grad
 
 __all__ = ["gradcheck", "GradcheckError"]
@@ -89,14 +89,14 @@ def gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, *, fast_mode=False,
 
 def _evaluate(f, arrays):
     with no_grad():
-        ys = _as_tuple(f(*[Tensor(a) for a in arrays]))
+        ys = as_tuple(f(*[Tensor(a) for a in arrays]))
     return [np.array(y.data, dtype=np.float64) for y in ys]
 
 
 def _record(f, arrays):
     leaves = [Tensor(a.copy(), requires_grad=True) for a in arrays]
     with enable_grad():
-        ys = _as_tuple(f(*leaves))
+        ys = as_tuple(f(*leaves))
     for y in ys:
         if not isinstance(y, Tensor):
             raise TypeError(f"gradcheck: f must return Tensors, got {type(y).__name__}")

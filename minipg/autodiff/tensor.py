@@ -20,8 +20,10 @@ In-place changes never make a gradient silently wrong:
   records the versions of its inputs when it runs, and ``backward()``
   refuses, naming the op, to use a graph whose inputs changed since.
 
-Writing into ``t.data`` with raw NumPy bypasses all this: do not do it to a
-tensor that is on a live tape.
+Writing into ``t.data`` with raw NumPy bypasses all this: after such a write
+call ``t.mark_modified()`` (as the optimizers, ``Module.load_state_dict`` and
+the target-network updates do), so that a graph that saved the old values
+refuses to run backward.
 
 Only leaves (tensors created by the user, e.g. parameters) receive ``.grad``.
 After ``backward()`` the graph is freed (saved arrays dropped) unless
@@ -105,6 +107,14 @@ class Tensor:
         for single precision.
     requires_grad : bool
         Whether ``backward()`` should compute a gradient for this tensor.
+
+    Writing in place: the methods ``t[i] = v``, ``copy_``, ``fill_``, ``add_``
+    and ``mul_`` check that the write is safe and record it.  Code that
+    writes into ``t.data`` directly (an optimizer step, a checkpoint load, a
+    target-network update) calls ``t.mark_modified()`` afterwards: the data
+    was changed in place outside the tape, so anything on the tape that saved
+    it will refuse to backward (``InplaceModificationError``) instead of
+    using a graph recorded for the old values.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "_base", "name",
@@ -213,39 +223,51 @@ class Tensor:
             self.grad[...] = 0
 
     # ------------------------------------------------------------- in place
-    def _bump(self):
+    def mark_modified(self):
+        """Record that ``data`` was changed in place outside the tape; returns self.
+
+        Call it after writing into ``self.data`` (or into an array that shares
+        its memory) by other means than the Tensor methods, which call it
+        themselves.  It increases the version counter of this tensor, and of
+        the tensor it is a view of, if any: every op on the tape that saved
+        this tensor (or a view of the same data) then makes ``backward()``
+        raise ``InplaceModificationError``, naming the op.  It changes no
+        value and records nothing on the tape; it does not check that the
+        write was safe (the Tensor methods do).
+        """
         self._version += 1
         if self._base is not None:
             self._base._version += 1
+        return self
 
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
         self.data[index] = _to_array(value)
-        self._bump()
+        self.mark_modified()
 
     def copy_(self, value):
         """Write value into this tensor's data in place."""
         self._check_inplace("copy_")
         np.copyto(self.data, _to_array(value))
-        self._bump()
+        self.mark_modified()
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
         self.data.fill(value)
-        self._bump()
+        self.mark_modified()
         return self
 
     def add_(self, value):
         self._check_inplace("add_")
         self.data += _to_array(value)
-        self._bump()
+        self.mark_modified()
         return self
 
     def mul_(self, value):
         self._check_inplace("mul_")
         self.data *= _to_array(value)
-        self._bump()
+        self.mark_modified()
         return self
 
     def _check_inplace(self, what):

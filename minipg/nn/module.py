@@ -50,7 +50,7 @@ def flatten_parameters(params, dtype=None):
             grad[offset:offset + n] = np.ravel(p.grad)
         p.data = data[offset:offset + n].reshape(p.data.shape)
         p.grad = grad[offset:offset + n].reshape(p.data.shape)
-        p._version += 1
+        p.mark_modified()
         offset += n
     return data, grad
 
@@ -221,10 +221,22 @@ class Module(metaclass=_ModuleMeta):
             else:
                 getattr(p, attr)[...] = piece
             if attr == "data":
-                p._version += 1
+                p.mark_modified()
             offset += n
 
     def zero_grad(self):
+        """Set every parameter's gradient to zero, in place.
+
+        The arrays are not replaced: the flat gradient buffer is filled with
+        zeros (or, when the parameters do not sit in one buffer, each
+        ``p.grad`` is zeroed where it is; a ``None`` gradient stays ``None``).
+        So an array you kept from ``p.grad`` or ``flat_grad`` is a view of
+        that buffer: after ``zero_grad()`` it reads zeros, and after the next
+        ``backward()`` it reads the new gradient, which is accumulated into the
+        same memory.  To keep a gradient, copy it (``p.grad.copy()``,
+        ``module.flat_grad.copy()``).  Optimizers hold views of the same
+        buffer, so they see the zeros too.
+        """
         bufs = self._flat_views()
         if bufs is not None:
             bufs[1].fill(0)
@@ -252,7 +264,7 @@ class Module(metaclass=_ModuleMeta):
                 raise ValueError(f"load_state_dict: '{name}' has shape {value.shape}, "
                                  f"the parameter has shape {p.data.shape}")
             p.data[...] = value
-            p._version += 1
+            p.mark_modified()
         return self
 
     def copy(self):

@@ -66,6 +66,7 @@ class Optimizer:
         self.step_count = 0
 
     def zero_grad(self):
+        """Zero the flat gradient buffer of the parameters in place (see Module.zero_grad)."""
         self.grad.fill(0)
 
     def _check_buffers(self):
@@ -83,7 +84,7 @@ class Optimizer:
         self.step_count += 1
         self._update()
         for p in self.params:                    # invalidates graphs that saved them
-            p._version += 1
+            p.mark_modified()
 
     def _update(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -242,4 +243,4 @@ def polyak_update(target, source, tau):
                          f"parameters, source {s_bufs[0].shape} {s_bufs[0].dtype}")
     polyak_update_kernel_numba(t_bufs[0], s_bufs[0], tau)
     for p in target.parameters():
-        p._version += 1
+        p.mark_modified()
