@@ -2,10 +2,11 @@
 action-value actor-critic, the off-policy (Off-PAC) actor and its GTD(lambda)
 critic, DPG and the compatible COPDAC-Q critic.
 
-Levels (DESIGN.md, "Verification"):
+Levels (CONTRIBUTING.md, "Verification levels"):
 * the formula: autodiff gradients against closed forms computed by hand in
   NumPy, through a linear-softmax policy pi(a|s) ∝ exp(phi(s,a)^T w) with
-  grad log pi = phi(s,a) - sum_b pi(b|s) phi(s,b) (VERIFICATION.md), and a
+  grad log pi = phi(s,a) - sum_b pi(b|s) phi(s,b) (verification/FORMULAS.md
+  "Tabular MDP/Policy gradient theorem"), and a
   linear deterministic policy mu(s) = K s with a quadratic Q; property-based
   over shapes and seeds;
 * the plain-NumPy updates (GTD(lambda), the Off-PAC actor, COPDAC-Q) against

@@ -1,6 +1,6 @@
 """Tests of the off-policy actor-critic estimators: DDPG, TD3, SAC (v1 and auto-temperature).
 
-Levels (DESIGN.md "Verification"):
+Levels (CONTRIBUTING.md, "Verification levels"):
 
 1. gradcheck of every loss/objective (float64, central differences);
 2. the autodiff gradient of each loss equals its closed form for a LINEAR
@@ -239,7 +239,8 @@ def test_temperature_loss_value_and_gradient_closed_form():
     alpha, h_hat = math.exp(log_alpha[0]), -log_prob.mean()
     np.testing.assert_allclose(loss.data, alpha * (h_hat - target), **EXACT)
     np.testing.assert_allclose(la.grad, [alpha * (h_hat - target)], **EXACT)
-    # chain rule: dJ/dalpha = (dJ/dlog_alpha) / alpha = H_hat - H_bar (VERIFICATION.md)
+    # chain rule: dJ/dalpha = (dJ/dlog_alpha) / alpha = H_hat - H_bar
+    # (verification/FORMULAS.md "Losses/SAC")
     np.testing.assert_allclose(la.grad / alpha, [h_hat - target], **EXACT)
 
 
@@ -319,7 +320,7 @@ def _q(critic, a):
 
 
 def _check_td3(case, target_fn, smooth_fn):
-    """The TD3 facts of VERIFICATION.md "Losses" for one batch."""
+    """The TD3 facts of verification/FORMULAS.md "Losses/TD3" for one batch."""
     c, low, high, mu = case["noise_clip"], case["low"], case["high"], case["mu_next"]
     r, done, gamma = case["rewards"], case["terminated"], case["gamma"]
     a_smooth = smooth_fn(mu, case["noise"], c, low, high)
@@ -660,7 +661,7 @@ ALPHA = 0.5
 def _expected_policy_loss(m, log_std):
     """E_{a ~ pi}[alpha log pi(a) - Q(a)] with Q = f, log pi from the change of
     variables written independently: log N(u) - log(1 - tanh^2 u), the latter as
-    2 (log 2 - u - softplus(-2u)) (VERIFICATION.md)."""
+    2 (log 2 - u - softplus(-2u)) (verification/FORMULAS.md "Losses/SAC")."""
     def integrand(z, u):
         log_det = 2.0 * (math.log(2.0) - u - np.logaddexp(0.0, -2.0 * u))
         log_pi = -0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi) - log_det

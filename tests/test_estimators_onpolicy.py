@@ -1,9 +1,9 @@
 """Tests of the on-policy losses: minipg.estimators.a2c and minipg.estimators.ppo,
 plus the GAE properties that tests/test_kernels.py does not already cover.
 
-Levels (DESIGN.md, "Verification"):
+Levels (CONTRIBUTING.md, "Verification levels"):
 * the formula: autodiff gradients against closed forms computed by hand in
-  NumPy -- the PPO clipped-surrogate derivative of VERIFICATION.md
+  NumPy -- the PPO clipped-surrogate derivative of verification/FORMULAS.md
   "Losses/PPO" (property-based), the vanilla policy gradient at ratio 1,
   through a linear-softmax policy's parameters
   (grad log pi = phi(s,a) - sum_b pi(b|s) phi(s,b)), value clipping;
@@ -63,7 +63,8 @@ def clip_objective_closed_form(ratio, advantages, clip_eps):
 
 def clip_gradient_closed_form(ratio, advantages, clip_eps):
     """dJ^CLIP/dlog_prob = (A/N) r where (A > 0 and r < 1+eps) or (A < 0 and r > 1-eps),
-    else 0 (VERIFICATION.md "Losses/PPO": dJ/dr = A/N there; dr/dlog_prob = r)."""
+    else 0 (verification/FORMULAS.md "Losses/PPO": dJ/dr = A/N there;
+    dr/dlog_prob = r)."""
     unclipped = (((advantages > 0) & (ratio < 1 + clip_eps))
                  | ((advantages < 0) & (ratio > 1 - clip_eps)))
     dJ_dratio = np.where(unclipped, advantages, 0.0) / advantages.size

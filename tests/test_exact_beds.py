@@ -149,7 +149,8 @@ def test_finite_difference_check_rejects_wrong_gradients(seed):
 
 @given(mdps())
 def test_tabular_gradient_is_eta_pi_advantage(mdp_seed):
-    # VERIFICATION.md: dJ/dtheta[s,a] = eta(s) pi(a|s) A(s,a) for tabular logits.
+    # verification/FORMULAS.md "Tabular MDP/Policy gradient theorem":
+    # dJ/dtheta[s,a] = eta(s) pi(a|s) A(s,a) for tabular logits.
     mdp, seed = mdp_seed
     policy, theta = policy_pair(mdp, "tabular", seed)
     pi = policy.probs(theta)
@@ -396,7 +397,8 @@ def test_tabular_fisher_is_block_diagonal(mdp_seed):
 @given(mdps())
 def test_natural_gradient_is_centred_advantage(mdp_seed):
     # pinv(F) grad J = (A - mean_a A) * sum(eta) with F under the normalised d = eta / sum(eta);
-    # continuing: sum(eta) = 1/(1-gamma) (VERIFICATION.md).  Every nonterminal state has d > 0
+    # continuing: sum(eta) = 1/(1-gamma) (verification/FORMULAS.md "Tabular MDP/Fisher"
+    # and "Tabular MDP/Values and visitation").  Every nonterminal state has d > 0
     # here (mu0 has full support), terminal states have A = 0 and F-block 0.
     mdp, seed = mdp_seed
     policy, theta = policy_pair(mdp, "tabular", seed)

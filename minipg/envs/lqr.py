@@ -1,12 +1,12 @@
 r"""Exact-gradient test bed: discounted linear-quadratic regulator (LQR).
 
 Document: L. Weng, "Policy Gradient Algorithms" (2018), section "DPG" (the
-deterministic policy gradient theorem); formulas of ``VERIFICATION.md``
-("LQR").  Papers: M. Fazel, R. Ge, S. Kakade, M. Mesbahi, "Global
-convergence of policy gradient methods for the linear quadratic regulator",
-ICML 2018, Lemma 1 (there with u = -Kx); D. Silver, G. Lever, N. Heess,
-T. Degris, D. Wierstra, M. Riedmiller, "Deterministic policy gradient
-algorithms", ICML 2014, Theorem 1.
+deterministic policy gradient theorem); formulas of
+``verification/FORMULAS.md`` ("LQR").  Papers: M. Fazel, R. Ge, S. Kakade,
+M. Mesbahi, "Global convergence of policy gradient methods for the linear
+quadratic regulator", ICML 2018, Lemma 1 (there with u = -Kx); D. Silver,
+G. Lever, N. Heess, T. Degris, D. Wierstra, M. Riedmiller, "Deterministic
+policy gradient algorithms", ICML 2014, Theorem 1.
 
 Problem
 -------
@@ -21,7 +21,8 @@ what the formulas minimise; the RL reward is ``r = -c``, so the return is
 ``J = -C`` and ``grad J = -grad C`` (methods named ``*_return`` / ``q_value``
 use rewards, ``cost*`` / ``q_cost*`` use costs).
 
-Exact quantities (derived here; VERIFICATION.md gives the u = -Kx form):
+Exact quantities (derived here; verification/FORMULAS.md "LQR" gives the
+u = -Kx form and, in "LQR/The a = +Kx convention", the gradient below):
 
     P_K     = Q + K^T R K + gamma L^T P_K L                       (value matrix)
     V_K(x)  = x^T P_K x + v,  v = [tr(R Sigma_a) + gamma tr(P_K (W + B Sigma_a B^T))] / (1 - gamma)

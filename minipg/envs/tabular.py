@@ -2,7 +2,7 @@ r"""Exact-gradient test bed: finite (tabular) MDPs with softmax policies.
 
 Document: L. Weng, "Policy Gradient Algorithms" (2018), sections "Policy
 Gradient Theorem", "REINFORCE" and "Off-Policy Policy Gradient"; the
-formulas are those of ``VERIFICATION.md`` ("Tabular MDP", "Off-policy").
+formulas are those of ``verification/FORMULAS.md`` ("Tabular MDP", "Off-policy").
 Papers: R. Sutton, D. McAllester, S. Singh, Y. Mansour, "Policy gradient
 methods for reinforcement learning with function approximation", NIPS 2000;
 R. Sutton & A. Barto, "Reinforcement Learning: An Introduction", 2nd ed.
@@ -243,7 +243,7 @@ def mean_kl(policy, theta, theta_prime, state_weights):
 
     KL(p || q) = sum_a p(a) (log p(a) - log q(a)).  Its Hessian in theta' at
     theta' = theta is the Fisher matrix weighted by ``w`` (Kakade 2002;
-    VERIFICATION.md "Fisher").
+    verification/FORMULAS.md "Tabular MDP/Fisher").
     """
     w = np.asarray(state_weights, dtype=np.float64)
     if w.shape != (policy.n_states,):

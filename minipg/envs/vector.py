@@ -5,8 +5,8 @@ owns a gymnasium vector environment in ``SAME_STEP`` autoreset mode: when a
 sub-environment's episode ends, ``step`` returns the *true* final
 observation as ``next_obs`` (needed to bootstrap a time-limit truncation from
 V(s_T)) and the reset observation as the next ``obs``.  Termination and
-truncation stay apart (DESIGN.md): a terminated transition does not
-bootstrap, a truncated one does.
+truncation stay apart (CONTRIBUTING.md, "Conventions"): a terminated
+transition does not bootstrap, a truncated one does.
 
 Episode returns are read from gymnasium's ``RecordEpisodeStatistics``,
 wrapped innermost, so they are the task's own rewards even when an algorithm
