@@ -102,6 +102,23 @@ def test_manifests_describe_every_array_and_gradient(ref):
             assert sizes == net["sizes"]
 
 
+def test_every_input_and_parameter_is_a_float32_number(ref):
+    """Most implementations cast observations and weights to float32: the cast must be exact."""
+    checked = 0
+    for name in CASES:
+        m = json.loads((ref / name / "manifest.json").read_text())
+        for a, entry in m["arrays"].items():
+            if entry["role"] not in ("input", "parameter"):
+                continue
+            x = np.load(ref / name / f"{a}.npy", allow_pickle=False)
+            assert np.array_equal(x.astype(np.float32).astype(np.float64), x), (name, a)
+            checked += x.dtype.kind == "f"
+    assert checked > 100
+    # and the check can fail: a float64 draw is not a float32 number
+    x = np.random.default_rng(0).standard_normal(4)
+    assert not np.array_equal(x.astype(np.float32).astype(np.float64), x)
+
+
 def test_every_trained_network_has_a_gradient_for_every_tensor(ref):
     """A network whose parameters receive any gradient receives one for each of its tensors."""
     for name in CASES:

@@ -34,7 +34,8 @@ from ..nn import MLP
 from ..registry import Registry
 from .format import ATOL, DOCUMENT, INPUT_ATOL, INPUT_RTOL, RTOL, manifest_header
 
-__all__ = ["CASES", "Case", "build", "FORWARD", "episode_flags", "q_value"]
+__all__ = ["CASES", "Case", "build", "FORWARD", "DATA_ROLES", "float32_exact",
+           "episode_flags", "q_value"]
 
 #: the reference cases, one module per family, written in this order
 CASES = Registry("reference case", "minipg.reference",
@@ -45,8 +46,23 @@ FORWARD = ("h_0 = input, a batch of row vectors of shape (..., n_in); for each l
            "shape (n_out,); the network's output is the last h")
 
 
+#: the roles of the arrays a case is computed from (data and weights, not results)
+DATA_ROLES = ("input", "parameter")
+
+
 def _data(x):
     return np.array(x.data if isinstance(x, Tensor) else x, copy=True)
+
+
+def float32_exact(a):
+    """``a`` rounded to the nearest float32, held in float64.
+
+    Every float input and parameter goes through this, so that an
+    implementation that casts its observations and weights to float32 (most
+    do) computes from exactly the numbers the reference was computed from;
+    the outputs and gradients stay float64 computations on those numbers.
+    """
+    return np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 class Case:
@@ -69,6 +85,8 @@ class Case:
         a = _data(value)
         if a.dtype.kind == "f":
             a = a.astype(np.float64)
+            if role in DATA_ROLES:
+                a = float32_exact(a)
         elif a.dtype.kind in "iu":
             a = a.astype(np.int64)
         self.arrays[name] = a
@@ -116,10 +134,10 @@ class Case:
             W = self.rng.standard_normal((n_in, n_out)) * gain / np.sqrt(n_in)
             b = self.rng.uniform(-bias, bias, n_out)
             w_name, b_name = f"{name}.layer{i}.W", f"{name}.layer{i}.b"
-            self._add(w_name, W, "parameter", f"{name} layer {i} weight, shape (n_in, n_out) = "
-                      f"({n_in}, {n_out})", INPUT_RTOL, INPUT_ATOL)
-            self._add(b_name, b, "parameter", f"{name} layer {i} bias, shape (n_out,) = "
-                      f"({n_out},)", INPUT_RTOL, INPUT_ATOL)
+            W = self._add(w_name, W, "parameter", f"{name} layer {i} weight, shape (n_in, n_out) "
+                          f"= ({n_in}, {n_out})", INPUT_RTOL, INPUT_ATOL)
+            b = self._add(b_name, b, "parameter", f"{name} layer {i} bias, shape (n_out,) = "
+                          f"({n_out},)", INPUT_RTOL, INPUT_ATOL)
             state[f"layer{i}.weight"], state[f"layer{i}.bias"] = W, b
             layers.append({"W": w_name, "b": b_name, "activation": acts[i] or "identity"})
         net.load_state_dict(state)
