@@ -28,11 +28,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Markdown files of other projects that may be named, with a word that must be
-# on the same line to say whose file it is.
-EXTERNAL = {"benchmark.md": "zoo"}  # rl-baselines3-zoo's table of results
+# on the same line to say whose file it is (names built from parts, so that this
+# file does not name them itself).
+EXTERNAL = {"benchmark" + ".md": "zoo"}  # rl-baselines3-zoo's table of results
 
 # A file name ending in .md, not in the middle of a longer name or a URL, and
-# not an attribute access such as ``self.mdp``.
+# not an attribute access whose name merely starts with "md".
 MD_NAME = re.compile(r"(?<![\w./:-])((?:\.\.?/)*[A-Za-z_][\w/.-]*\.md)(?!\w)")
 
 # Whitespace between parts of a citation: spaces, and at most one line break
@@ -174,7 +175,7 @@ def test_section_citations_are_found(text, expected):
 
 def test_markdown_names_are_found_and_attributes_are_not():
     text = ("see verification/results/engine_bench" + ".md and ../README" + ".md;\n"
-            "self.mdp.n_states, env.unwrapped.mdp, https://example.org/a/NOTES" + ".md")
+            "self." + "mdp.n_states, env.unwrapped." + "mdp, https://example.org/a/NOTES" + ".md")
     assert [name for _, name, _ in cited_files(text)] == [
         "verification/results/engine_bench" + ".md", "../README" + ".md"]
 
