@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import Tensor, ops
-from .common import HALF_LOG_2PI, check_event, check_generator, float_tensor, gaussian_fisher_metric
+from .common import (HALF_LOG_2PI, check_event, check_generator, float_tensor,
+                     gaussian_fisher_metric)
 
 __all__ = ["DiagGaussian"]
 

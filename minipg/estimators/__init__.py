@@ -8,5 +8,9 @@ training code uses.  Functions named ``*_objective`` are maximised, ``*_loss``
 minimised; each docstring says which equation of the document it implements.
 
 Import from the modules, e.g. ``from minipg.estimators.ppo import clip_objective``.
-Nothing here imports gymnasium.
+Each family module imports only the engine (``minipg.autodiff``, ``minipg.nn``,
+``minipg.distributions``, ``minipg.kernels``), the input checks of
+:mod:`minipg.estimators.checks` and the terms shared by several families in
+:mod:`minipg.estimators.terms` (the one-step target, the score-function
+surrogate, ...), never another family.  Nothing here imports gymnasium.
 """

@@ -38,79 +38,15 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-from minipg.autodiff import ops
-
-from . import _checks as _c
+from . import checks as _c
+from .terms import entropy_bonus, policy_gradient_objective, value_loss
 
 __all__ = ["policy_gradient_objective", "value_loss", "entropy_bonus", "a2c_loss"]
 
 
-# ------------------------------------------------------------------ the losses
-
-def policy_gradient_objective(log_prob, advantages):
-    r"""Policy-gradient surrogate :math:`\mathbb{E}[\hat A_t \log\pi_\theta(a_t|s_t)]` (maximised).
-
-    Its gradient is the advantage actor-critic estimate
-    :math:`\mathbb{E}[\hat A_t \nabla_\theta \log\pi_\theta(a_t|s_t)]`
-    (Weng, "A3C" step 6.2; Mnih et al. 2016, sec. 4).
-
-    Parameters
-    ----------
-    log_prob : Tensor, shape (...) -- :math:`\log\pi_\theta(a_t|s_t)`.
-    advantages : plain array, same shape -- :math:`\hat A_t`, held constant.
-
-    Returns
-    -------
-    Tensor, scalar: the batch mean (maximise it).
-    """
-    where = "policy_gradient_objective"
-    log_prob = _c.differentiable(log_prob, "log_prob", where)
-    advantages = _c.held_constant(advantages, "advantages", where, log_prob.shape, log_prob.dtype)
-    return ops.mean(log_prob * advantages)                        # E[A log pi]
-
-
-def value_loss(values, returns):
-    r"""Critic loss :math:`J_v(w) = \mathbb{E}[(V_w(s_t) - R_t)^2]` (minimised).
-
-    Mean squared error with **no** factor 1/2, as Weng's A3C section writes
-    it (:math:`J_v(w) = (G_t - V_w(s))^2`, gradient
-    :math:`2 (R - V)\nabla(R - V)`).  OpenAI baselines' A2C uses the same
-    (``mean_squared_error``, weighted by ``vf_coef = 0.5``).
-
-    Parameters
-    ----------
-    values : Tensor, shape (...) -- :math:`V_w(s_t)`.
-    returns : plain array, same shape -- the targets :math:`R_t`, held constant.
-
-    Returns
-    -------
-    Tensor, scalar (minimise it).
-    """
-    where = "value_loss"
-    values = _c.differentiable(values, "values", where)
-    returns = _c.held_constant(returns, "returns", where, values.shape, values.dtype)
-    return ops.mean(ops.square(values - returns))                 # E[(V - R)^2]
-
-
-def entropy_bonus(entropy):
-    r"""Entropy bonus :math:`\mathbb{E}[H(\pi_\theta(\cdot|s_t))]` (maximised).
-
-    Mnih et al. 2016, sec. 4: adding :math:`\beta\nabla_\theta H` to the
-    policy gradient discourages premature convergence to a deterministic
-    policy.
-
-    Parameters
-    ----------
-    entropy : Tensor, shape (...) -- per-state entropies, e.g.
-        ``Categorical(logits).entropy()``.
-
-    Returns
-    -------
-    Tensor, scalar: the batch mean (maximise it).
-    """
-    entropy = _c.differentiable(entropy, "entropy", "entropy_bonus")
-    return ops.mean(entropy)                                      # E[H]
-
+# ------------------------------------------------------------------ the loss
+# policy_gradient_objective, value_loss and entropy_bonus are written once in
+# minipg.estimators.terms (PPO, REINFORCE and the actor-critic use them too).
 
 def a2c_loss(log_prob, values, entropy, advantages, returns, value_coef, entropy_coef):
     r"""Combined A2C loss (minimised) and float diagnostics.

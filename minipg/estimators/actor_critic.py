@@ -64,74 +64,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipg.autodiff import Tensor, ops
+from minipg.autodiff import ops
 
-from . import _checks as _c
-from minipg.kernels.returns import _check_mask
-
-from .a2c import policy_gradient_objective
-from .ddpg import _one_step_target
+from . import checks as _c
+from .terms import policy_gradient_objective, td_error, td_target
 
 __all__ = ["td_target", "td_error", "actor_objective", "critic_loss",
            "critic_semi_gradient_loss"]
 
 
-def _terminated(terminated, shape):
-    """Episode-end flags as a bool array of `shape` (0-d allowed: one online step)."""
-    return _check_mask(terminated, "terminated", shape).reshape(shape)
-
-
-def td_target(reward, q_next, gamma, terminated):
-    r"""The one-step target :math:`y = r + \gamma (1 - \text{terminated})\, Q_w(s', a')`.
-
-    Parameters
-    ----------
-    reward : array or number, any shape -- :math:`r_t`.
-    q_next : plain array, same shape -- :math:`Q_w(s', a')` at the sampled
-        next action (or :math:`\hat v(s')`, or any bootstrap value); held
-        constant, so a Tensor is refused.
-    gamma : float in [0, 1].
-    terminated : bool (or 0/1) array, same shape -- True where :math:`s'` is
-        terminal (the bootstrap is cut).
-
-    Returns
-    -------
-    float64 array of the common shape.
-    """
-    where = "td_target"
-    gamma = _c.discount(gamma, where)
-    shape = reward.shape if isinstance(reward, Tensor) else np.shape(reward)
-    reward = _c.held_constant(reward, "reward", where, shape, np.float64)
-    q_next = _c.held_constant(q_next, "q_next", where, shape, np.float64)
-    term = _terminated(terminated, shape)
-    # r + gamma (1 - d) Q(s', a'): the one-step target written once, in ddpg
-    return _one_step_target(reward, term, q_next, gamma, "q_next", where).reshape(shape)
-
-
-def td_error(reward, q_next, q, gamma, terminated):
-    r"""TD error :math:`\delta = r + \gamma (1 - \text{terminated}) Q_w(s', a') - Q_w(s, a)`.
-
-    Weng, "Actor-Critic" step 2.4 (and, with state values, Sutton & Barto
-    sec. 13.5).
-
-    Parameters
-    ----------
-    reward, q_next, gamma, terminated : as in :func:`td_target` (``q_next``
-        held constant).
-    q : Tensor or plain array, same shape -- :math:`Q_w(s, a)`.
-
-    Returns
-    -------
-    A Tensor when ``q`` is a Tensor (differentiable through ``q`` only:
-    ``0.5 * mean(delta**2)`` is then the semi-gradient critic loss), else a
-    float64 array.  Feed ``delta.data`` to the actor: the actor's signal is
-    held constant.
-    """
-    y = td_target(reward, q_next, gamma, terminated)
-    if isinstance(q, Tensor):
-        q = _c.differentiable(q, "q", "td_error", y.shape)
-        return y.astype(q.dtype, copy=False) - q                  # y - Q_w(s, a)
-    return y - _c.held_constant(q, "q", "td_error", y.shape, np.float64)
+# td_target and td_error are written once in minipg.estimators.terms (the Off-PAC
+# and DPG critics use them too).
 
 
 def actor_objective(log_prob, q_values, discount_I=None):

@@ -28,49 +28,20 @@ held fixed (only the actor's optimizer steps on it): by the chain rule
 Gradient-carrying inputs (``q``, ``q_of_mu``) are Tensors; targets are held
 constant and enter as plain finite arrays (a Tensor there is refused: pass
 ``.data``).  Shapes must match exactly (no broadcasting: ``(N,)`` against
-``(N, 1)`` would silently make an ``(N, N)`` loss).  The one-step target
-here is shared by ``td3``, ``sac`` and ``actor_critic``.
+``(N, 1)`` would silently make an ``(N, N)`` loss).  The input checks are
+:mod:`minipg.estimators.checks`; the one-step target and the actor objective
+are written once in :mod:`minipg.estimators.terms` and shared with ``td3``,
+``sac``, ``dpg`` and ``actor_critic``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from ..autodiff import ops
 
-from ..autodiff import Tensor, ops
-
-from . import _checks as _c
-from ..kernels.returns import _check_mask, _check_unit_interval
+from . import checks as _c
+from .terms import deterministic_actor_objective, one_step_target
 
 __all__ = ["critic_target", "critic_loss", "actor_objective"]
-
-
-# ----------------------------------------------------------------- the shared target
-# The input checks are a2c's (shared by every estimator module).  The one-step
-# target below is written once, here, and used by td3, sac and actor_critic.
-
-def _target_dtype(*xs):
-    """float32 when the float inputs are all float32, else float64 (Tensors are skipped:
-    _checks.held_constant refuses them with a clear message)."""
-    floats = [np.asarray(x).dtype for x in xs if not isinstance(x, Tensor)]
-    floats = [d for d in floats if d.kind == "f"]
-    return np.result_type(*floats) if floats else np.dtype(np.float64)
-
-
-def _one_step_target(rewards, terminated, next_value, gamma, next_name, owner):
-    r"""y = r + gamma (1 - d) next_value as a plain array (held constant).
-
-    ``rewards`` and ``next_value`` plain finite arrays of one shape (a Tensor
-    is refused: a target must not carry gradients), ``terminated`` bool or 0/1
-    of that shape, gamma in [0, 1].  float32 inputs give a float32 target.
-    """
-    shape = np.shape(rewards)
-    dtype = _target_dtype(rewards, next_value)
-    rewards = _c.held_constant(rewards, "rewards", owner, shape, dtype)
-    next_value = _c.held_constant(next_value, next_name, owner, shape, dtype)
-    done = _check_mask(terminated, "terminated", shape).reshape(shape)
-    gamma = _check_unit_interval(gamma, "gamma")
-    # (1 - d) as a selection: at termination y = r exactly
-    return np.where(done, rewards, rewards + gamma * next_value).astype(dtype, copy=False)
 
 
 # ------------------------------------------------------------------ estimators
@@ -88,8 +59,8 @@ def critic_target(rewards, terminated, q_next_target, gamma):
 
     Returns a plain array: the target is held constant in the critic loss.
     """
-    return _one_step_target(rewards, terminated, q_next_target, gamma, "q_next_target",
-                            "ddpg.critic_target")
+    return one_step_target(rewards, terminated, q_next_target, gamma, "q_next_target",
+                           "ddpg.critic_target")
 
 
 def critic_loss(q, y):
@@ -115,5 +86,4 @@ def actor_objective(q_of_mu):
     (Algorithm 1); a batch MEAN, so the step size does not scale with N.
     Minimise ``-actor_objective(...)`` with the actor's optimizer only.
     """
-    q_of_mu = _c.differentiable(q_of_mu, "q_of_mu", "ddpg.actor_objective")
-    return ops.mean(q_of_mu)                                   # (1/N) sum Q(s, mu(s))
+    return deterministic_actor_objective(q_of_mu, "ddpg.actor_objective")  # mean Q(s, mu(s))

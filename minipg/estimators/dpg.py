@@ -45,11 +45,8 @@ import numpy as np
 
 from minipg.autodiff import Tensor, ops
 
-from . import _checks as _c
-
-from .actor_critic import td_error
-from .ddpg import actor_objective as ddpg_actor_objective
-from .off_policy import _vectors
+from . import checks as _c
+from .terms import deterministic_actor_objective, td_error
 
 __all__ = ["dpg_actor_objective", "dpg_actor_gradient", "sarsa_td_error",
            "q_learning_td_error", "compatible_features", "compatible_q", "copdac_q_update"]
@@ -70,8 +67,9 @@ def dpg_actor_objective(q_of_mu):
 
     the sample form of Silver et al. eq. 9 (Weng, "DPG"; on-policy actor
     step eq. 13, off-policy eq. 18).  The same function as DDPG's
-    :func:`minipg.estimators.ddpg.actor_objective` (written once, there),
-    with the shape checked.
+    :func:`minipg.estimators.ddpg.actor_objective` (both are
+    :func:`minipg.estimators.terms.deterministic_actor_objective`, written
+    once), with the shape checked.
 
     Parameters
     ----------
@@ -89,7 +87,7 @@ def dpg_actor_objective(q_of_mu):
     if q_of_mu.ndim not in (1, 2) or (q_of_mu.ndim == 2 and q_of_mu.shape[1] != 1):
         raise ValueError(f"{where}: q_of_mu must have shape (N,) or (N, 1); got "
                          f"{q_of_mu.shape}")
-    return ddpg_actor_objective(q_of_mu)                           # E_s[Q(s, mu(s))]
+    return deterministic_actor_objective(q_of_mu, where)          # E_s[Q(s, mu(s))]
 
 
 def _jacobian(grad_theta_mu, where, batch_action_shape):
@@ -252,10 +250,10 @@ def copdac_q_update(theta, w, v, a, mu, grad_theta_mu, state_features, next_stat
     TD error of eq. 19.
     """
     where = "copdac_q_update"
-    (theta, w), _ = _vectors(where, theta=theta, w=w)
-    (v, x, x_next), _ = _vectors(where, v=v, state_features=state_features,
+    (theta, w), _ = _c.vectors(where, theta=theta, w=w)
+    (v, x, x_next), _ = _c.vectors(where, v=v, state_features=state_features,
                                  next_state_features=next_state_features)
-    (a, mu), _ = _vectors(where, a=a, mu=mu)
+    (a, mu), _ = _c.vectors(where, a=a, mu=mu)
     batch = theta.shape[:-1]
     if v.shape[:-1] != batch or a.shape[:-1] != batch:
         raise ValueError(f"{where}: theta {theta.shape}, v {v.shape} and a {a.shape} must share "

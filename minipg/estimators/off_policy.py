@@ -40,11 +40,8 @@ import numpy as np
 
 from minipg.autodiff import Tensor
 
-from . import _checks as _c
-from minipg.kernels.returns import _check_unit_interval
-
-from .a2c import policy_gradient_objective
-from .actor_critic import _terminated, td_error
+from . import checks as _c
+from .terms import policy_gradient_objective, td_error
 
 __all__ = ["importance_weights", "off_policy_actor_objective", "gtd_lambda_update",
            "offpac_actor_update"]
@@ -172,30 +169,6 @@ def off_policy_actor_objective(log_prob, behaviour_prob, q_values, clip=None, *,
 
 # --------------------------------------------------------------- Off-PAC (Algorithm 1)
 
-def _vectors(where, **arrays):
-    """Float64 copies of same-shape (..., d) arrays (never Tensors)."""
-    out = []
-    shape = None
-    for name, x in arrays.items():
-        if isinstance(x, Tensor):
-            raise TypeError(f"{where}: {name} must be a plain array (this update is plain "
-                            "NumPy), not a Tensor")
-        a = np.asarray(x)
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"{where}: {name} must be a real numeric array; got dtype {a.dtype}")
-        if a.ndim < 1:
-            raise ValueError(f"{where}: {name} must have shape (..., d) (a weight or feature "
-                             f"vector, optionally with leading batch axes); got a scalar")
-        if shape is None:
-            shape = a.shape
-        elif a.shape != shape:
-            raise ValueError(f"{where}: {name} has shape {a.shape} but "
-                             f"{next(iter(arrays))} has shape {shape}; accepted: every vector "
-                             "of the same shape (..., d)")
-        out.append(a.astype(np.float64))
-    return out, shape
-
-
 def _per_sample(x, name, where, shape):
     return _c.held_constant(x, name, where, shape, np.float64)
 
@@ -245,14 +218,14 @@ def gtd_lambda_update(v, w, e, x, x_next, reward, gamma, lam, rho, alpha_v, alph
     (v, w, e) -- new float64 arrays; the inputs are not modified.
     """
     where = "gtd_lambda_update"
-    (v, w, e, x, x_next), shape = _vectors(where, v=v, w=w, e=e, x=x, x_next=x_next)
+    (v, w, e, x, x_next), shape = _c.vectors(where, v=v, w=w, e=e, x=x, x_next=x_next)
     batch = shape[:-1]
     gamma = _c.discount(gamma, where)
-    lam = _lambda(lam, where)
+    lam = _c.trace_decay(lam, where)
     rho = _rho(rho, where, batch)
     alpha_v = _c.coefficient(alpha_v, "alpha_v", where)
     alpha_w = _c.coefficient(alpha_w, "alpha_w", where)
-    term = _terminated(terminated, batch)
+    term = _c.flags(terminated, "terminated", batch)
     reward = _per_sample(reward, "reward", where, batch)
 
     def dot(a, b):
@@ -299,23 +272,16 @@ def offpac_actor_update(u, e_u, psi, delta, gamma, lam, rho, alpha_u):
     (u, e_u) -- new float64 arrays; the inputs are not modified.
     """
     where = "offpac_actor_update"
-    (u, e_u, psi), shape = _vectors(where, u=u, e_u=e_u, psi=psi)
+    (u, e_u, psi), shape = _c.vectors(where, u=u, e_u=e_u, psi=psi)
     batch = shape[:-1]
     gamma = _c.discount(gamma, where)
-    lam = _lambda(lam, where)
+    lam = _c.trace_decay(lam, where)
     rho = _rho(rho, where, batch)
     alpha_u = _c.coefficient(alpha_u, "alpha_u", where)
     delta = _per_sample(delta, "delta", where, batch)
     e_u = rho[..., None] * (psi + gamma * lam * e_u)    # e_u <- rho (psi + gamma lam e_u)
     u = u + alpha_u * delta[..., None] * e_u            # u <- u + a_u delta e_u
     return u, e_u
-
-
-def _lambda(lam, where):
-    try:
-        return _check_unit_interval(lam, "lam")
-    except ValueError as err:
-        raise ValueError(f"{where}: {err} (the trace-decay parameter lambda)") from None
 
 
 def _rho(rho, where, batch):

@@ -39,9 +39,8 @@ import numpy as np
 
 from minipg.autodiff import Tensor, ops
 
-from . import _checks as _c
-
-from .a2c import entropy_bonus
+from . import checks as _c
+from .terms import entropy_bonus
 
 __all__ = [
     "clip_objective", "clipped_value_loss", "ppo_objective", "normalize_advantages",

@@ -59,10 +59,8 @@ import numpy as np
 
 from minipg.autodiff import Tensor, ops
 
-from . import _checks as _c
-from minipg.kernels.returns import _check_mask
-
-from .a2c import value_loss
+from . import checks as _c
+from .terms import value_loss
 
 __all__ = ["reinforce_objective", "episode_discounts", "episode_time_index",
            "value_baseline_loss"]
@@ -120,8 +118,8 @@ def episode_time_index(terminated, truncated, start_index=0):
     if term.ndim not in (1, 2):
         raise ValueError(f"{where}: terminated must have shape (T,) or (T, N); got shape "
                          f"{term.shape}")
-    term = _check_mask(term, "terminated", term.shape)
-    trunc = _check_mask(truncated, "truncated", term.shape)
+    term = _c.flags(term, "terminated", term.shape)
+    trunc = _c.flags(truncated, "truncated", term.shape)
     start = np.asarray(start_index)
     if start.dtype.kind not in "iu" or (start.ndim and start.shape != term.shape[1:]):
         raise ValueError(f"{where}: start_index must be an int or an integer array of shape "
@@ -208,7 +206,7 @@ def value_baseline_loss(values, returns):
     \nabla \hat v(S_t, w)` (sec. 13.4; no :math:`\gamma^t` there in the 2nd
     edition) is therefore an SGD step of size :math:`\alpha^w/2` on the
     loss of one sample.  The same function as
-    :func:`minipg.estimators.a2c.value_loss` (written once, there).
+    :func:`minipg.estimators.terms.value_loss` (written once, there).
 
     Parameters
     ----------

@@ -55,8 +55,8 @@ import numpy as np
 
 from ..autodiff import ops
 
-from . import _checks as _c
-from .ddpg import _one_step_target, _target_dtype
+from . import checks as _c
+from .terms import one_step_target
 
 __all__ = ["v_target", "value_loss", "soft_q_target", "soft_q_loss", "policy_loss",
            "soft_q_target_twin", "temperature_loss", "default_target_entropy"]
@@ -76,7 +76,7 @@ def v_target(q_min_new_actions, log_prob_new, alpha):
     shape; alpha >= 0 a number.  Returns a plain array.
     """
     owner = "sac.v_target"
-    dtype = _target_dtype(q_min_new_actions, log_prob_new)
+    dtype = _c.target_dtype(q_min_new_actions, log_prob_new)
     q = _c.held_constant(q_min_new_actions, "q_min_new_actions", owner,
                        np.shape(q_min_new_actions), dtype)
     log_prob = _c.held_constant(log_prob_new, "log_prob_new", owner, q.shape, dtype)
@@ -105,8 +105,8 @@ def soft_q_target(rewards, terminated, v_target_next, gamma):
     one shape; ``terminated`` bool (or 0/1); gamma in [0, 1].  Returns a plain
     array.
     """
-    return _one_step_target(rewards, terminated, v_target_next, gamma, "v_target_next",
-                            "sac.soft_q_target")
+    return one_step_target(rewards, terminated, v_target_next, gamma, "v_target_next",
+                           "sac.soft_q_target")
 
 
 def soft_q_loss(q, q_target):
@@ -161,13 +161,13 @@ def soft_q_target_twin(rewards, terminated, q1_next, q2_next, log_prob_next, alp
     the clipped double-Q target of TD3 (without smoothing).
     """
     owner = "sac.soft_q_target_twin"
-    dtype = _target_dtype(q1_next, q2_next, log_prob_next)
+    dtype = _c.target_dtype(q1_next, q2_next, log_prob_next)
     q1 = _c.held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
     q2 = _c.held_constant(q2_next, "q2_next", owner, q1.shape, dtype)
     log_prob = _c.held_constant(log_prob_next, "log_prob_next", owner, q1.shape, dtype)
     alpha = _c.coefficient(alpha, "alpha", owner)
     soft_v_next = np.minimum(q1, q2) - alpha * log_prob            # V(s') = min Q' - alpha log pi
-    return _one_step_target(rewards, terminated, soft_v_next, gamma, "q1_next", owner)
+    return one_step_target(rewards, terminated, soft_v_next, gamma, "q1_next", owner)
 
 
 def temperature_loss(log_alpha, log_prob, target_entropy):

@@ -44,9 +44,8 @@ import numpy as np
 
 from ..autodiff import ops
 
-from . import _checks as _c
-from .ddpg import _one_step_target, _target_dtype
-from .ddpg import actor_objective as _ddpg_actor_objective
+from . import checks as _c
+from .terms import deterministic_actor_objective, one_step_target
 
 __all__ = ["smoothed_target_actions", "clipped_double_q_target", "twin_critic_loss",
            "actor_objective"]
@@ -72,7 +71,7 @@ def smoothed_target_actions(mu_next, noise, noise_clip, low, high):
     it is :math:`\operatorname{clip}(\mu'(s'), \text{low}, \text{high})`.
     """
     owner = "td3.smoothed_target_actions"
-    dtype = _target_dtype(mu_next, noise)                         # float32 stays float32
+    dtype = _c.target_dtype(mu_next, noise)                      # float32 stays float32
     mu_next = _c.held_constant(mu_next, "mu_next", owner, np.shape(mu_next), dtype)
     noise = _c.held_constant(noise, "noise", owner, mu_next.shape, dtype)
     params = {}
@@ -112,11 +111,11 @@ def clipped_double_q_target(rewards, terminated, q1_next, q2_next, gamma):
     not propagate through the max of the actor the way an overestimate does).
     """
     owner = "td3.clipped_double_q_target"
-    dtype = _target_dtype(q1_next, q2_next)
+    dtype = _c.target_dtype(q1_next, q2_next)
     q1_next = _c.held_constant(q1_next, "q1_next", owner, np.shape(q1_next), dtype)
     q2_next = _c.held_constant(q2_next, "q2_next", owner, q1_next.shape, dtype)
     q_min_next = np.minimum(q1_next, q2_next)                      # min_i Q'_i(s', a~)
-    return _one_step_target(rewards, terminated, q_min_next, gamma, "q1_next", owner)
+    return one_step_target(rewards, terminated, q_min_next, gamma, "q1_next", owner)
 
 
 def twin_critic_loss(q1, q2, y):
@@ -146,4 +145,4 @@ def actor_objective(q1_of_mu):
     business, not this function's).
     """
     _c.differentiable(q1_of_mu, "q1_of_mu", "td3.actor_objective")
-    return _ddpg_actor_objective(q1_of_mu)
+    return deterministic_actor_objective(q1_of_mu, "td3.actor_objective")
