@@ -23,7 +23,7 @@ import minipg.algorithms.off_policy_ac as offpac_module
 from minipg.algorithms import get
 from minipg.algorithms.base import ConfigError
 from minipg.algorithms.dpg import policy_jacobian, quadratic_features
-from minipg.algorithms.off_policy_ac import (feature_dim, linear_softmax_probs,
+from minipg.algorithms.linear_models import (feature_dim, linear_softmax_probs,
                                              linear_softmax_score)
 from minipg.autodiff import Tensor
 from minipg.cli import main

@@ -1,48 +1,56 @@
 """One module per algorithm of "Policy Gradient Algorithms" (Weng, 2018).
 
-``get(name)`` returns the algorithm's class (a subclass of
-:class:`minipg.algorithms.base.Algorithm`); ``names()`` lists the registered
-ones.  Modules are imported on first use, so ``minipg list`` stays fast.
+:data:`ALGORITHMS` is a :class:`minipg.registry.Registry` of the algorithm
+classes (subclasses of :class:`minipg.algorithms.base.Algorithm`): it lists
+the algorithm modules below in the document's order, and each module
+registers its class with ``@ALGORITHMS.register("name")``.  Adding an
+algorithm: write its module, add it to :data:`MODULES` in the document's
+order, decorate its class.
+
+``get(name)`` returns the algorithm's class; ``names()`` lists the registered
+ones in the document's order.  Modules are imported on first use, so
+``import minipg`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import Registry, UnknownNameError
 from .base import Algorithm, BaseConfig, ConfigError
 
-__all__ = ["get", "names", "Algorithm", "BaseConfig", "ConfigError", "UnknownAlgorithmError"]
+__all__ = ["ALGORITHMS", "MODULES", "get", "names", "Algorithm", "BaseConfig", "ConfigError",
+           "UnknownAlgorithmError"]
 
-# name -> module under minipg.algorithms; each module defines the class `ALGORITHM`
-_REGISTRY = {
-    "reinforce": "reinforce",
-    "actor_critic": "actor_critic",
-    "off_policy_ac": "off_policy_ac",
-    "a2c": "a2c",
-    "dpg": "dpg",
-    "ddpg": "ddpg",
-    "td3": "td3",
-    "ppo": "ppo",
-    "sac": "sac",
-    "sac_v1": "sac_v1",
-}
+# the algorithm modules under minipg.algorithms, in the order of Weng's document
+MODULES = ("reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg", "ddpg", "td3", "ppo",
+           "sac", "sac_v1")
+
+ALGORITHMS = Registry("algorithm", __name__, MODULES)
 
 
 class UnknownAlgorithmError(ConfigError):
-    """An algorithm name that minipg does not have."""
+    """An algorithm name that minipg does not have (the message lists the accepted names)."""
+
+
+def _document_position(entry):
+    """Where ``entry``'s module stands in MODULES (a module imported directly, before the
+    registry loaded the others, registers first; the listing order is the document's)."""
+    module = entry.module.rpartition(".")[2]
+    return MODULES.index(module) if module in MODULES else len(MODULES)
 
 
 def names():
     """The registered algorithm names, in the document's order."""
-    return list(_REGISTRY)
+    return [e.name for e in sorted(ALGORITHMS.entries(), key=_document_position)]
 
 
 def get(name):
-    """The algorithm class registered as ``name`` (an Algorithm subclass passes through)."""
+    """The algorithm class registered as ``name`` (case-insensitive, '-' for '_');
+    an Algorithm subclass passes through."""
     if isinstance(name, type) and issubclass(name, Algorithm):
         return name
     key = str(name).lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; accepted: {', '.join(_REGISTRY)}")
-    module = importlib.import_module(f"{__name__}.{_REGISTRY[key]}")
-    return module.ALGORITHM
+    try:
+        return ALGORITHMS.get(key)
+    except UnknownNameError:
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; accepted: "
+                                    f"{', '.join(names())}") from None

@@ -44,6 +44,7 @@ from ..autodiff import no_grad, ops
 from ..estimators.actor_critic import actor_objective, critic_loss, td_target
 from ..nn import MLP
 from ..optim import SGD, Adam
+from . import ALGORITHMS
 from .base import Algorithm, BaseConfig, setting
 from .networks import make_policy
 
@@ -86,6 +87,7 @@ class QCritic:
         return self.net(ops.concatenate([obs, actions.reshape(len(obs), -1)], axis=-1)).reshape(-1)
 
 
+@ALGORITHMS.register("actor_critic")
 class ActorCritic(Algorithm):
     """Online action-value actor-critic; see the module docstring."""
 
@@ -177,5 +179,3 @@ class ActorCritic(Algorithm):
         return {"actor_objective": float(objective.data), "critic_loss": float(loss.data),
                 "td_error_abs": float(np.mean(np.abs(q_target - q_sa)))}
 
-
-ALGORITHM = ActorCritic

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from ..autodiff import no_grad
 from ..estimators import ddpg as ddpg_estimators
+from . import ALGORITHMS
 from .base import setting
 from .offpolicy_common import (ZOO_PENDULUM_DETERMINISTIC, DeterministicPolicyConfig,
                                DeterministicPolicyMixin, OffPolicyAlgorithm, frozen)
@@ -64,6 +65,7 @@ class DDPGConfig(DeterministicPolicyConfig):
                                          low=0.0)
 
 
+@ALGORITHMS.register("ddpg")
 class DDPG(DeterministicPolicyMixin, OffPolicyAlgorithm):
     """Deep deterministic policy gradient; see the module docstring."""
 
@@ -104,5 +106,3 @@ class DDPG(DeterministicPolicyMixin, OffPolicyAlgorithm):
         return {"critic_loss": float(critic_loss.data), "actor_objective": -float(actor_loss.data),
                 "q_mean": float(q.data.mean())}
 
-
-ALGORITHM = DDPG

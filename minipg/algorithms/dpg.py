@@ -83,8 +83,9 @@ Two choices that are ours, not the paper's, and why:
   LQR2D from K = 0).  A state-dependent step size reweights the states in the
   critic's fixed point; since the compatible critic represents the
   advantage's linear part exactly and :math:`V` is exact for quadratic
-  features, the fixed point :math:`w^* = \mathrm{vec}(-2E_K)` (VERIFICATION.md,
-  LQR) is the same.
+  features, the fixed point :math:`w^* = \mathrm{vec}(-2E_K)`
+  (verification/FORMULAS.md, section "LQR, deterministic linear policy") is
+  the same.
 * ``critic_warmup`` steps: only the critic learns at first (the actor waits
   for a critic whose :math:`w` means something).  Without it an early,
   still-wrong :math:`w` can push the gain into the unstable region, where
@@ -107,8 +108,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..estimators.dpg import compatible_features, copdac_q_update
+from . import ALGORITHMS
 from .base import Algorithm, BaseConfig, setting
-from .off_policy_ac import LinearWeights, feature_dim
+from .linear_models import LinearWeights, feature_dim
 
 __all__ = ["DPGConfig", "DPG", "quadratic_features", "linear_features", "policy_jacobian"]
 
@@ -159,6 +161,7 @@ class DPGConfig(BaseConfig):
     critic_warmup: int = setting(10_000, "steps during which only the critic learns", low=0)
 
 
+@ALGORITHMS.register("dpg")
 class DPG(Algorithm):
     """COPDAC-Q with a linear deterministic policy; see the module docstring."""
 
@@ -260,5 +263,3 @@ def _diverged(step, features, v):
             return {name: float(values[~np.isfinite(values)][0])}
     return {}
 
-
-ALGORITHM = DPG

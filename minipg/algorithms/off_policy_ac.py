@@ -43,8 +43,8 @@ Steps 5 and 6 are :func:`minipg.estimators.off_policy.gtd_lambda_update` and
 :func:`minipg.estimators.off_policy.offpac_actor_update`; the ratio of step 4
 enters both traces.  The score of the linear softmax is written in closed
 form, :math:`\nabla_U \ln\pi_u(a|s) = x(s)\,(e_a - \pi_u(\cdot|s))^\top`
-(DESIGN.md's level-2 formula; the tests check it against the autodiff
-gradient).
+(:func:`minipg.algorithms.linear_models.linear_softmax_score`; the tests
+check it against the autodiff gradient).
 
 Behaviour policies (``behaviour``): ``"uniform"`` (default,
 :math:`\beta(a|s) = 1/|A|`), or ``"mixture"``:
@@ -81,63 +81,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..autodiff import Parameter
 from ..distributions import Categorical
 from ..estimators.actor_critic import td_error
 from ..estimators.off_policy import gtd_lambda_update, importance_weights, offpac_actor_update
-from ..nn import Module
+from . import ALGORITHMS
 from .base import Algorithm, BaseConfig, ConfigError, setting
+from .linear_models import LinearWeights, feature_dim, linear_softmax_probs, linear_softmax_score
 
-__all__ = ["OffPolicyActorCriticConfig", "OffPolicyActorCritic", "LinearWeights",
-           "linear_softmax_probs", "linear_softmax_score", "feature_dim"]
-
-
-class LinearWeights(Module):
-    """Named weight arrays as Parameters of one Module (one flat buffer).
-
-    ``LinearWeights(dtype, v=(d,), w=(d,))`` holds zero-initialised arrays
-    ``self.v``, ``self.w``; the run loop checkpoints them and stops on a
-    non-finite entry like any network's.  The linear algorithms update them in
-    place (``weights.v.data[...] = new_v``): no tape is involved.
-    """
-
-    def __init__(self, dtype=np.float64, **shapes):
-        super().__init__()
-        if not shapes:
-            raise ValueError("LinearWeights: give at least one name=shape")
-        for name, shape in shapes.items():
-            setattr(self, name, Parameter(np.zeros(shape, dtype=dtype)))
-
-    def forward(self, *args, **kwargs):
-        raise TypeError("LinearWeights holds weights; it is not called")
-
-
-def feature_dim(observation_space, algorithm):
-    """Length of the feature vector x(s) = the observation; a Box observation is required."""
-    shape = getattr(observation_space, "shape", None)
-    if not shape or not hasattr(observation_space, "low"):
-        raise ConfigError(
-            f"{algorithm} uses the observation vector as linear features x(s), so it needs a Box "
-            f"observation space; got {observation_space}. Use one-hot observations "
-            f"(e.g. minipg/RandomMDP-v0) or a Box task.")
-    return int(np.prod(shape))
-
-
-def linear_softmax_probs(x, U):
-    r"""pi(.|s) = softmax(x(s)^T U) for features x (n, d) and weights U (d, A) -> (n, A)."""
-    logits = x @ U
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))     # shifted: no overflow
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def linear_softmax_score(x, actions, probs):
-    r"""psi = grad_U ln pi(a|s) = x(s) (e_a - pi(.|s))^T, flattened row-major like U.
-
-    x (n, d), integer actions (n,), probs (n, A) -> (n, d * A).
-    """
-    centred = -probs.copy()
-    centred[np.arange(len(actions)), actions] += 1.0          # e_a - pi(.|s)
-    return (x[:, :, None] * centred[:, None, :]).reshape(len(actions), -1)
+__all__ = ["OffPolicyActorCriticConfig", "OffPolicyActorCritic"]
 
 
 @dataclass
@@ -170,6 +121,7 @@ class OffPolicyActorCriticConfig(BaseConfig):
             raise ConfigError("behaviour_logits is only used with behaviour='mixture'")
 
 
+@ALGORITHMS.register("off_policy_ac")
 class OffPolicyActorCritic(Algorithm):
     """Off-PAC (Degris, White & Sutton 2012, Algorithm 1); see the module docstring."""
 
@@ -306,5 +258,3 @@ def _sample(probs, rng):
     with np.errstate(divide="ignore"):
         return Categorical(np.log(probs)).sample(rng)
 
-
-ALGORITHM = OffPolicyActorCritic

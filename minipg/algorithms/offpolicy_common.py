@@ -52,7 +52,8 @@ from .base import Algorithm, BaseConfig, ConfigError, setting
 __all__ = ["OffPolicyConfig", "DeterministicPolicyConfig", "OffPolicyAlgorithm",
            "DeterministicPolicyMixin", "TanhGaussianPolicyMixin", "DeterministicActor",
            "TanhGaussianActor", "CriticEnsemble", "LogTemperature", "frozen", "action_box",
-           "make_exploration_noise", "ZOO_PENDULUM_DETERMINISTIC"]
+           "make_exploration_noise", "ZOO_PENDULUM_DETERMINISTIC", "LOG_PROB_OF",
+           "log_prob_of_setting"]
 
 
 # ------------------------------------------------------------------------ networks
@@ -390,17 +391,62 @@ class OffPolicyAlgorithm(Algorithm):
             self.buffer.load_state_dict(replay)
 
 
+LOG_PROB_OF = ("action", "normalized_action")
+
+
+def log_prob_of_setting():
+    """The ``log_prob_of`` setting of the squashed-Gaussian algorithms (SAC, SAC v1)."""
+    return setting("action",
+                   "the density log pi is taken of: 'action' (a in [low, high], minipg's) or "
+                   "'normalized_action' (tanh u in [-1, 1], stable-baselines3's), higher by "
+                   "sum log((high - low)/2); target_entropy 'auto' (-dim(A)) then means "
+                   "another temperature", choices=LOG_PROB_OF)
+
+
 class TanhGaussianPolicyMixin:
-    """Acting with the squashed Gaussian policy (SAC, SAC v1): a ~ pi(.|s) when exploring,
-    the mode low + (tanh(mean) + 1) scale when deterministic."""
+    r"""Acting with the squashed Gaussian policy (SAC, SAC v1): a ~ pi(.|s) when exploring,
+    the mode low + (tanh(mean) + 1) scale when deterministic.
+
+    :meth:`sample_with_log_prob` gives reparameterised actions and their
+    log-density in the convention ``log_prob_of`` chooses.  With u the
+    pre-squash Gaussian sample, y = tanh u in [-1, 1] the normalised action
+    and a = low + (y + 1) s, s = (high - low)/2, the change of variables
+    a = a(y) gives
+
+    .. math::
+
+        \log p_Y(y) = \log p_A(a) + \sum_i \log s_i :
+
+    ``"action"`` (the default, minipg's) is log p_A, the density of the
+    action the environment receives (:class:`minipg.distributions.TanhGaussian`);
+    ``"normalized_action"`` is log p_Y, the density of the action rescaled
+    to [-1, 1], which stable-baselines3 uses (it rescales every box to
+    [-1, 1]).  They differ by the constant sum_i log s_i (log 2 per
+    dimension on Pendulum's [-2, 2]); a constant in log pi leaves every
+    gradient of the policy unchanged but shifts the soft values by
+    alpha sum log s and the entropy the temperature is tuned to: the
+    automatic target -dim(A) asks for a different temperature in the two.
+    """
 
     def _build_actor(self):
         cfg = self.config
-        self.low, self.high, _, _ = action_box(self.action_space, self.dtype, bounded_only=True,
-                                               owner=self.name)
+        self.low, self.high, _, scale = action_box(self.action_space, self.dtype,
+                                                   bounded_only=True, owner=self.name)
         self.actor = TanhGaussianActor(self.obs_dim, self.action_dim, cfg.hidden, cfg.activation,
                                        self.low, self.high, self.rng, self.dtype)
         self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        # log p_Y(y) - log p_A(a) = sum_i log s_i, added only for 'normalized_action'
+        self.log_prob_shift = (self.dtype.type(np.sum(np.log(scale)))
+                               if getattr(cfg, "log_prob_of", "action") == "normalized_action"
+                               else None)
+
+    def sample_with_log_prob(self, obs, eps):
+        """(a~, log pi(a~|s)) reparameterised at noise ``eps``, both Tensors; log pi of the
+        action or of the normalised action, as ``log_prob_of`` says."""
+        actions, log_prob = self.actor(obs).rsample(eps=eps)
+        if self.log_prob_shift is not None:
+            log_prob = log_prob + self.log_prob_shift        # log p_Y = log p_A + sum log s
+        return actions, log_prob
 
     def act(self, obs, deterministic=False):
         with no_grad():

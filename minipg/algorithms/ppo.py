@@ -63,7 +63,7 @@ Deliberately different:
   not help and can hurt; the clipped form is available;
 * time limits: baselines/CleanRL treat a truncation as a termination and
   bootstrap nothing (or from the reset state); here truncation and
-  termination are kept apart (DESIGN.md) and a truncation bootstraps from
+  termination are kept apart (CONTRIBUTING.md) and a truncation bootstraps from
   V(final observation);
 * the value coefficient multiplies the squared error without a factor 1/2
   (Weng's and the paper's eq. 9): ``value_coef = 0.5`` equals
@@ -84,14 +84,16 @@ from dataclasses import dataclass
 
 from ..estimators.ppo import normalize_advantages, ppo_objective
 from ..optim import Adam
-from .a2c import OnPolicyAlgorithm, OnPolicyConfig, explained_variance, linear_decay
+from . import ALGORITHMS
 from .base import ConfigError, setting
+from .onpolicy_common import (JointLossAlgorithm, JointLossConfig, explained_variance,
+                              linear_decay)
 
 __all__ = ["PPOConfig", "PPO"]
 
 
 @dataclass
-class PPOConfig(OnPolicyConfig):
+class PPOConfig(JointLossConfig):
     """Settings of PPO (defaults: the paper's MuJoCo settings, plus learning-rate annealing;
     presets per task below)."""
     total_steps: int = setting(1_000_000, "environment steps to train for", low=1)
@@ -124,7 +126,8 @@ class PPOConfig(OnPolicyConfig):
                               "accepted: at most n_steps * n_envs")
 
 
-class PPO(OnPolicyAlgorithm):
+@ALGORITHMS.register("ppo")
+class PPO(JointLossAlgorithm):
     """PPO-Clip, actor-critic style; see the module docstring."""
 
     name = "ppo"
@@ -160,18 +163,44 @@ class PPO(OnPolicyAlgorithm):
         return linear_decay(cfg.clip_eps, steps_done, cfg.total_steps) if cfg.anneal_clip \
             else cfg.clip_eps
 
+    def loss(self, batch, clip_eps=None):
+        r"""Minus J^CLIP' (eq. 9) on a minibatch (a RolloutBatch), and its diagnostics.
+
+        The advantages are normalised within the minibatch first (detail 7,
+        :func:`~minipg.estimators.ppo.normalize_advantages`, when
+        ``normalize_advantages``), then
+        :func:`~minipg.estimators.ppo.ppo_objective` gives
+
+            J^CLIP' = E[min(r A, clip(r, 1 - eps, 1 + eps) A) - c1 (V - V_target)^2 + c2 H]
+
+        with r = pi(a|s) / pi_old(a|s), eps = ``clip_eps`` (default: the
+        setting, not annealed) and, when ``value_clip_eps`` > 0, the clipped
+        value error.  Returns (-J^CLIP', a Tensor to descend; diagnostics,
+        with ``approx_kl`` the k3 estimate of KL(pi_old || pi) before any step).
+        """
+        cfg = self.config
+        clip_eps = cfg.clip_eps if clip_eps is None else clip_eps
+        value_clip = cfg.value_clip_eps if cfg.value_clip_eps > 0 else None
+        advantages = batch.advantages
+        if cfg.normalize_advantages:
+            advantages = normalize_advantages(advantages)                    # detail 7
+        dist, values = self.distribution_and_values(batch.obs)
+        log_prob = dist.log_prob(batch.actions, validate=False)             # sampled by us
+        objective, diagnostics = ppo_objective(
+            log_prob, batch.log_prob_old, advantages, values, batch.returns,
+            self.entropy_of(dist), cfg.value_coef, cfg.entropy_coef, clip_eps,
+            values_old=batch.values_old if value_clip else None,
+            clip_eps_value=value_clip)                                       # J^CLIP', eq. 9
+        return -objective, diagnostics                                       # descend -J
+
     def learn(self, collector):
         cfg = self.config
         lr = self.set_learning_rate(collector.steps)
         clip_eps = self.clip_range(collector.steps)
-        b = self.collect(collector)
+        self.collect(collector)
         advantages, returns = self.targets("gae")                   # GAE; V_target = A + V
-
-        obs, actions = b.flat("obs"), b.flat("actions")
-        log_prob_old, values_old = b.flat("log_prob"), b.flat("values")
-        advantages, returns = advantages.reshape(-1), returns.reshape(-1)
-        value_clip = cfg.value_clip_eps if cfg.value_clip_eps > 0 else None
-        n, size = b.size, cfg.minibatch_size
+        batch = self.rollout_batch(advantages, returns)
+        n, size = len(batch), cfg.minibatch_size
         # means over the minibatch steps taken (fixed keys: progress.csv has fixed columns)
         sums = dict.fromkeys(("policy_objective", "value_loss", "entropy", "approx_kl",
                               "clip_fraction", "grad_norm"), 0.0)
@@ -179,24 +208,12 @@ class PPO(OnPolicyAlgorithm):
         for epoch in range(cfg.n_epochs):
             order = self.rng.permutation(n)                          # detail 6: shuffle
             for start in range(0, n, size):
-                idx = order[start:start + size]
-                adv = advantages[idx]
-                if cfg.normalize_advantages:
-                    adv = normalize_advantages(adv)                  # detail 7
-                dist, values = self.distribution_and_values(obs[idx])
-                log_prob = dist.log_prob(actions[idx], validate=False)   # sampled by us
-                objective, diag = ppo_objective(
-                    log_prob, log_prob_old[idx], adv, values, returns[idx],
-                    self.entropy_of(dist), cfg.value_coef, cfg.entropy_coef, clip_eps,
-                    values_old=values_old[idx] if value_clip else None,
-                    clip_eps_value=value_clip)                       # J^CLIP', eq. 9
+                loss, diag = self.loss(batch[order[start:start + size]], clip_eps)
                 kl_last = diag["approx_kl"]                          # k3, before this step
                 if cfg.target_kl > 0 and kl_last > cfg.target_kl:
                     stopped = True                                   # do not take this step
                     break
-                self.optimizer.zero_grad()
-                (-objective).backward()                              # ascend J^CLIP'
-                diag["grad_norm"] = self.clip_and_step()
+                diag["grad_norm"] = self.descend(loss)               # ascend J^CLIP'
                 n_minibatches += 1
                 for key in sums:
                     sums[key] += diag[key]
@@ -207,9 +224,5 @@ class PPO(OnPolicyAlgorithm):
         metrics = {key: value / max(n_minibatches, 1) for key, value in sums.items()}
         metrics.update(kl_last=kl_last, early_stopped=float(stopped), epochs=float(epochs_done),
                        minibatch_steps=float(n_minibatches), lr=lr, clip_eps=clip_eps,
-                       explained_variance=explained_variance(b.values, returns.reshape(
-                           b.values.shape)))
+                       explained_variance=explained_variance(self.buffer.values, returns))
         return metrics
-
-
-ALGORITHM = PPO

@@ -37,6 +37,7 @@ from ..autodiff import no_grad
 from ..estimators.reinforce import reinforce_objective, value_baseline_loss
 from ..kernels import discounted_returns
 from ..optim import Adam
+from . import ALGORITHMS
 from .base import Algorithm, BaseConfig, setting
 from .networks import ValueNet, make_policy
 
@@ -94,6 +95,7 @@ def collect_episodes(collector, policy_actions, min_steps):
             "truncated": np.stack(trunc), "t": np.stack(t_index), "complete": complete}
 
 
+@ALGORITHMS.register("reinforce")
 class Reinforce(Algorithm):
     """REINFORCE with optional baseline; see the module docstring."""
 
@@ -173,5 +175,3 @@ class Reinforce(Algorithm):
         metrics["batch_episodes"] = float(n_episodes)
         return metrics
 
-
-ALGORITHM = Reinforce

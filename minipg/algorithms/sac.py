@@ -41,6 +41,18 @@ softplus(-2u)) and minus log((high - low)/2), log_std clamped to [-20, 2]
 :class:`CriticEnsemble` (one batched matmul per layer).  ``learn_alpha=False``
 keeps alpha fixed at ``init_alpha``.
 
+Which density log pi is (``log_prob_of``): by default (``"action"``) the
+density of the action a in [low, high] that the environment receives, as
+above; ``"normalized_action"`` takes the density of the normalised action
+y = tanh u in [-1, 1], as stable-baselines3 does (it rescales every box to
+[-1, 1]).  They differ by the constant sum_i log((high_i - low_i)/2):
+log p_Y(y) = log p_A(a) + sum_i log s_i (on Pendulum's [-2, 2], minipg's
+log pi is log 2 lower).  The policy's gradient is the same, but the soft
+targets shift by alpha sum log s and the entropy compared with H_bar does
+too, so the automatic H_bar = -dim(A) asks for a different temperature: to
+reproduce stable-baselines3's alpha, set ``log_prob_of=normalized_action``
+(:meth:`~minipg.algorithms.offpolicy_common.TanhGaussianPolicyMixin.sample_with_log_prob`).
+
 Presets: stable-baselines3 zoo's Pendulum-v1 (learning rate 1e-3, the rest
 SB3's defaults: batch 256, tau 0.005, 100 warm-up steps, layers 256-256,
 alpha learned from 1.0), in float32: single-precision matrix products are
@@ -48,7 +60,11 @@ about twice as fast (verification/results/offpolicy_learning.md reports the
 preset as it is).  One
 difference from SB3: minipg's replay buffer samples a minibatch only once it
 holds ``batch_size`` transitions (SB3 samples with replacement from fewer),
-so the first update comes at step 256 rather than 101.
+so the first update comes at step 256 rather than 101; and the presets keep
+minipg's ``log_prob_of="action"`` (SB3's log-density is that of the
+normalised action, log 2 higher per dimension on Pendulum-v1, so its
+automatic temperature settles lower; ``--set log_prob_of=normalized_action``
+follows SB3).
 """
 
 from __future__ import annotations
@@ -60,9 +76,11 @@ import numpy as np
 from ..autodiff import no_grad, ops
 from ..estimators import sac as sac_estimators
 from ..optim import Adam
+from . import ALGORITHMS
 from .base import ConfigError, setting
 from .offpolicy_common import (CriticEnsemble, LogTemperature, OffPolicyAlgorithm,
-                               OffPolicyConfig, TanhGaussianPolicyMixin, frozen)
+                               OffPolicyConfig, TanhGaussianPolicyMixin, frozen,
+                               log_prob_of_setting)
 
 __all__ = ["SACConfig", "SAC", "parse_target_entropy"]
 
@@ -86,6 +104,7 @@ class SACConfig(OffPolicyConfig):
     init_alpha: float = setting(1.0, "initial temperature alpha", low=0.0, low_open=True)
     learn_alpha: bool = setting(True, "learn alpha by J(alpha); False keeps init_alpha")
     target_entropy: str = setting("auto", "H_bar: 'auto' = -dim(A), or a number")
+    log_prob_of: str = log_prob_of_setting()
 
     def check(self):
         super().check()
@@ -99,6 +118,7 @@ class SACConfig(OffPolicyConfig):
                                   f"'auto' (-dim(A)) or a finite number")
 
 
+@ALGORITHMS.register("sac")
 class SAC(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
     """Soft actor-critic with learned temperature; see the module docstring."""
 
@@ -146,7 +166,7 @@ class SAC(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
     def critic_loss(self, batch, alpha, eps_next):
         """J_Q summed over both critics, and Q_1,2(s, a) (a (2, N) Tensor)."""
         with no_grad():
-            next_actions, log_prob_next = self.actor(batch.next_obs).rsample(eps=eps_next)
+            next_actions, log_prob_next = self.sample_with_log_prob(batch.next_obs, eps_next)
             q_next = self.critic_target(batch.next_obs, next_actions).data   # Q_theta'_i(s', a')
         y = sac_estimators.soft_q_target_twin(batch.rewards, batch.terminated, q_next[0],
                                               q_next[1], log_prob_next.data, alpha,
@@ -157,7 +177,7 @@ class SAC(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
 
     def actor_loss(self, obs, alpha, eps):
         """J_pi (eq. 7) at reparameterised actions f_phi(eps; s), and their log pi (a Tensor)."""
-        actions, log_prob = self.actor(obs).rsample(eps=eps)                # a~ = f_phi(eps; s)
+        actions, log_prob = self.sample_with_log_prob(obs, eps)             # a~ = f_phi(eps; s)
         with frozen(self.critic):
             q_new = self.critic(obs, actions)
         q_min = ops.minimum(q_new[0], q_new[1])                             # min_i Q_theta_i
@@ -183,5 +203,3 @@ class SAC(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
                 "alpha": alpha, "alpha_loss": float(alpha_loss.data),
                 "entropy": -float(log_prob.data.mean()), "q_mean": float(q.data.mean())}
 
-
-ALGORITHM = SAC

@@ -34,7 +34,12 @@ mitigate positive bias"); ``n_critics=1`` is the document's single Q_w.
 alpha is fixed (``alpha``): the paper sets alpha = 1 and scales the rewards
 instead (reward scale 1/alpha gives the same optimal policy, with Q and V
 scaled by 1/alpha); the document writes alpha in V.  The policy is the
-TanhGaussian of :mod:`minipg.algorithms.sac`.  d is termination only.
+TanhGaussian of :mod:`minipg.algorithms.sac`, its log-density that of the
+action in [low, high] or, with ``log_prob_of=normalized_action``, of the
+normalised action in [-1, 1] (higher by sum log((high - low)/2); with a
+fixed alpha this shifts V and Q by alpha times that constant and leaves
+every policy gradient unchanged; see :mod:`minipg.algorithms.sac`).  d is
+termination only.
 
 Presets: Pendulum-v1 with the settings of :mod:`minipg.algorithms.sac`
 (learning rate 1e-3, batch 256, tau 0.005, layers 256-256, float32) and
@@ -50,9 +55,10 @@ from ..autodiff import no_grad, ops
 from ..estimators import sac as sac_estimators
 from ..nn import MLP
 from ..optim import Adam
+from . import ALGORITHMS
 from .base import setting
 from .offpolicy_common import (CriticEnsemble, OffPolicyAlgorithm, OffPolicyConfig,
-                               TanhGaussianPolicyMixin, frozen)
+                               TanhGaussianPolicyMixin, frozen, log_prob_of_setting)
 
 __all__ = ["SACv1Config", "SACv1"]
 
@@ -68,8 +74,10 @@ class SACv1Config(OffPolicyConfig):
                               low=0.0, low_open=True)
     alpha: float = setting(0.2, "temperature alpha (fixed; 1/reward scale)", low=0.0)
     n_critics: int = setting(2, "soft Q networks (their minimum is used)", low=1, high=2)
+    log_prob_of: str = log_prob_of_setting()
 
 
+@ALGORITHMS.register("sac_v1")
 class SACv1(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
     """Soft actor-critic with a soft V network (2018); see the module docstring."""
 
@@ -112,7 +120,7 @@ class SACv1(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
         for i in range(1, cfg.n_critics):
             q_loss = q_loss + sac_estimators.soft_q_loss(q[i], q_hat)
 
-        actions, log_prob = self.actor(batch.obs).rsample(eps=eps)          # a~ = f_theta(eps; s)
+        actions, log_prob = self.sample_with_log_prob(batch.obs, eps)       # a~ = f_theta(eps; s)
         with frozen(self.critic):
             q_new = self.critic(batch.obs, actions)                          # Q_w_i(s, a~)
         q_new_min = q_new[0] if cfg.n_critics == 1 else ops.minimum(q_new[0], q_new[1])
@@ -137,5 +145,3 @@ class SACv1(TanhGaussianPolicyMixin, OffPolicyAlgorithm):
                 "policy_loss": float(policy_loss.data), "entropy": -float(log_prob.data.mean()),
                 "v_mean": float(v.data.mean())}
 
-
-ALGORITHM = SACv1

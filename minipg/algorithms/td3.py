@@ -44,6 +44,7 @@ import numpy as np
 
 from ..autodiff import no_grad
 from ..estimators import td3 as td3_estimators
+from . import ALGORITHMS
 from .base import setting
 from .offpolicy_common import (ZOO_MUJOCO_DETERMINISTIC, ZOO_PENDULUM_DETERMINISTIC,
                                DeterministicPolicyConfig, DeterministicPolicyMixin,
@@ -62,6 +63,7 @@ class TD3Config(DeterministicPolicyConfig):
                                        low=0.0)
 
 
+@ALGORITHMS.register("td3")
 class TD3(DeterministicPolicyMixin, OffPolicyAlgorithm):
     """Twin delayed DDPG; see the module docstring."""
 
@@ -129,5 +131,3 @@ class TD3(DeterministicPolicyMixin, OffPolicyAlgorithm):
         super().load_extra_state(arrays)
         self._actor_objective = float(arrays["actor_objective"])
 
-
-ALGORITHM = TD3
