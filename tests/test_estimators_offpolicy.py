@@ -702,3 +702,41 @@ def test_float32_stays_float32():
     a = td3.smoothed_target_actions(np.zeros((3, 1), np.float32), np.ones((3, 1), np.float32),
                                     0.5, -1.0, 1.0)
     assert a.dtype == np.float32
+
+
+# ============================================ conventions of other implementations
+# (the options `minipg reference --profile sb3|cleanrl` uses; defaults unchanged)
+
+def test_soft_q_loss_without_the_half_closed_form():
+    """half=False: J = mean (Q - y)^2 (CleanRL's F.mse_loss), dJ/dQ_i = 2 (Q_i - y_i) / N."""
+    rng = np.random.default_rng(21)
+    Q, y = rng.normal(size=N), rng.normal(size=N)
+    for half, k in ((True, 0.5), (False, 1.0)):
+        q = _leaf(Q)
+        loss = sac.soft_q_loss(q, y, half=half)
+        loss.backward()
+        np.testing.assert_allclose(loss.data, k * np.mean((Q - y) ** 2), **EXACT)
+        np.testing.assert_allclose(q.grad, k * 2 * (Q - y) / N, **EXACT)
+    assert sac.soft_q_loss(_leaf(Q), y).data == sac.soft_q_loss(_leaf(Q), y, half=True).data
+    assert gradcheck(lambda q: sac.soft_q_loss(q, y, half=False), [Q], **GRADCHECK)
+
+
+def test_temperature_loss_on_log_alpha_closed_form():
+    """on='log_alpha': J = log_alpha (H_hat - H_bar) (stable-baselines3's
+    -(log_alpha (log pi + H_bar)).mean()), dJ/dlog_alpha = H_hat - H_bar: eq. 18's
+    gradient divided by alpha, same sign, same fixed point."""
+    rng = np.random.default_rng(22)
+    log_prob, target, log_alpha = rng.normal(size=50), -2.0, np.array([-0.7])
+    h_hat = -log_prob.mean()
+    la = _leaf(log_alpha)
+    loss = sac.temperature_loss(la, log_prob, target, on="log_alpha")
+    loss.backward()
+    np.testing.assert_allclose(loss.data, log_alpha[0] * (h_hat - target), **EXACT)
+    np.testing.assert_allclose(la.grad, [h_hat - target], **EXACT)
+    on_alpha = _leaf(log_alpha)
+    sac.temperature_loss(on_alpha, log_prob, target).backward()
+    np.testing.assert_allclose(on_alpha.grad / math.exp(log_alpha[0]), la.grad, **EXACT)
+    _check_temperature_direction(
+        lambda a, lp, t: sac.temperature_loss(a, lp, t, on="log_alpha"))
+    with pytest.raises(ValueError, match="on must be"):
+        sac.temperature_loss(_leaf(log_alpha), log_prob, target, on="alpha2")

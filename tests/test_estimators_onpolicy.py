@@ -600,3 +600,82 @@ def test_gae_plus_values_is_lambda_return_of_n_step_returns(ro, gamma, lam):
     # sums of <= 40 weighted O(10) returns, values O(1): rounding far below 1e-10
     np.testing.assert_allclose(gae(r, v, nv, te, tr, gamma, lam) + v, lam_return,
                                rtol=1e-10, atol=1e-10)
+
+
+# ============================================ conventions of other implementations
+# (the options `minipg reference --profile sb3|cleanrl` uses; defaults unchanged)
+
+def test_normalize_advantages_sample_std_option_closed_form():
+    """ddof=1: (A - mean) / (std_{n-1} + eps), torch's Tensor.std(); ddof=0 is numpy's std()."""
+    A = np.random.default_rng(11).normal(size=9) * 3.0 + 1.0
+    for ddof in (0, 1):
+        expected = (A - A.mean()) / (np.std(A, ddof=ddof) + 1e-8)
+        np.testing.assert_allclose(normalize_advantages(A, ddof=ddof), expected, **IDENTITY)
+    np.testing.assert_array_equal(normalize_advantages(A), normalize_advantages(A, ddof=0))
+    sample, population = normalize_advantages(A, ddof=1), normalize_advantages(A)
+    np.testing.assert_allclose(sample / population, np.sqrt(8 / 9), rtol=1e-7)   # eps shifts it
+    np.testing.assert_array_equal(normalize_advantages(np.array([2.5]), ddof=1), [0.0])
+    with pytest.raises(ValueError, match="ddof must be 0"):
+        normalize_advantages(A, ddof=2)
+
+
+def _value_clip_batch(seed=12, n=10, eps_v=0.2):
+    """V, V_old, R with |V - V_old| at least 0.04 from eps_v (half inside, half outside)."""
+    rng = np.random.default_rng(seed)
+    V = rng.normal(size=n)
+    mag = np.where(np.arange(n) % 2 == 0, rng.uniform(0, eps_v - 0.04, n),
+                   rng.uniform(eps_v + 0.04, 3 * eps_v, n))
+    V_old = V - mag * rng.choice([-1.0, 1.0], n)
+    R = V + rng.normal(size=n)
+    return V, V_old, R
+
+
+def test_clipped_value_loss_clipped_alone_option_closed_form():
+    """clip_mode='clipped': L = mean (V_clip - R)^2 (stable-baselines3), dL/dV_i =
+    2 (V_clip_i - R_i) / n inside the clip range and 0 outside; half=True halves both."""
+    eps_v = 0.2
+    V, V_old, R = _value_clip_batch(eps_v=eps_v)
+    V_clip = V_old + np.clip(V - V_old, -eps_v, eps_v)
+    inside = np.abs(V - V_old) < eps_v
+    for half, k in ((False, 1.0), (True, 0.5)):
+        v = Tensor(V.copy(), requires_grad=True)
+        loss = clipped_value_loss(v, V_old, R, eps_v, clip_mode="clipped", half=half)
+        loss.backward()
+        np.testing.assert_allclose(loss.data, k * np.mean((V_clip - R) ** 2), **IDENTITY)
+        np.testing.assert_allclose(v.grad, k * np.where(inside, 2 * (V_clip - R) / len(V), 0.0),
+                                   **IDENTITY)
+    assert gradcheck(lambda v: clipped_value_loss(v, V_old, R, eps_v, clip_mode="clipped"),
+                     [V], **TIGHT)
+    # the two modes differ on this batch (a sample where the unclipped error is the larger)
+    assert np.any((V - R) ** 2 > (V_clip - R) ** 2)
+    assert not np.isclose(clipped_value_loss(Tensor(V), V_old, R, eps_v).data,
+                          clipped_value_loss(Tensor(V), V_old, R, eps_v, clip_mode="clipped").data)
+    with pytest.raises(ValueError, match="clip_mode must be"):
+        clipped_value_loss(Tensor(V), V_old, R, eps_v, clip_mode="min")
+
+
+def test_half_value_loss_and_ppo_objective_pass_the_value_conventions():
+    """half=True is exactly 0.5 x the loss and its gradient (CleanRL's 0.5 * v_loss);
+    ppo_objective passes value_clip_mode and value_half to the value term."""
+    V, V_old, R = _value_clip_batch(seed=13)
+    for mode in ("max", "clipped"):
+        full, g_full = value_and_grad(
+            lambda v: clipped_value_loss(v, V_old, R, 0.2, clip_mode=mode))(V)
+        half, g_half = value_and_grad(
+            lambda v: clipped_value_loss(v, V_old, R, 0.2, clip_mode=mode, half=True))(V)
+        assert float(half) == 0.5 * float(full)
+        np.testing.assert_allclose(g_half, 0.5 * np.asarray(g_full), **IDENTITY)
+    n = len(V)
+    rng = np.random.default_rng(14)
+    lp, lpo, A, H = rng.normal(size=n) * 0.1, rng.normal(size=n) * 0.1, rng.normal(size=n), \
+        rng.uniform(0.5, 1.0, n)
+    c1 = 0.5
+    base, _ = ppo_objective(Tensor(lp), lpo, A, Tensor(V), R, Tensor(H), c1, 0.01, 0.2,
+                            values_old=V_old, clip_eps_value=0.2)
+    other, diag = ppo_objective(Tensor(lp), lpo, A, Tensor(V), R, Tensor(H), c1, 0.01, 0.2,
+                                values_old=V_old, clip_eps_value=0.2,
+                                value_clip_mode="clipped", value_half=True)
+    l_max = clipped_value_loss(Tensor(V), V_old, R, 0.2).data
+    l_cl = clipped_value_loss(Tensor(V), V_old, R, 0.2, clip_mode="clipped", half=True).data
+    np.testing.assert_allclose(diag["value_loss"], l_cl, **IDENTITY)
+    np.testing.assert_allclose(other.data - base.data, c1 * (l_max - l_cl), **IDENTITY)

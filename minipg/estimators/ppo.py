@@ -113,7 +113,8 @@ def clip_objective(log_prob, log_prob_old, advantages, clip_eps):
     return ops.minimum(ratio * advantages, clipped).mean()        # E[min(...)], eq. 7
 
 
-def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
+def clipped_value_loss(values, values_old, returns, clip_eps_value=None, *, clip_mode="max",
+                       half=False):
     r"""Value loss :math:`\mathbb{E}[(V - V_{target})^2]`, optionally clipped; minimised.
 
     Without clipping (``clip_eps_value=None``) it is the :math:`L^{VF}` of
@@ -141,6 +142,13 @@ def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
     returns : plain array, same shape -- :math:`V_{target}`, held constant.
     clip_eps_value : None, or a float > 0 -- :math:`\epsilon_v` (PPO2 uses the
         policy's ``clip_eps``; note the scale: it is in units of return).
+    clip_mode : ``"max"`` (default) or ``"clipped"`` -- with clipping, the
+        larger of the two errors (above), or the clipped error alone,
+        :math:`\mathbb{E}[(V^{clip} - V_{target})^2]`, as stable-baselines3's
+        PPO computes it (``F.mse_loss(returns, values_pred)``); its gradient
+        is 0 wherever :math:`|V - V_{old}| > \epsilon_v`.
+    half : bool -- multiply the loss by 1/2 (CleanRL's ``0.5 * v_loss_max.mean()``);
+        default False, no factor.
 
     Returns
     -------
@@ -149,8 +157,14 @@ def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
     where = "clipped_value_loss"
     values = _c.differentiable(values, "values", where)
     returns = _c.held_constant(returns, "returns", where, values.shape, values.dtype)
+    if clip_mode not in ("max", "clipped"):
+        raise ValueError(f"{where}: clip_mode must be 'max' (the larger error) or 'clipped' "
+                         f"(the clipped error alone); got {clip_mode!r}")
+    if not isinstance(half, (bool, np.bool_)):
+        raise TypeError(f"{where}: half must be True or False; got {type(half).__name__}")
     if clip_eps_value is None:
-        return ops.mean(ops.square(values - returns))             # L^VF, eq. 9
+        loss = ops.mean(ops.square(values - returns))             # L^VF, eq. 9
+        return 0.5 * loss if half else loss
     if isinstance(clip_eps_value, (bool, np.bool_)) or not isinstance(clip_eps_value,
                                                                       numbers.Real):
         raise TypeError(f"{where}: clip_eps_value must be None or a float > 0; "
@@ -167,11 +181,16 @@ def clipped_value_loss(values, values_old, returns, clip_eps_value=None):
     values_clipped = values_old + ops.clip(values - values_old, -clip_eps_value, clip_eps_value)
     unclipped_error = ops.square(values - returns)
     clipped_error = ops.square(values_clipped - returns)
-    return ops.maximum(unclipped_error, clipped_error).mean()     # pessimistic: the larger
+    if clip_mode == "max":
+        loss = ops.maximum(unclipped_error, clipped_error).mean()  # pessimistic: the larger
+    else:
+        loss = clipped_error.mean()                                # the clipped error alone
+    return 0.5 * loss if half else loss
 
 
 def ppo_objective(log_prob, log_prob_old, advantages, values, returns, entropy, c1, c2,
-                  clip_eps, *, values_old=None, clip_eps_value=None):
+                  clip_eps, *, values_old=None, clip_eps_value=None, value_clip_mode="max",
+                  value_half=False):
     r""":math:`J^{CLIP'}` (Weng, "PPO"; Schulman et al. 2017, eq. 9), maximised.
 
     .. math::
@@ -197,6 +216,9 @@ def ppo_objective(log_prob, log_prob_old, advantages, values, returns, entropy, 
     clip_eps : float in (0, 1) -- :math:`\epsilon` of :math:`J^{CLIP}`.
     values_old, clip_eps_value : optional value clipping, see
         :func:`clipped_value_loss`.
+    value_clip_mode, value_half : the value loss's conventions, passed to
+        :func:`clipped_value_loss` as ``clip_mode`` and ``half`` (defaults:
+        the larger error, no factor 1/2).
 
     Returns
     -------
@@ -214,7 +236,8 @@ def ppo_objective(log_prob, log_prob_old, advantages, values, returns, entropy, 
     c2 = _c.coefficient(c2, "c2", where)
 
     policy_objective = clip_objective(log_prob, log_prob_old, advantages, clip_eps)
-    critic_loss = clipped_value_loss(values, values_old, returns, clip_eps_value)
+    critic_loss = clipped_value_loss(values, values_old, returns, clip_eps_value,
+                                     clip_mode=value_clip_mode, half=value_half)
     mean_entropy = entropy_bonus(entropy)
     objective = policy_objective - c1 * critic_loss + c2 * mean_entropy      # eq. 9
     diagnostics = {
@@ -229,13 +252,16 @@ def ppo_objective(log_prob, log_prob_old, advantages, values, returns, entropy, 
 
 # ------------------------------------------------------------------ advantages
 
-def normalize_advantages(advantages, eps=1e-8):
+def normalize_advantages(advantages, eps=1e-8, *, ddof=0):
     r"""Per-minibatch advantage normalisation :math:`(\hat A - \mu) / (\sigma + \varepsilon)`.
 
     Huang et al. 2022, detail "Normalization of Advantages" (PPO2 does it per
-    minibatch).  :math:`\sigma` is the population standard deviation
-    (``ddof=0``, as PPO2's ``advs.std()``): the sample std (``ddof=1``, as
-    ``torch.std``) is undefined for one sample and gives NaN.
+    minibatch).  By default :math:`\sigma` is the population standard
+    deviation (``ddof=0``, as PPO2's ``advs.std()``),
+    :math:`\sigma^2 = \frac1n\sum(\hat A - \mu)^2`; ``ddof=1`` gives the
+    sample standard deviation, :math:`\sigma^2 = \frac1{n-1}\sum(\hat A -
+    \mu)^2`, as torch's ``Tensor.std()`` in stable-baselines3 and CleanRL
+    (undefined for one sample: torch gives NaN, here the rule below applies).
 
     Decision for degenerate minibatches: when :math:`\sigma = 0` (a single
     sample, or all advantages equal) the advantages carry no relative
@@ -250,6 +276,7 @@ def normalize_advantages(advantages, eps=1e-8):
     advantages : plain float array, any non-empty shape (statistics over all
         entries); a Tensor is refused (advantages are held constant).
     eps : float >= 0 -- added to :math:`\sigma` (PPO2: 1e-8).
+    ddof : 0 or 1 -- population (default) or sample standard deviation.
 
     Returns
     -------
@@ -267,10 +294,18 @@ def normalize_advantages(advantages, eps=1e-8):
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{where}: advantages contains non-finite values (nan or inf)")
     eps = _c.coefficient(eps, "eps", where)
+    if isinstance(ddof, (bool, np.bool_)) or ddof not in (0, 1):
+        raise ValueError(f"{where}: ddof must be 0 (population std) or 1 (sample std); "
+                         f"got {ddof!r}")
     dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
     x = a.astype(np.float64)                                      # statistics in float64
     centred = x - x.mean()
-    std = np.sqrt(np.mean(centred * centred))                     # ddof = 0
+    if a.size - ddof < 1:                                         # one sample, ddof = 1
+        return np.zeros(a.shape, dtype=dtype)                     # centring only (see above)
+    if ddof == 0:
+        std = np.sqrt(np.mean(centred * centred))                 # population std
+    else:
+        std = np.sqrt(np.sum(centred * centred) / (a.size - 1))   # sample std
     if std == 0.0:
         return np.zeros(a.shape, dtype=dtype)                     # centring only (see above)
     return (centred / (std + eps)).astype(dtype, copy=False)

@@ -109,19 +109,24 @@ def soft_q_target(rewards, terminated, v_target_next, gamma):
                            "sac.soft_q_target")
 
 
-def soft_q_loss(q, q_target):
+def soft_q_loss(q, q_target, *, half=True):
     r""":math:`J_Q(w) = \frac1N\sum \tfrac12 (Q_w(s, a) - \hat Q)^2` (eq. 7); minimised.
 
     ``q`` the Tensor :math:`Q_w(s, a)` at the REPLAYED actions, ``q_target``
     the held-constant :math:`\hat Q` of :func:`soft_q_target` or
     :func:`soft_q_target_twin`.  Gradient (eq. 9):
     :math:`\frac1N\sum \nabla_w Q_w (Q_w - \hat Q)`.  With two critics,
-    add the two losses (disjoint parameters).
+    add the two losses (disjoint parameters).  ``half=False`` drops the
+    factor 1/2 (:math:`\frac1N\sum (Q_w - \hat Q)^2`, CleanRL's
+    ``F.mse_loss``; gradient twice the above).
     """
     owner = "sac.soft_q_loss"
     q = _c.differentiable(q, "q", owner)
     target = _c.held_constant(q_target, "q_target", owner, q.shape, q.dtype)
-    return 0.5 * ops.mean(ops.square(q - target))
+    if not isinstance(half, (bool, np.bool_)):
+        raise TypeError(f"{owner}: half must be True or False; got {type(half).__name__}")
+    squared_error = ops.mean(ops.square(q - target))
+    return 0.5 * squared_error if half else squared_error
 
 
 def policy_loss(log_prob, q_new, alpha):
@@ -170,7 +175,7 @@ def soft_q_target_twin(rewards, terminated, q1_next, q2_next, log_prob_next, alp
     return one_step_target(rewards, terminated, soft_v_next, gamma, "q1_next", owner)
 
 
-def temperature_loss(log_alpha, log_prob, target_entropy):
+def temperature_loss(log_alpha, log_prob, target_entropy, *, on="alpha"):
     r"""Temperature loss :math:`J(\alpha) = \frac1N\sum[-\alpha\log\pi(a|s) - \alpha\bar H]`.
 
     Minimised in ``log_alpha``, :math:`\alpha = e^{\log\alpha}`.
@@ -205,6 +210,11 @@ def temperature_loss(log_alpha, log_prob, target_entropy):
     Same sign, same fixed point; theirs moves :math:`\log\alpha` at a speed
     that does not shrink as :math:`\alpha \to 0`, and its value is not
     :math:`J(\alpha)`.  Spinning Up's SAC keeps :math:`\alpha` fixed.
+
+    ``on="log_alpha"`` computes that other loss,
+    :math:`\frac1N\sum[-\log\alpha\,(\log\pi(a|s) + \bar H)] =
+    \log\alpha\,(\hat{\mathcal H} - \bar{\mathcal H})`, for comparison with
+    those implementations; the default ``on="alpha"`` is eq. 18.
     """
     owner = "sac.temperature_loss"
     log_alpha = _c.differentiable(log_alpha, "log_alpha", owner)
@@ -218,8 +228,13 @@ def temperature_loss(log_alpha, log_prob, target_entropy):
             not np.isfinite(target_entropy):
         raise ValueError(f"{owner}: target_entropy must be a finite real number (e.g. "
                          f"default_target_entropy(action_dim)), got {target_entropy!r}")
-    alpha = ops.exp(ops.reshape(log_alpha, ()))                    # alpha = e^{log alpha} > 0
+    if on not in ("alpha", "log_alpha"):
+        raise ValueError(f"{owner}: on must be 'alpha' (eq. 18) or 'log_alpha' (the loss "
+                         f"multiplies log alpha); got {on!r}")
     neg_log_pi_minus_target = np.mean(-log_prob - float(target_entropy))   # H_hat - H_bar
+    if on == "log_alpha":
+        return ops.reshape(log_alpha, ()) * neg_log_pi_minus_target   # log alpha (H_hat - H_bar)
+    alpha = ops.exp(ops.reshape(log_alpha, ()))                    # alpha = e^{log alpha} > 0
     return alpha * neg_log_pi_minus_target                         # E[-alpha log pi - alpha H_bar]
 
 
