@@ -2,11 +2,12 @@
 
 Weng, "Policy Gradient Algorithms" (2018), sections "Policy Gradient
 Theorem", "REINFORCE", "Actor-Critic", "Off-Policy Policy Gradient", "DPG".
-On the exact test beds of :mod:`minipg.audit.classical` (an episodic random
+On the exact test beds of :mod:`minipg.audit.beds` (an episodic random
 MDP, a continuing one, a random LQR), the Monte-Carlo mean of each minipg
 estimator, evaluated through minipg's own objective and autodiff
-(:func:`minipg.audit.classical.split_gradient`), is tested against the
-theorem by Hotelling's T^2 at 99.9% confidence with fixed seeds:
+(:func:`minipg.audit.beds.split_gradient`), is tested against the
+theorem by Hotelling's T^2 (:mod:`minipg.audit.stats`) at 99.9% confidence
+with fixed seeds:
 
 * REINFORCE with gamma^t -> grad J; without gamma^t -> sum_s eta_1(s) sum_a
   grad pi Q_gamma (Thomas 2014; Nota & Thomas 2020), and the same data tell
@@ -23,24 +24,24 @@ theorem by Hotelling's T^2 at 99.9% confidence with fixed seeds:
   distribution; a sign flip and the missing 1/(1 - gamma) are rejected.
 
 Every acceptance is paired with a deliberately wrong estimator or target that
-the same check rejects.  The test statistic itself is checked against an
-independent reference (the one-sample t-test for p = 1) and for calibration
-under H0.  Bigger samples: ``verification/estimators_exact.py``.
+the same check rejects.  The test statistics themselves are checked in
+tests/test_audit_stats.py (calibration, power, agreement with scipy).  Bigger
+samples: ``verification/estimators_exact.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import binom, ttest_1samp
-from scipy.stats import t as t_distribution
 
 from minipg import audit
-from minipg.audit import classical
-from minipg.audit.classical import (CONFIDENCE, actor_critic_estimates, continuing_bed,
-                                    dpg_estimates, episodic_bed, hotelling_test, lqr_bed,
-                                    off_policy_estimates, reinforce_estimates, split_gradient,
-                                    variance_comparison)
+from minipg.audit.beds import (actor_critic_estimates, continuing_bed, dpg_estimates,
+                               episodic_bed, lqr_bed, off_policy_estimates, reinforce_estimates,
+                               split_gradient, step_log_prob)
+from minipg.audit.classical import (formula_from_terms, frozen_ratio_objective,
+                                    softmax_score_by_hand)
+from minipg.audit.levels import gradcheck_function
+from minipg.audit.stats import hotelling_test, variance_comparison
 from minipg.autodiff import Tensor, grad, ops
 from minipg.envs.tabular import LinearSoftmaxPolicy
 from minipg.estimators.off_policy import off_policy_actor_objective
@@ -70,66 +71,11 @@ def reinforce_samples(episodic):
     }
 
 
-# ===================================================================== the statistic
+# ========================================================================== bad input
 
-def test_hotelling_with_one_component_is_the_squared_t_test():
-    """p = 1: T^2 = t^2 and the critical value is t_{1-alpha/2, n-1}^2 (scipy's t-test)."""
-    x = np.random.default_rng(0).normal(0.3, 2.0, size=200)
-    test = hotelling_test(x, 0.1)
-    ref = ttest_1samp(x, 0.1)
-    np.testing.assert_allclose(test.t2, ref.statistic ** 2, rtol=1e-10)
-    crit = t_distribution.ppf(1 - (1 - CONFIDENCE) / 2, df=199) ** 2
-    np.testing.assert_allclose(test.threshold, crit, rtol=1e-10)
-    np.testing.assert_allclose(test.z, [ref.statistic], rtol=1e-10)
-    assert test.rejected == (ref.pvalue < 1 - CONFIDENCE)
-
-
-def test_hotelling_is_calibrated_under_h0_and_rejects_a_shifted_mean():
-    """At confidence 0.9, 1000 Gaussian data sets (n=40, p=3, correlated) under H0 are
-    rejected about 10% of the time: the count must lie in its binomial 99.9% interval.
-    Shifted by 1 standard deviation in one component, nearly all are rejected."""
-    rng = np.random.default_rng(1)
-    L = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.3, 0.7]])
-    mean = np.array([1.0, -2.0, 0.5])
-    data = rng.standard_normal((1000, 40, 3)) @ L.T + mean
-    rejected = sum(hotelling_test(d, mean, confidence=0.9).rejected for d in data)
-    lo, hi = binom.ppf([0.0005, 0.9995], 1000, 0.1)
-    assert lo <= rejected <= hi
-    shifted = sum(hotelling_test(d, mean + [1.0, 0, 0], confidence=0.9).rejected
-                  for d in data[:200])
-    assert shifted > 0.95 * 200
-
-
-def test_hotelling_span_only_for_samples_in_a_subspace():
-    """Samples on a plane: refused by default; tested in the plane with span_only, and a
-    target off the plane is rejected outright (T^2 = inf)."""
-    rng = np.random.default_rng(2)
-    basis = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]])
-    x = rng.standard_normal((500, 2)) @ basis + [1.0, 2.0, -1.0]   # mean on the plane
-    with pytest.raises(ValueError, match="singular"):
-        hotelling_test(x, [1.0, 2.0, -1.0])
-    ok = hotelling_test(x, [1.0, 2.0, -1.0], span_only=True)
-    assert ok.dof == 2 and not ok.rejected
-    off = hotelling_test(x, [1.0, 2.0, -0.9], span_only=True)
-    assert off.t2 == np.inf and off.rejected
-
-
-@pytest.mark.parametrize("call, match", [
-    (lambda: hotelling_test(np.ones((10, 2)) + np.arange(10)[:, None] * [1, 2], [0, 0]),
-     "singular"),
-    (lambda: hotelling_test(np.random.default_rng(0).normal(size=(10, 2)), [0, 0, 0]),
-     "target"),
-    (lambda: hotelling_test(np.random.default_rng(0).normal(size=(3, 2)), [0, 0]), "more"),
-    (lambda: hotelling_test(np.zeros((5, 2, 2)), [0, 0]), "shape"),
-    (lambda: hotelling_test(np.full((10, 1), np.nan), [0]), "finite"),
-    (lambda: hotelling_test(np.random.default_rng(0).normal(size=20), 0, confidence=1.5),
-     "confidence"),
-    (lambda: variance_comparison(np.zeros((10, 2)), np.zeros((9, 2))), "paired"),
-    (lambda: reinforce_estimates(*episodic_bed(), batch="episodes"), "EpisodeBatch"),
-])
-def test_bad_input_is_refused(call, match):
-    with pytest.raises((ValueError, TypeError), match=match):
-        call()
+def test_estimates_refuse_a_batch_that_is_not_an_episode_batch():
+    with pytest.raises(TypeError, match="EpisodeBatch"):
+        reinforce_estimates(*episodic_bed(), batch="episodes")
 
 
 # ============================================ the samples are minipg's estimator, split
@@ -144,7 +90,7 @@ def test_each_episode_estimate_is_the_objective_gradient_on_that_episode_alone(e
         G = discounted_returns(batch.rewards[steps], batch.terminated[steps],
                                batch.truncated[steps], mdp.gamma)
         disc = episode_discounts(batch.t[steps], mdp.gamma)
-        g_i = grad(lambda th: reinforce_objective(classical.step_log_prob(
+        g_i = grad(lambda th: reinforce_objective(step_log_prob(
             policy.features, th, batch.states[steps], batch.actions[steps]), G, disc))(theta)
         np.testing.assert_allclose(samples[i], g_i, rtol=1e-12, atol=1e-12)
 
@@ -321,9 +267,8 @@ def test_dpg_with_exact_grad_a_q_has_mean_grad_K_J(dpg):
 # ======================================================================== the audit rows
 
 def test_audit_registers_three_levels_for_each_classical_algorithm():
-    audit.algorithms()                                       # imports the check modules
     for algorithm in ("reinforce", "actor_critic", "off_policy_ac", "dpg"):
-        levels = {level for _, level, _ in audit._CHECKS[algorithm]}
+        levels = {entry.info["level"] for entry in audit.checks([algorithm])}
         assert levels == {"gradcheck", "formula", "exact"}
 
 
@@ -345,23 +290,22 @@ def test_audit_gradcheck_and_formula_levels_reject_wrong_gradients():
 
     def unfrozen(theta_t):
         return off_policy_actor_objective(
-            classical.step_log_prob(policy.features, theta_t, states, actions), b, q)
-    assert not classical._gradcheck_result(unfrozen, theta, "unfrozen").passed
-    frozen = classical._frozen_ratio_objective(policy, theta, b, q, states, actions)
-    assert classical._gradcheck_result(frozen, theta, "frozen").passed
+            step_log_prob(policy.features, theta_t, states, actions), b, q)
+    assert not gradcheck_function(unfrozen, [theta], "unfrozen").passed
+    frozen = frozen_ratio_objective(policy, theta, b, q, states, actions)
+    assert gradcheck_function(frozen, [theta], "frozen").passed
 
     mdp, policy, theta = episodic_bed()
     batch = mdp.sample_episodes(policy.probs(theta), 20, rng)
     G = discounted_returns(batch.rewards, batch.terminated, batch.truncated, mdp.gamma)
-    g = grad(lambda th: reinforce_objective(classical.step_log_prob(
+    g = grad(lambda th: reinforce_objective(step_log_prob(
         policy.features, th, batch.states, batch.actions), G,
         episode_discounts(batch.t, mdp.gamma), None, batch.n_episodes))(theta)
-    _, score = classical._softmax_score_by_hand(policy.features, theta, batch.states,
-                                                batch.actions)
+    _, score = softmax_score_by_hand(policy.features, theta, batch.states, batch.actions)
     right = (mdp.gamma ** batch.t * G)[:, None] * score / batch.n_episodes
     wrong = G[:, None] * score / batch.n_episodes                        # no gamma^t
-    assert classical._formula_result(g, right, "right").passed
-    assert not classical._formula_result(g, wrong, "no gamma^t").passed
+    assert formula_from_terms(g, right, "right").passed
+    assert not formula_from_terms(g, wrong, "no gamma^t").passed
 
 
 def test_dpg_estimates_refuse_bad_input():
@@ -378,5 +322,5 @@ def test_step_log_prob_is_the_linear_softmax_log_probability():
     """step_log_prob is the policy written with minipg ops: log_softmax(phi @ theta)[s, a]."""
     mdp, policy, theta = episodic_bed()
     states, actions = np.array([0, 1, 2]), np.array([2, 0, 1])
-    lp = classical.step_log_prob(policy.features, Tensor(theta), states, actions)
+    lp = step_log_prob(policy.features, Tensor(theta), states, actions)
     np.testing.assert_allclose(lp.data, policy.log_probs(theta)[states, actions], rtol=1e-14)

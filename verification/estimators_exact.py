@@ -1,6 +1,6 @@
 """Big-sample exact-gradient checks of the classical estimators (issue 3, level 3).
 
-What it shows, on the exact test beds of ``minipg.audit.classical`` (an
+What it shows, on the exact test beds of ``minipg.audit.beds`` (an
 episodic random MDP, a continuing one, a random LQR), with samples evaluated
 through minipg's own objectives and autodiff (``split_gradient``,
 ``dpg_estimates``):
@@ -42,10 +42,9 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from minipg.audit.classical import (CONFIDENCE, actor_critic_estimates, continuing_bed,
-                                    dpg_estimates, episodic_bed, hotelling_test, lqr_bed,
-                                    off_policy_estimates, reinforce_estimates,
-                                    variance_comparison)
+from minipg.audit.beds import (actor_critic_estimates, continuing_bed, dpg_estimates,
+                               episodic_bed, lqr_bed, off_policy_estimates, reinforce_estimates)
+from minipg.audit.stats import CONFIDENCE, hotelling_test, variance_comparison
 
 RESULTS = Path(__file__).resolve().parent / "results" / "estimators_exact.md"
 
@@ -214,7 +213,7 @@ def main(argv=None):
            "Every sample is one episode's (or one i.i.d. draw's) estimate computed by "
            "minipg's objective (`reinforce_objective`, `actor_objective`, "
            "`off_policy_actor_objective`, `dpg_actor_objective`) and autodiff, split by "
-           "episode with `minipg.audit.classical.split_gradient` / `dpg_estimates` (each "
+           "episode with `minipg.audit.beds.split_gradient` / `dpg_estimates` (each "
            "batch checked to add up to the objective's autodiff gradient).  Test: Hotelling's "
            f"T^2 of H0 \"mean = target\" at {100 * CONFIDENCE:g}% confidence (critical value "
            "from scipy.stats.f); max |z| is the largest per-component z-score, beside its "

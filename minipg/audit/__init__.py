@@ -1,100 +1,111 @@
-"""``minipg audit``: each estimator checked at the three levels of DESIGN.md.
+"""``minipg audit``: each estimator checked at the three levels of :mod:`minipg.audit.levels`.
 
-1. ``gradcheck`` -- the engine's gradient of the estimator's loss against
-   central finite differences (float64);
-2. ``formula``   -- the autodiff gradient against the closed form written in
-   the document, computed by hand in NumPy for a small linear model;
-3. ``exact``     -- on a problem whose true gradient is known exactly (tabular
-   MDP, LQR, quadrature), the Monte-Carlo mean of the estimator against the
-   theorem, within a stated confidence bound.
+(1 ``gradcheck``: the engine's gradient against central finite differences;
+2 ``formula``: the autodiff gradient against the document's closed form;
+3 ``exact``: the Monte-Carlo mean against the exact gradient on a test bed, at
+99.9% confidence.  The one definition of each, with its tolerance, is in
+:mod:`minipg.audit.levels`.)
 
-A check is a function registered with :func:`audit_check`; it receives
-``full`` (large samples when True) and a seeded ``numpy.random.Generator`` and
-returns a :class:`Result`.  Check modules live beside this file (one per
-family of algorithms) and are imported by :func:`run`.
+The package:
+
+* :mod:`~minipg.audit.stats` -- the statistical tests of level 3;
+* :mod:`~minipg.audit.beds` -- the exact test beds and the per-sample
+  estimates drawn on them;
+* :mod:`~minipg.audit.levels` -- the levels, the :class:`Result` row and the
+  runner of each level;
+* the check rows, one module per family (:data:`CHECK_MODULES`), each
+  registering its checks with :func:`audit_check`.
+
+The checks live in one :class:`minipg.registry.Registry` (:data:`CHECKS`),
+keyed by ``(algorithm, estimator, level)``; a listed module that cannot be
+imported is an error, never a silently missing family.  Each check draws from
+its own generator, seeded from its name (:func:`check_rng`), so adding,
+removing or reordering checks reseeds no other check.
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Result", "audit_check", "run", "format_table", "CHECK_MODULES"]
+from minipg.registry import Registry, UnknownNameError
 
-# the modules holding the checks, imported by run()
+from .levels import LEVELS, Result
+
+__all__ = ["Result", "LEVELS", "CHECK_MODULES", "CHECKS", "audit_check", "check_rng",
+           "algorithms", "checks", "run", "format_row", "header", "format_table",
+           "UnknownAlgorithmError"]
+
+# the modules holding the checks, imported on first use
 CHECK_MODULES = ("classical", "onpolicy", "offpolicy")
 
-_CHECKS = {}  # algorithm -> [(estimator, level, fn)]
+CHECKS = Registry("audit check", __name__, CHECK_MODULES)
 
 
-@dataclass
-class Result:
-    """One row of the audit table.
-
-    ``statistic`` is compared with ``threshold`` (``passed`` says how; the
-    ``detail`` names the statistic, e.g. "max |z|, Bonferroni 99.9%")."""
-    statistic: float
-    threshold: float
-    passed: bool
-    detail: str = ""
-    algorithm: str = ""
-    estimator: str = ""
-    level: str = ""
-    seconds: float = 0.0
+class UnknownAlgorithmError(UnknownNameError):
+    """An algorithm that has no audit checks (the message lists those that have)."""
 
 
 def audit_check(algorithm, estimator, level):
-    """Register ``fn(full, rng) -> Result`` as a check of ``estimator`` for ``algorithm``."""
-    if level not in ("gradcheck", "formula", "exact"):
-        raise ValueError(f"level must be gradcheck, formula or exact; got {level!r}")
-
-    def register(fn):
-        _CHECKS.setdefault(algorithm, []).append((estimator, level, fn))
-        return fn
-    return register
+    """Register ``fn(full, rng) -> Result`` as the ``level`` check of ``estimator`` for
+    ``algorithm``, under the key ``(algorithm, estimator, level)``."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+    return CHECKS.register((algorithm, estimator, level), algorithm=algorithm,
+                           estimator=estimator, level=level)
 
 
-def _load():
-    for name in CHECK_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
+def check_rng(seed, algorithm, estimator, level):
+    """The generator of one check: seeded by ``seed`` and the SHA-256 of its name.
+
+    The name ``algorithm/estimator/level`` (UTF-8) is hashed, and the first 16
+    bytes become four 32-bit words of the seed sequence, so the stream depends
+    on the check's own name only -- not on its position, not on Python's
+    salted ``hash()`` -- and is the same on every run and machine."""
+    digest = hashlib.sha256(f"{algorithm}/{estimator}/{level}".encode("utf-8")).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng([int(seed), *words])
+
+
+def checks(selected=None):
+    """The registered check entries of the ``selected`` algorithms (all when None), in
+    registration order; an unknown algorithm is an :class:`UnknownAlgorithmError`."""
+    entries = CHECKS.entries()
+    known = algorithms()
+    selected = known if not selected else list(selected)
+    unknown = [a for a in selected if a not in known]
+    if unknown:
+        raise UnknownAlgorithmError(f"no audit checks for {', '.join(map(str, unknown))}; "
+                                    f"accepted: {', '.join(known)}")
+    return [e for a in selected for e in entries if e.info["algorithm"] == a]
 
 
 def algorithms():
     """Algorithms that have checks, in registration order."""
-    _load()
-    return list(_CHECKS)
+    return list(dict.fromkeys(e.info["algorithm"] for e in CHECKS.entries()))
 
 
 def run(selected=None, full=False, seed=0, on_result=None):
-    """Run the checks of ``selected`` algorithms (all when None); a list of Results."""
-    _load()
-    selected = list(_CHECKS) if not selected else list(selected)
-    unknown = [a for a in selected if a not in _CHECKS]
-    if unknown:
-        raise ValueError(f"no audit checks for {', '.join(unknown)}; accepted: "
-                         f"{', '.join(_CHECKS)}")
+    """Run the checks of ``selected`` algorithms (all when None); a list of Results.
+
+    A check that raises is a failing row whose detail names the exception."""
     results = []
-    for algo in selected:
-        for i, (estimator, level, fn) in enumerate(_CHECKS[algo]):
-            rng = np.random.default_rng([seed, i, sum(map(ord, algo))])
-            start = time.perf_counter()
-            try:
-                result = fn(full, rng)
-            except Exception as exc:  # a crashing check is a failing check, with its reason
-                result = Result(float("nan"), float("nan"), False,
-                                f"error: {type(exc).__name__}: {exc}")
-            result.algorithm, result.estimator, result.level = algo, estimator, level
-            result.seconds = time.perf_counter() - start
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+    for entry in checks(selected):
+        algorithm, estimator, level = entry.name
+        rng = check_rng(seed, algorithm, estimator, level)
+        start = time.perf_counter()
+        try:
+            result = entry.obj(full, rng)
+        except Exception as exc:  # a crashing check is a failing check, with its reason
+            result = Result(float("nan"), float("nan"), False,
+                            f"error: {type(exc).__name__}: {exc}")
+        result.algorithm, result.estimator, result.level = algorithm, estimator, level
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
     return results
 
 

@@ -1,24 +1,21 @@
-r"""``minipg audit`` checks of the on-policy actor-critics: A2C and PPO.
+r"""``minipg audit`` checks of the on-policy actor-critics: A2C and PPO, each at the
+three levels of :mod:`minipg.audit.levels`.
 
 Document: L. Weng, "Policy Gradient Algorithms" (2018), sections "A2C" and
 "PPO"; Mnih et al. 2016 (A3C/A2C loss), Schulman et al. 2017 (eqs. 7, 9).
 The losses are :func:`minipg.estimators.a2c.a2c_loss` and
 :func:`minipg.estimators.ppo.ppo_objective`, exactly as the algorithms call
-them.  Three levels per algorithm (DESIGN.md, "Verification"):
+them.  What each level's rows take:
 
 gradcheck
-    the engine's reverse- and forward-mode gradient of the whole loss,
-    through a linear-softmax policy and a linear critic, against central
-    finite differences (:func:`minipg.autodiff.gradcheck`, float64,
-    eps = 1e-6, atol = 1e-7, rtol = 1e-6: the truncation error
-    ~eps^2 |f'''| / 6 ~ 1e-13 and the rounding error ~macheps |f| / eps
-    ~ 1e-10 are both far below atol).  For PPO some ratios are clipped
-    and some values clipped, every one at least 1e-3 away from a kink
-    (1000 finite-difference steps), so no difference straddles one.
+    the whole loss as a function of (theta, w), through a linear-softmax
+    policy pi(a|s) ∝ exp(theta^T phi(s,a)) and a linear critic V(s) = w^T
+    x(s).  For PPO some ratios are clipped and some values clipped, every one
+    at least 1e-3 away from a kink (1000 finite-difference steps), so no
+    difference straddles one.
 formula
-    the autodiff gradient equals the closed form computed by hand in NumPy
-    for a linear-softmax policy pi(a|s) ∝ exp(theta^T phi(s,a)) and a
-    linear critic V(s) = w^T x(s):
+    the closed forms, by hand in NumPy, for the same model
+    (``verification/FORMULAS.md``, "Losses"):
 
     * grad log pi(a|s) = phi(s,a) - sum_b pi(b|s) phi(s,b)            (psi)
     * grad H(pi(.|s)) = -sum_a pi(a|s) (log pi(a|s) + H) phi(s,a)
@@ -26,50 +23,55 @@ formula
       grad_w = c_v (1/N) sum 2 (V - R) x
     * PPO, J^CLIP': grad_theta = (1/N) sum 1[unclipped] A r psi
       + c2 (1/N) sum grad H, with 1[unclipped] = (A > 0 and r < 1 + eps) or
-      (A < 0 and r > 1 - eps) (VERIFICATION.md, "Losses/PPO");
-      grad_w = -c1 (1/N) sum 1[V error kept] 2 (V - R) x, the value error
-      dropped where |V - V_old| > eps_v and the clipped error is the larger.
-
-    Statistic: max relative difference, threshold 1e-10 (the two sides
-    differ only by the rounding of a few float64 operations on O(1) values).
+      (A < 0 and r > 1 - eps); grad_w = -c1 (1/N) sum 1[V error kept]
+      2 (V - R) x, the value error dropped where |V - V_old| > eps_v and the
+      clipped error is the larger.
 exact
-    on a small tabular MDP with a linear-softmax policy, the EXPECTATION of
-    the estimator over all (s, a) weighted by eta(s) pi(a|s) (eta the
-    discounted visitation, no Monte-Carlo noise) equals the exact policy
-    gradient grad J = sum_s eta(s) sum_a pi(a|s) A(s,a) grad log pi(a|s)
-    (policy gradient theorem), computed by :mod:`minipg.envs.tabular` with
-    linear solves:
+    a small tabular MDP with a linear-softmax policy (:func:`exact_bed`,
+    termination depending on (s, a)); i.i.d. samples (s, a) ~ eta(s)
+    pi(a|s) / Z (and s' ~ P(.|s, a) for A2C), Z = sum_s eta(s), so that
+    Z E[A psi] = sum_s eta(s) sum_a pi(a|s) A(s,a) grad log pi(a|s) = grad J
+    (policy gradient theorem, ``verification/FORMULAS.md``, "Tabular MDP,
+    softmax policy").  Per-sample estimates through the estimator
+    (:func:`minipg.audit.beds.split_gradient`), Hotelling's T^2 against grad J:
 
-    * PPO: at theta = theta_old (every ratio 1) the gradient of J^CLIP
-      with exact advantages is grad J (VERIFICATION.md: "at theta =
-      theta_old the gradient is the vanilla policy gradient");
-    * A2C: the one-step advantage of the n-step kernel,
-      r + gamma V(s') - V(s) with V = V^pi exact and no bootstrap after a
-      termination, averaged exactly over s' ~ P(.|s,a), gives A^pi(s,a), so
-      the expected A2C policy gradient is grad J.
+    * PPO: at theta = theta_old (every ratio 1) the gradient of J^CLIP with
+      exact advantages A^pi is the vanilla policy gradient;
+    * A2C: the one-step advantage of the n-step kernel, r + gamma V(s') -
+      V(s) with V = V^pi exact and no bootstrap after a termination, is an
+      unbiased estimate of A^pi(s,a), so the expected A2C policy gradient is
+      grad J.
 
-    Statistic: max |difference| / max |grad J|, threshold 1e-10.
+    The same computations in exact expectation (every (s, a, s') weighted,
+    no sampling): :func:`expected_a2c_gradient` and
+    :func:`expected_ppo_gradient_at_ratio_one`, which the tests compare with
+    grad J to 1e-10.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff import Tensor, gradcheck, ops, value_and_grad
-from ..autodiff.gradcheck import GradcheckError
+from ..autodiff import Tensor, ops, value_and_grad
 from ..distributions import Categorical
+from ..envs.tabular import LinearSoftmaxPolicy, TabularMDP, random_features, random_mdp
 from ..estimators.a2c import a2c_loss
 from ..estimators.ppo import clip_objective, ppo_objective
 from ..kernels import n_step_returns
-from . import Result, audit_check
+from . import audit_check
+from .beds import split_gradient
+from .levels import FORMULA_RTOL, exact_result, formula_result, gradcheck_function, relative_error
+from .stats import hotelling_test
 
 __all__ = ["linear_softmax_batch", "a2c_closed_form", "ppo_closed_form", "ppo_formula_error",
-           "exact_bed", "expected_ppo_gradient_at_ratio_one", "expected_a2c_gradient"]
+           "exact_bed", "expected_ppo_gradient_at_ratio_one", "expected_a2c_gradient",
+           "sample_transitions", "a2c_estimates", "ppo_estimates_at_ratio_one",
+           "IDENTITY_THRESHOLD", "EXACT_SAMPLES"]
 
-TIGHT = dict(eps=1e-6, atol=1e-7, rtol=1e-6)     # CONTRIBUTING.md, float64
-IDENTITY_THRESHOLD = 1e-10                         # closed form vs autodiff, no differences
+IDENTITY_THRESHOLD = FORMULA_RTOL                  # closed form vs autodiff, no differences
 KINK_MARGIN = 1e-3
 C1, C2, CLIP_EPS, VALUE_CLIP = 0.5, 0.01, 0.2, 0.3
+EXACT_SAMPLES = (20_000, 200_000)                  # (quick, full) samples of the exact rows
 
 
 # ----------------------------------------------------------------- the small model
@@ -193,50 +195,21 @@ def _ppo_objective_fn(phi, x, actions, log_prob_old, advantages, returns, values
 
 
 # ----------------------------------------------------------------- level 1: gradcheck
-def _gradcheck_result(fn, inputs, what):
-    """gradcheck (vjp and jvp, full Jacobians) plus the largest directional error."""
-    try:
-        gradcheck(fn, inputs, **TIGHT)
-        ok, why = True, ""
-    except GradcheckError as exc:
-        ok, why = False, f"; gradcheck: {str(exc).splitlines()[0]}"
-    # one number for the table: autodiff vs central difference along a fixed direction
-    rng = np.random.default_rng(0)
-    directions = [rng.standard_normal(np.shape(a)) for a in inputs]
-    _, grads = value_and_grad(fn, argnums=tuple(range(len(inputs))))(*inputs)
-    analytic = sum(float(np.sum(g * d)) for g, d in zip(grads, directions))
-    eps = TIGHT["eps"]
-    plus = fn(*[a + eps * d for a, d in zip(inputs, directions)]).data
-    minus = fn(*[a - eps * d for a, d in zip(inputs, directions)]).data
-    numeric = float((plus - minus) / (2 * eps))
-    error = abs(analytic - numeric)
-    threshold = TIGHT["atol"] + TIGHT["rtol"] * abs(numeric)
-    return Result(error, threshold, ok and error <= threshold,
-                  f"{what}: |directional autodiff - central difference|, and full gradcheck "
-                  f"(eps 1e-6, atol 1e-7, rtol 1e-6){why}")
-
-
 @audit_check("a2c", "a2c_loss", "gradcheck")
 def a2c_gradcheck(full, rng):
     phi, x, theta, w, actions, advantages, returns = _a2c_batch(rng)
-    return _gradcheck_result(_a2c_loss_fn(phi, x, actions, advantages, returns), [theta, w],
+    return gradcheck_function(_a2c_loss_fn(phi, x, actions, advantages, returns), [theta, w],
                              "A2C loss through a linear-softmax policy and linear critic")
 
 
 @audit_check("ppo", "ppo_objective (J^CLIP')", "gradcheck")
 def ppo_gradcheck(full, rng):
     phi, x, theta, w, actions, lpo, adv, ret, v_old = _ppo_batch(rng)
-    return _gradcheck_result(_ppo_objective_fn(phi, x, actions, lpo, adv, ret, v_old), [theta, w],
+    return gradcheck_function(_ppo_objective_fn(phi, x, actions, lpo, adv, ret, v_old), [theta, w],
                              "J^CLIP' with clipped ratios and clipped values")
 
 
 # ----------------------------------------------------------------- level 2: formula
-def _relative_difference(autodiff, closed):
-    a = np.concatenate([np.ravel(g) for g in autodiff])
-    c = np.concatenate([np.ravel(g) for g in closed])
-    return float(np.max(np.abs(a - c)) / max(np.max(np.abs(c)), 1e-300))
-
-
 @audit_check("a2c", "a2c_loss", "formula")
 def a2c_formula(full, rng):
     worst = 0.0
@@ -245,10 +218,9 @@ def a2c_formula(full, rng):
         _, grads = value_and_grad(_a2c_loss_fn(phi, x, actions, advantages, returns),
                                   argnums=(0, 1))(theta, w)
         closed = a2c_closed_form(phi, x, theta, w, actions, advantages, returns, C1, C2)
-        worst = max(worst, _relative_difference(grads, closed))
-    return Result(worst, IDENTITY_THRESHOLD, worst <= IDENTITY_THRESHOLD,
-                  "max relative |autodiff - closed form| (-mean A psi - c_H grad H, "
-                  "c_v mean 2 (V - R) x), linear softmax")
+        worst = max(worst, relative_error(list(grads), list(closed)))
+    return formula_result(worst, "(-mean A psi - c_H grad H, c_v mean 2 (V - R) x), linear "
+                                 "softmax")
 
 
 def ppo_formula_error(rng, n_batches=5, estimator=ppo_objective):
@@ -261,7 +233,7 @@ def ppo_formula_error(rng, n_batches=5, estimator=ppo_objective):
                                                     estimator), argnums=(0, 1))(theta, w)
         closed = ppo_closed_form(phi, x, theta, w, actions, lpo, adv, ret, v_old, C1, C2,
                                  CLIP_EPS, VALUE_CLIP)
-        worst = max(worst, _relative_difference(grads, closed))
+        worst = max(worst, relative_error(list(grads), list(closed)))
         ratio = np.exp(_closed_form_pieces(phi, theta, actions)[1] - lpo)
         clipped += int(np.sum(((adv > 0) & (ratio > 1 + CLIP_EPS))
                               | ((adv < 0) & (ratio < 1 - CLIP_EPS))))
@@ -271,9 +243,9 @@ def ppo_formula_error(rng, n_batches=5, estimator=ppo_objective):
 @audit_check("ppo", "ppo_objective (J^CLIP')", "formula")
 def ppo_formula(full, rng):
     worst, clipped = ppo_formula_error(rng, 20 if full else 5)
-    return Result(worst, IDENTITY_THRESHOLD, worst <= IDENTITY_THRESHOLD and clipped > 0,
-                  f"max relative |autodiff - closed form| (1[unclipped] A r psi, value clip), "
-                  f"linear softmax; {clipped} samples on the zero-gradient side")
+    return formula_result(worst, f"(1[unclipped] A r psi, value clip), linear softmax; "
+                                 f"{clipped} samples on the zero-gradient side (pass needs > 0)",
+                          passed=clipped > 0)
 
 
 # ----------------------------------------------------------------- level 3: exact
@@ -282,7 +254,6 @@ def exact_bed(seed=3):
     probability depends on (s, a) (a constant one would act as a mere baseline and hide a
     bootstrap past a termination), and a linear-softmax policy with 4 random features;
     returns (mdp, policy, theta)."""
-    from ..envs.tabular import LinearSoftmaxPolicy, TabularMDP, random_features, random_mdp
     base = random_mdp(6, 3, seed=seed, gamma=0.9, n_terminal=1, terminal_prob=0.3)
     rng = np.random.default_rng(seed + 2)
     P = base.P.copy()
@@ -307,10 +278,18 @@ def _all_pairs(mdp, policy, theta):
     return pi, states, actions, weights
 
 
-def _exact_result(estimate, exact, what):
-    err = float(np.max(np.abs(estimate - exact)) / np.max(np.abs(exact)))
-    return Result(err, IDENTITY_THRESHOLD, err <= IDENTITY_THRESHOLD,
-                  f"max |E[estimator] - grad J| / max |grad J|; {what}")
+def one_step_advantages(mdp, v, states, actions, next_states, gamma, flag_terminations=True):
+    """(returns, advantages): r + gamma V(s') through the n-step kernel (one step of n
+    environments), minus V(s).  After a termination the kernel must not bootstrap: the
+    terminal state's next value is a junk 1e3 that would show; ``flag_terminations=False``
+    hides the terminations from the kernel (a deliberate mistake, for the tests)."""
+    terminated = mdp.terminal[next_states]
+    rewards = mdp.R[states, actions]
+    next_values = np.where(terminated, 1e3, v[next_states])
+    flags = terminated if flag_terminations else np.zeros_like(terminated)
+    returns = n_step_returns(rewards[None, :], next_values[None, :], flags[None, :],
+                             np.zeros((1, len(rewards)), dtype=bool), gamma, 1)[0]
+    return returns, returns - v[states]
 
 
 def expected_ppo_gradient_at_ratio_one(mdp, policy, theta, objective=clip_objective):
@@ -331,15 +310,6 @@ def expected_ppo_gradient_at_ratio_one(mdp, policy, theta, objective=clip_object
     return gradient
 
 
-@audit_check("ppo", "clip_objective (J^CLIP)", "exact")
-def ppo_exact(full, rng):
-    mdp, policy, theta = exact_bed()
-    estimate = expected_ppo_gradient_at_ratio_one(mdp, policy, theta)
-    return _exact_result(estimate, mdp.policy_gradient(policy, theta),
-                         "J^CLIP at ratio 1 with A^pi, all (s,a) weighted by eta pi "
-                         "(6-state MDP, linear softmax)")
-
-
 def expected_a2c_gradient(mdp, policy, theta, gamma=None, flag_terminations=True):
     """E over (s, a) ~ eta pi and s' ~ P(.|s,a) of the A2C policy-gradient term with the
     one-step advantage of the n-step kernel (V = V^pi exact), computed exactly.
@@ -358,16 +328,9 @@ def expected_a2c_gradient(mdp, policy, theta, gamma=None, flag_terminations=True
             triple_w.append(wt * mdp.P[s, a, s2])
     s_idx, a_idx, next_states = map(np.asarray, (s_idx, a_idx, next_states))
     triple_w = np.asarray(triple_w)
-    terminated = mdp.terminal[next_states]
-    rewards = mdp.R[s_idx, a_idx]
-    # one-step returns r + gamma V(s') through the kernel (T = 1 step of n environments);
-    # after a termination the kernel must not bootstrap: a junk next value there would show
-    next_values = np.where(terminated, 1e3, v[next_states])
-    flags = terminated if flag_terminations else np.zeros_like(terminated)
-    returns = n_step_returns(rewards[None, :], next_values[None, :], flags[None, :],
-                             np.zeros((1, len(rewards)), dtype=bool), gamma, 1)[0]
-    advantages = returns - v[s_idx]
-    n = len(rewards)
+    returns, advantages = one_step_advantages(mdp, v, s_idx, a_idx, next_states, gamma,
+                                              flag_terminations)
+    n = len(returns)
     phi = policy.features[s_idx]
 
     def fn(th):
@@ -378,11 +341,75 @@ def expected_a2c_gradient(mdp, policy, theta, gamma=None, flag_terminations=True
     return gradient
 
 
+# ---------------------------------------------------- level 3: Monte-Carlo samples
+def sample_transitions(mdp, policy, theta, n, rng):
+    """n i.i.d. (s, a, s'): s ~ eta / Z, a ~ pi(.|s), s' ~ P(.|s, a); returns
+    (states, actions, next_states, Z) with Z = sum_s eta(s), so that Z E[f(s, a, s')] =
+    sum_s eta(s) sum_a pi(a|s) sum_s' P(s'|s,a) f(s, a, s')."""
+    pi = policy.probs(theta)
+    eta = mdp.discounted_visitation(pi)
+    states, actions = mdp.sample_state_actions(eta, pi, n, rng)
+    cumulative = np.cumsum(mdp.P[states, actions], axis=1)
+    u = rng.random(n)[:, None] * cumulative[:, -1:]
+    next_states = np.minimum(np.sum(cumulative <= u, axis=1), mdp.P.shape[2] - 1)
+    return states, actions, next_states, float(eta.sum())
+
+
+def a2c_estimates(mdp, policy, theta, states, actions, next_states, flag_terminations=True):
+    """Per-sample A2C policy-gradient estimates A_i grad log pi(a_i|s_i), shape (n, d),
+    through :func:`a2c_loss` with the kernel's one-step advantages (V = V^pi exact)."""
+    v = mdp.value(policy.probs(theta))
+    returns, advantages = one_step_advantages(mdp, v, states, actions, next_states, mdp.gamma,
+                                              flag_terminations)
+    n = len(states)
+
+    def objective(log_prob):
+        loss, _ = a2c_loss(log_prob, v[states], np.zeros(n), advantages, returns, 0.0, 0.0)
+        return -loss                                  # the policy-gradient objective
+
+    return split_gradient(objective, policy, theta, states, actions, np.arange(n), n, scale=n)
+
+
+def ppo_estimates_at_ratio_one(mdp, policy, theta, states, actions, objective=clip_objective):
+    """Per-sample gradients of J^CLIP at theta = theta_old with A = A^pi, shape (n, d).
+
+    J^CLIP is not linear in log pi (the ratio is exp(log pi - log pi_old)), so
+    the split is by the chain rule at ratio 1 (``check_linear=False``)."""
+    pi = policy.probs(theta)
+    advantages = mdp.advantage(pi)[states, actions]
+    log_prob_old = np.log(pi[states, actions])                     # theta_old = theta
+    n = len(states)
+
+    def fn(log_prob):
+        return objective(log_prob, log_prob_old, advantages, CLIP_EPS)
+
+    return split_gradient(fn, policy, theta, states, actions, np.arange(n), n, scale=n,
+                          check_linear=False)
+
+
+@audit_check("ppo", "clip_objective (J^CLIP)", "exact")
+def ppo_exact(full, rng):
+    mdp, policy, theta = exact_bed()
+    states, actions, _, Z = sample_transitions(mdp, policy, theta, EXACT_SAMPLES[full], rng)
+    samples = Z * ppo_estimates_at_ratio_one(mdp, policy, theta, states, actions)
+    grad_J = mdp.policy_gradient(policy, theta)
+    flipped = hotelling_test(-samples, grad_J)
+    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
+                        f" (J^CLIP at ratio 1 with A^pi, (s, a) ~ eta pi, 6-state MDP, linear "
+                        f"softmax); sign flip T^2 {flipped.t2:.3g}")
+
+
 @audit_check("a2c", "a2c_loss + n_step_returns", "exact")
 def a2c_exact(full, rng):
     mdp, policy, theta = exact_bed()
-    estimate = expected_a2c_gradient(mdp, policy, theta)
-    return _exact_result(estimate, mdp.policy_gradient(policy, theta),
-                         "one-step advantages r + gamma V^pi(s') - V^pi(s) through the n-step "
-                         "kernel, exact expectation over (s, a, s') (6-state MDP, termination "
-                         "depending on (s, a))")
+    states, actions, next_states, Z = sample_transitions(mdp, policy, theta,
+                                                         EXACT_SAMPLES[full], rng)
+    samples = Z * a2c_estimates(mdp, policy, theta, states, actions, next_states)
+    past_end = Z * a2c_estimates(mdp, policy, theta, states, actions, next_states,
+                                 flag_terminations=False)
+    grad_J = mdp.policy_gradient(policy, theta)
+    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
+                        f" (one-step advantages r + gamma V^pi(s') - V^pi(s) through the n-step "
+                        f"kernel, (s, a, s') ~ eta pi P, 6-state MDP with termination "
+                        f"depending on (s, a)); bootstrapping past terminations T^2 "
+                        f"{hotelling_test(past_end, grad_J).t2:.3g}")
