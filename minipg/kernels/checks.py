@@ -42,6 +42,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_float_array(x, name):
+    """x as a C-contiguous float32/float64 array; any other dtype is an error."""
     arr = np.asarray(x)
     if arr.dtype not in FLOAT_DTYPES:
         raise ValueError(
@@ -51,6 +52,7 @@ def check_float_array(x, name):
 
 
 def check_rewards(rewards):
+    """Rewards as a C-contiguous float array of shape (T,) or (T, N) (time on axis 0)."""
     arr = check_float_array(rewards, "rewards")
     if arr.ndim not in (1, 2):
         raise ValueError(
@@ -61,6 +63,7 @@ def check_rewards(rewards):
 
 
 def check_same_shape_float(x, name, shape):
+    """A float array of exactly the rewards' ``shape`` (values, next_values)."""
     arr = check_float_array(x, name)
     if arr.shape != shape:
         raise ValueError(
@@ -70,6 +73,7 @@ def check_same_shape_float(x, name, shape):
 
 
 def check_mask(x, name, shape):
+    """Episode flags of exactly ``shape`` as a C-contiguous bool array (numeric 0/1 accepted)."""
     arr = np.asarray(x)
     if arr.shape != shape:
         raise ValueError(
@@ -105,10 +109,12 @@ def to_kernel_layout(x):
 
 
 def from_kernel_layout(out, rewards):
+    """The kernel's (T, N) float64 output back in the shape and dtype of ``rewards``."""
     return out.reshape(rewards.shape).astype(rewards.dtype, copy=False)
 
 
 def check_unit_interval(x, name):
+    """A real number in [0, 1] (a discount, a trace decay) as a float; NaN is refused."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise ValueError(f"{name} must be a real number in [0, 1], got {x!r}")
     value = float(x)
@@ -123,6 +129,7 @@ def check_unit_interval(x, name):
 
 
 def check_params(params, name="params"):
+    """A writeable C-contiguous float ndarray, updated in place (parameters, a target)."""
     if not isinstance(params, np.ndarray):
         raise ValueError(
             f"{name} must be a numpy.ndarray (it is updated in place), "
@@ -183,6 +190,7 @@ def check_state(buf, name, ref, used):
 
 
 def check_real(x, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number as a float, within the given (open or closed) bounds."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {x!r}")
     value = float(x)
@@ -196,6 +204,7 @@ def check_real(x, name, low=None, high=None, low_open=False, high_open=False):
 
 
 def check_flag(x, name):
+    """A bool (Python or NumPy) as a Python bool."""
     if not isinstance(x, (bool, np.bool_)):
         raise ValueError(f"{name} must be a bool, got {x!r}")
     return bool(x)
