@@ -196,3 +196,59 @@ def test_an_unknown_algorithm_is_a_clear_error(capsys):
     assert "no audit checks for pp0" in err and "accepted:" in err and "ppo" in err
     with pytest.raises(audit.UnknownAlgorithmError, match="pp0"):
         audit.run(["pp0"])
+
+
+# ===================================================== the levels reject wrong gradients
+
+def test_gradcheck_module_rejects_a_gradient_that_misses_a_term():
+    """Level 1 on a Module: sum(W * W) passes; sum(W * W.data) -- the second factor held
+    constant, so autodiff gives W where the value's derivative is 2W -- fails."""
+    from minipg.audit.offpolicy import make_agent
+    from minipg.autodiff import ops
+    agent = make_agent("ddpg")
+    weight = agent.actor.net.layer0.weight
+    right = levels.gradcheck_module(lambda: ops.sum(weight * weight), agent.actor, "right")
+    wrong = levels.gradcheck_module(lambda: ops.sum(weight * weight.data), agent.actor, "wrong")
+    assert right.passed and right.statistic < 1e-2
+    assert not wrong.passed and wrong.statistic > 1e3
+
+
+def test_onpolicy_exact_rows_accept_the_estimators_and_reject_deliberate_mistakes():
+    """The Monte-Carlo level-3 rows of A2C and PPO: accepted for grad J; bootstrapping past
+    terminations (A2C) and a sign flip (PPO) rejected; the sampled mean agrees with the
+    exact expectation computed by enumeration."""
+    from minipg.audit import onpolicy
+    from minipg.audit.stats import hotelling_test
+    mdp, policy, theta = onpolicy.exact_bed()
+    states, actions, next_states, Z = onpolicy.sample_transitions(
+        mdp, policy, theta, 20_000, np.random.default_rng(5))
+    grad_J = mdp.policy_gradient(policy, theta)
+    a2c = Z * onpolicy.a2c_estimates(mdp, policy, theta, states, actions, next_states)
+    assert not hotelling_test(a2c, grad_J).rejected
+    assert not hotelling_test(a2c, onpolicy.expected_a2c_gradient(mdp, policy, theta)).rejected
+    past_end = Z * onpolicy.a2c_estimates(mdp, policy, theta, states, actions, next_states,
+                                          flag_terminations=False)
+    assert hotelling_test(past_end, grad_J).rejected
+    ppo = Z * onpolicy.ppo_estimates_at_ratio_one(mdp, policy, theta, states, actions)
+    assert not hotelling_test(ppo, grad_J).rejected
+    assert hotelling_test(-ppo, grad_J).rejected
+
+
+def test_split_gradient_needs_check_linear_false_for_the_clipped_objective():
+    from minipg.audit import onpolicy
+    from minipg.audit.beds import split_gradient
+    from minipg.estimators.ppo import clip_objective
+    mdp, policy, theta = onpolicy.exact_bed()
+    states, actions, _, _ = onpolicy.sample_transitions(mdp, policy, theta, 50,
+                                                        np.random.default_rng(6))
+    pi = policy.probs(theta)
+    advantages = mdp.advantage(pi)[states, actions]
+
+    def objective(log_prob):
+        return clip_objective(log_prob, np.log(pi[states, actions]), advantages, 0.2)
+    with pytest.raises(RuntimeError, match="not linear"):
+        split_gradient(objective, policy, theta, states, actions, np.arange(50), 50, 50)
+    rows = split_gradient(objective, policy, theta, states, actions, np.arange(50), 50, 50,
+                          check_linear=False)
+    score = policy.grad_log_prob(theta)[states, actions]
+    np.testing.assert_allclose(rows, advantages[:, None] * score, rtol=1e-10, atol=1e-14)

@@ -299,8 +299,11 @@ def _tanh_gaussian_by_hand(out, eps, low, high, d):
     u = mean + sigma * eps
     scale = (high - low) / 2.0
     a = low + (np.tanh(u) + 1.0) * scale
-    log_pi = np.sum(-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-                    - np.log1p(-np.tanh(u) ** 2) - np.log(scale), axis=1)
+    # log(1 - tanh^2 u) = -2 log cosh u = 2 (log 2 - |u| - log(1 + e^{-2|u|})): log1p(-tanh^2)
+    # would lose ~1e-16 / (1 - tanh^2 u) relative, ~1e-12 at |u| = 5
+    log_det = 2.0 * (math.log(2.0) - np.abs(u) - np.log1p(np.exp(-2.0 * np.abs(u))))
+    log_pi = np.sum(-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi) - log_det
+                    - np.log(scale), axis=1)
     return a, log_pi, u, sigma
 
 
