@@ -1,10 +1,8 @@
-"""``minipg audit``: each estimator checked at the three levels of :mod:`minipg.audit.levels`.
+"""``minipg audit``: each estimator checked at the three verification levels.
 
-(1 ``gradcheck``: the engine's gradient against central finite differences;
-2 ``formula``: the autodiff gradient against the document's closed form;
-3 ``exact``: the Monte-Carlo mean against the exact gradient on a test bed, at
-99.9% confidence.  The one definition of each, with its tolerance, is in
-:mod:`minipg.audit.levels`.)
+The levels (gradcheck, formula, exact) are defined in ``CONTRIBUTING.md,
+"Verification levels"`` and implemented once, with their statistics,
+thresholds and confidence level, in :mod:`minipg.audit.levels`.
 
 The package:
 

@@ -1,43 +1,43 @@
-r"""The three levels of ``minipg audit``: what each means, its tolerance, its runner.
+r"""The three levels of ``minipg audit``, implemented once: statistic, threshold, runner.
 
-Every row of every family (``minipg/audit/classical.py``, ``onpolicy.py``,
-``offpolicy.py``) is one of these, in exactly this meaning; its row is built by
-the runner named here, so the statistic, the threshold and the wording of a
-level are the same in every family.
+The levels are defined in ``CONTRIBUTING.md, "Verification levels"`` (1
+gradcheck: the engine's gradient against central finite differences; 2
+formula: the autodiff gradient against the document's closed form; 3 exact:
+the Monte-Carlo mean against the exact gradient on a test bed, at a stated
+confidence).  Every row of every family (``minipg/audit/classical.py``,
+``onpolicy.py``, ``offpolicy.py``) is built by the runner of its level here,
+so a level's statistic, threshold and wording are the same in every family:
 
-1. ``gradcheck`` -- the ENGINE'S GRADIENT of the estimator's loss against
-   CENTRAL FINITE DIFFERENCES, in float64.  Every coordinate of the parameters
-   the loss trains is stepped by +-eps; ``fd_i = (L(x + eps e_i) - L(x - eps
-   e_i)) / (2 eps)`` is compared with the reverse-mode gradient ``ad_i``.
+1. ``gradcheck`` -- :func:`gradcheck_function` (a loss of plain arrays) and
+   :func:`gradcheck_module` (a loss of a Module's flat parameter vector).
+   Every coordinate of the parameters the loss trains is stepped by +-eps;
+   ``fd_i = (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)`` is compared with
+   the engine's reverse-mode gradient ``ad_i`` -- the entry-by-entry
+   comparison of :func:`minipg.autodiff.gradcheck`, for a scalar loss.
    Statistic: ``max_i |ad_i - fd_i| / (atol + rtol |fd_i|)``; pass: <= 1.
-   Tolerances of CONTRIBUTING.md ("Test tolerances"): eps 1e-6, atol 1e-7,
-   rtol 1e-6 -- the central difference errs by ~eps^2 |L'''| / 6 ~ 1e-13
-   (truncation) plus ~macheps |L| / eps ~ 1e-10 (rounding) on the O(1)
-   values the beds draw, far below atol.  Inputs are drawn away from kinks
-   (clip boundaries, ties of a minimum) so no difference straddles one.
-   Runners: :func:`gradcheck_function` (a loss of plain arrays) and
-   :func:`gradcheck_module` (a loss of a Module's parameters).
-2. ``formula`` -- the AUTODIFF GRADIENT against the CLOSED FORM of the
-   document (``verification/FORMULAS.md``), written by hand in NumPy for a
-   small linear model (a linear-softmax policy, linear critics, a linear
-   actor).  No finite differences: the two sides compute the same float64
-   terms in different orders, so they differ by rounding only.  Statistic:
-   ``max |autodiff - closed form| / scale`` (scale: the largest |closed
-   form| entry, or the largest sum of absolute per-step terms where the
-   closed form is a long sum); pass: <= 1e-10 (rounding of a few hundred
-   float64 operations is ~1e-13 relative; a modelling error -- a missing
-   factor, a dropped term, a wrong sign -- is O(1) relative).
-   Runner: :func:`formula_result` with :func:`relative_error`.
-3. ``exact`` -- the MONTE-CARLO MEAN of the estimator against the EXACT
-   GRADIENT on a test bed whose gradient is known (a tabular MDP, an LQR, a
-   one-dimensional quadrature; :mod:`minipg.audit.beds`), by a statistical
-   test of H0 "the mean is the exact gradient" at the confidence level
-   :data:`CONFIDENCE` (99.9%) with a seed fixed by the row's name
-   (:mod:`minipg.audit.stats`: Hotelling's T^2, or per-component t or z
-   with Bonferroni).  Pass: H0 not rejected.  A correct estimator fails a
-   row with probability 0.001; tests show that a deliberately wrong one
-   (a sign flip, a missing factor, the wrong critic) is rejected.
-   Runner: :func:`exact_result`.
+   Tolerances of ``CONTRIBUTING.md, "Test tolerances"``, float64: eps 1e-6,
+   atol 1e-7, rtol 1e-6 -- the central difference errs by ~eps^2 |L'''| / 6
+   ~ 1e-13 (truncation) plus ~macheps |L| / eps ~ 1e-10 (rounding) on the
+   O(1) values the beds draw, far below atol.  Inputs are drawn away from
+   kinks (clip boundaries, ties of a minimum) so no difference straddles one.
+2. ``formula`` -- :func:`formula_result` with :func:`relative_error`: the
+   closed form (``verification/FORMULAS.md``) by hand in NumPy for a small
+   linear model (a linear-softmax policy, linear critics, a linear actor).
+   Statistic: ``max |autodiff - closed form| / scale`` (scale: the largest
+   |closed form| entry, or the largest sum of absolute per-step terms where
+   the closed form is a long sum); pass: <= 1e-10.  The two sides compute
+   the same float64 terms in different orders, so they differ by rounding
+   only (~1e-13 relative for a few hundred operations); a modelling error --
+   a missing factor, a dropped term, a wrong sign -- is O(1) relative.
+3. ``exact`` -- :func:`exact_result`: per-episode (per-sample) estimates on a
+   bed of :mod:`minipg.audit.beds` (a tabular MDP, an LQR, a one-dimensional
+   quadrature), a test of H0 "the mean is the exact gradient" from
+   :mod:`minipg.audit.stats` (Hotelling's T^2, or per-component t or z with
+   Bonferroni) at the confidence level :data:`CONFIDENCE` (99.9%), with the
+   seed fixed by the row's name (:func:`minipg.audit.check_rng`).  Pass: H0
+   not rejected.  A correct estimator fails a row with probability 0.001;
+   tests show that a deliberately wrong one (a sign flip, a missing factor,
+   the wrong critic) is rejected.
 
 Each check is a function ``check(full, rng) -> Result`` registered with
 :func:`minipg.audit.audit_check`; ``full`` asks for large samples.
