@@ -38,7 +38,8 @@ def read_progress(run_dir):
 
 def _label(run_dir):
     try:
-        config = json.load(open(os.path.join(run_dir, "config.json")))
+        with open(os.path.join(run_dir, "config.json")) as fh:
+            config = json.load(fh)
         return f"{config['algorithm']} {config['env_id']}"
     except (OSError, ValueError, KeyError):
         return os.path.basename(os.path.normpath(run_dir))

@@ -1,8 +1,9 @@
 """The run loop every algorithm trains through: collect -> targets -> update -> log.
 
-``train`` builds the environments and the algorithm, calls
-``algorithm.learn(collector)`` until the step budget is spent, and writes the
-run directory of DESIGN.md:
+``train`` opens a run (:func:`open_run`: a new one, or one resumed from its
+directory), runs the :class:`TrainingLoop` -- ``algorithm.learn(collector)``
+until the step budget is spent -- and writes the run directory
+(CONTRIBUTING.md, "Run directory"):
 
 * ``config.json``  every setting, the seed, the task and the versions;
 * ``progress.csv`` one row every ``log_every`` steps, flushed as it is
@@ -27,6 +28,7 @@ import platform
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -37,8 +39,9 @@ from .algorithms import get as get_algorithm
 from .algorithms.base import ConfigError, config_from, config_to_dict
 from .envs.vector import Collector, action_kind, make_vector_env
 
-__all__ = ["train", "evaluate_agent", "evaluate_run", "load_run", "NonFiniteError",
-           "RunDirectoryError", "CHECKPOINT", "PROGRESS", "CONFIG", "EVAL"]
+__all__ = ["train", "open_run", "Run", "TrainingLoop", "evaluate_agent", "evaluate_run",
+           "load_run", "NonFiniteError", "RunDirectoryError", "CHECKPOINT", "PROGRESS", "CONFIG",
+           "EVAL"]
 
 CHECKPOINT, PROGRESS, CONFIG, EVAL = "checkpoint.npz", "progress.csv", "config.json", "eval.json"
 BASE_COLUMNS = ["step", "episodes", "return_mean", "return_std", "length_mean", "wall_s",
@@ -163,6 +166,13 @@ class ProgressLog:
             self.stream.write("\n")
         self.fh.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
 
 def _fmt(v):
     if isinstance(v, float):
@@ -199,8 +209,147 @@ def evaluate_agent(agent, env_id, episodes, seed, wrappers=(), render=None, fram
             "episodes": len(returns), "returns": returns, "seed": seed}
 
 
-# --- training --------------------------------------------------------------------------
-def _check_finite(agent, metrics, step):
+# --- opening a run: new or resumed ------------------------------------------------------
+@dataclass
+class Run:
+    """An opened run: its settings, its directory, the agent and the environments.
+
+    ``wall_before`` is the wall time already spent (0 for a new run; the
+    checkpoint's counter when resumed).
+    """
+    algo_cls: type
+    env_id: str
+    seed: int
+    out: str
+    config: object
+    wrappers: list
+    agent: object
+    collector: Collector
+    resumed: bool
+    wall_before: float = 0.0
+
+
+def read_run_config(out):
+    """config.json of the run in ``out`` as a dict (RunDirectoryError where there is none)."""
+    path = os.path.join(out, CONFIG)
+    if not os.path.exists(path):
+        raise RunDirectoryError(f"{out} is not a run directory (no {CONFIG})")
+    with open(path) as fh:
+        try:
+            return json.load(fh)
+        except ValueError as exc:
+            raise RunDirectoryError(f"{path} is not a minipg run config: {exc}") from None
+
+
+def resumed_settings(algo_cls, out, total_steps):
+    """(env_id, seed, config) of the run in ``out``, with ``total_steps`` if given."""
+    if out is None or not os.path.exists(os.path.join(out, CONFIG)):
+        raise RunDirectoryError(f"--resume {out}: no {CONFIG} there; nothing to resume")
+    saved = read_run_config(out)
+    if saved.get("algorithm") != algo_cls.name:
+        raise RunDirectoryError(f"--resume {out}: that run is {saved.get('algorithm')}, "
+                                f"not {algo_cls.name}")
+    config = config_from(algo_cls.Config, saved["config"])
+    if total_steps is not None:
+        config.total_steps = int(total_steps)
+    return saved["env_id"], saved["seed"], config
+
+
+def new_settings(algo_cls, env_id, total_steps, seed, out, overrides, force):
+    """(env_id, config, out) of a new run: defaults, preset, overrides; a free directory."""
+    env_id = env_id or algo_cls.default_env
+    overrides = dict(overrides or {})
+    if total_steps is not None:
+        overrides["total_steps"] = total_steps
+    config = resolve_config(algo_cls, env_id, overrides)
+    out = out or default_out_dir(algo_cls.name, env_id, seed)
+    if os.path.exists(os.path.join(out, CONFIG)) and not force:
+        raise RunDirectoryError(f"{out} already holds a run; use --resume {out} to continue "
+                                f"it, --force to overwrite it, or another --out")
+    return env_id, config, out
+
+
+def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
+             resume=False, force=False):
+    """Validate the settings, build the environments and the agent, prepare the directory.
+
+    A new run writes ``config.json``; a resumed one restores its checkpoint.
+    Nothing is written before every check has passed (a refused run leaves no
+    directory behind), and the environments are closed if opening fails.
+    """
+    algo_cls = get_algorithm(algo)
+    if resume:
+        env_id, seed, config = resumed_settings(algo_cls, out, total_steps)
+    else:
+        env_id, config, out = new_settings(algo_cls, env_id, total_steps, seed, out, overrides,
+                                           force)
+    wrappers = algo_cls.env_wrappers(config)
+    envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
+    try:
+        check_action_space(algo_cls, env_id, envs.single_action_space)
+        agent = algo_cls(config, envs.single_observation_space, envs.single_action_space, seed)
+    except BaseException:
+        envs.close()
+        raise
+    collector = Collector(envs, seed=seed, dtype=config.dtype)
+    run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume)
+    try:
+        if resume:
+            arrays = restore_checkpoint(agent, os.path.join(out, CHECKPOINT), collector)
+            run.wall_before = float(arrays["counter/wall_s"])
+        else:
+            os.makedirs(out, exist_ok=True)   # only now: a refused run leaves no directory
+            write_run_config(run)
+    except BaseException:
+        collector.close()
+        raise
+    return run
+
+
+def write_run_config(run):
+    """config.json: the algorithm, the task, the seed, every setting, the versions."""
+    with open(os.path.join(run.out, CONFIG), "w") as fh:
+        json.dump({"algorithm": run.algo_cls.name, "env_id": run.env_id, "seed": run.seed,
+                   "config": config_to_dict(run.config), "versions": versions(),
+                   "started": datetime.now(timezone.utc).isoformat()}, fh, indent=2)
+
+
+# --- the loop ----------------------------------------------------------------------------
+class CtrlC:
+    """Ctrl-C as a request to stop: the first sets ``requested`` (the loop finishes its
+    iteration, writes a checkpoint and returns), a second raises KeyboardInterrupt.
+
+    A context manager: the handler is installed on entry and the previous one
+    restored on exit; outside the main thread no handler can be installed and
+    Ctrl-C interrupts as usual.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, self)
+            self.previous = previous
+        except ValueError:      # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def check_finite(agent, metrics, step):
+    """NonFiniteError naming the first non-finite diagnostic or network, and the step."""
     for name, value in metrics.items():
         if not np.isfinite(value):
             raise NonFiniteError(f"non-finite {name} ({value}) at step {step}")
@@ -209,135 +358,111 @@ def _check_finite(agent, metrics, step):
             raise NonFiniteError(f"non-finite parameters in {name} at step {step}")
 
 
-def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
-          resume=False, force=False, stream=sys.stderr):
-    """Train ``algo`` on ``env_id``; returns the run directory. See the module docstring."""
-    algo_cls = get_algorithm(algo)
-    if resume:
-        if out is None or not os.path.exists(os.path.join(out, CONFIG)):
-            raise RunDirectoryError(f"--resume {out}: no {CONFIG} there; nothing to resume")
-        saved = json.loads(open(os.path.join(out, CONFIG)).read())
-        if saved.get("algorithm") != algo_cls.name:
-            raise RunDirectoryError(f"--resume {out}: that run is {saved.get('algorithm')}, "
-                                    f"not {algo_cls.name}")
-        env_id, seed = saved["env_id"], saved["seed"]
-        config = config_from(algo_cls.Config, saved["config"])
-        if total_steps is not None:
-            config.total_steps = int(total_steps)
-    else:
-        env_id = env_id or algo_cls.default_env
-        overrides = dict(overrides or {})
-        if total_steps is not None:
-            overrides["total_steps"] = total_steps
-        config = resolve_config(algo_cls, env_id, overrides)
-        out = out or default_out_dir(algo_cls.name, env_id, seed)
-        if os.path.exists(os.path.join(out, CONFIG)) and not force:
-            raise RunDirectoryError(f"{out} already holds a run; use --resume {out} to continue "
-                                    f"it, --force to overwrite it, or another --out")
-    wrappers = algo_cls.env_wrappers(config)
-    envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
-    try:
-        check_action_space(algo_cls, env_id, envs.single_action_space)
-    except ConfigError:
-        envs.close()
-        raise
-    agent = algo_cls(config, envs.single_observation_space, envs.single_action_space, seed)
-    collector = Collector(envs, seed=seed, dtype=config.dtype)
-    os.makedirs(out, exist_ok=True)  # only now: a refused run leaves no directory behind
+def next_multiple(steps, every):
+    """The first multiple of ``every`` above ``steps``."""
+    return (steps // every + 1) * every
 
-    if not resume:
-        with open(os.path.join(out, CONFIG), "w") as fh:
-            json.dump({"algorithm": algo_cls.name, "env_id": env_id, "seed": seed,
-                       "config": config_to_dict(config), "versions": versions(),
-                       "started": datetime.now(timezone.utc).isoformat()}, fh, indent=2)
-    wall_before = 0.0
-    if resume:
-        arrays = restore_checkpoint(agent, os.path.join(out, CHECKPOINT), collector)
-        wall_before = float(arrays["counter/wall_s"])
 
-    log = ProgressLog(os.path.join(out, PROGRESS), config.total_steps, stream, append=resume)
-    start = time.perf_counter()
-    next_log = (collector.steps // config.log_every + 1) * config.log_every
-    next_ckpt = (collector.steps // config.checkpoint_every + 1) * config.checkpoint_every
+class TrainingLoop:
+    """collect -> learn -> check -> log -> checkpoint, until the budget or Ctrl-C.
 
-    def wall():
-        return wall_before + time.perf_counter() - start
+    Rows go to progress.csv when the step count passes a multiple of
+    ``log_every`` and at the end; checkpoints when it passes a multiple of
+    ``checkpoint_every`` (before the end) and once more when the loop stops.
+    """
 
-    def checkpoint():
-        arrays = agent.state_arrays()
-        arrays.update(collector.state_arrays())
-        arrays["counter/wall_s"] = np.asarray(wall())
-        arrays["config"] = np.array(json.dumps(config_to_dict(config)))
-        write_checkpoint(os.path.join(out, CHECKPOINT), arrays)
+    def __init__(self, run, stream):
+        self.run = run
+        self.stream = stream
+        self.started = None
 
-    def log_row(metrics):
+    def wall(self):
+        """Seconds of training so far, over every session of the run."""
+        return self.run.wall_before + time.perf_counter() - self.started
+
+    def checkpoint(self):
+        """checkpoint.npz: the agent's and the collector's state, the wall time, the config."""
+        run = self.run
+        arrays = run.agent.state_arrays()
+        arrays.update(run.collector.state_arrays())
+        arrays["counter/wall_s"] = np.asarray(self.wall())
+        arrays["config"] = np.array(json.dumps(config_to_dict(run.config)))
+        write_checkpoint(os.path.join(run.out, CHECKPOINT), arrays)
+
+    def progress_row(self, metrics):
+        """The row of progress.csv: counters, recent episodes, speed, then ``metrics``."""
+        collector = self.run.collector
         returns = np.asarray(collector.recent_returns)
-        w = wall()
+        wall = self.wall()
         row = {"step": collector.steps, "episodes": collector.episodes,
                "return_mean": float(returns.mean()) if len(returns) else float("nan"),
                "return_std": float(returns.std()) if len(returns) else float("nan"),
                "length_mean": float(np.mean(collector.recent_lengths))
                if len(collector.recent_lengths) else float("nan"),
-               "wall_s": round(w, 3), "steps_per_s": collector.steps / w if w > 0 else 0.0}
+               "wall_s": round(wall, 3), "steps_per_s": collector.steps / wall if wall > 0 else 0.0}
         row.update(metrics)
-        log.write(row)
+        return row
 
-    # Ctrl-C: finish the current iteration, write a checkpoint, return (a second
-    # Ctrl-C stops at once).  The checkpoint then holds a consistent state.
-    stop = []
+    def loop(self):
+        """Train until the step budget is spent or Ctrl-C; True if interrupted.
 
-    def on_sigint(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop.append(signum)
+        The environments are closed and progress.csv is closed on the way out,
+        whatever happened; a NonFiniteError leaves the last good checkpoint.
+        """
+        run, config = self.run, self.run.config
+        collector, agent = run.collector, run.agent
+        next_log = next_multiple(collector.steps, config.log_every)
+        next_ckpt = next_multiple(collector.steps, config.checkpoint_every)
+        self.started = time.perf_counter()
+        try:
+            with ProgressLog(os.path.join(run.out, PROGRESS), config.total_steps, self.stream,
+                             append=run.resumed) as log, CtrlC() as ctrl_c:
+                while collector.steps < config.total_steps and not ctrl_c.requested:
+                    metrics = agent.learn(collector)
+                    check_finite(agent, metrics, collector.steps)
+                    if collector.steps >= next_log or collector.steps >= config.total_steps:
+                        log.write(self.progress_row(metrics))
+                        next_log = next_multiple(collector.steps, config.log_every)
+                    if next_ckpt <= collector.steps < config.total_steps:
+                        self.checkpoint()
+                        next_ckpt = next_multiple(collector.steps, config.checkpoint_every)
+                self.checkpoint()
+        finally:
+            collector.close()
+        return ctrl_c.requested
 
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: no handler, Ctrl-C interrupts as usual
-        previous = None
-    try:
-        while collector.steps < config.total_steps and not stop:
-            metrics = agent.learn(collector)
-            _check_finite(agent, metrics, collector.steps)
-            if collector.steps >= next_log or collector.steps >= config.total_steps:
-                log_row(metrics)
-                next_log = (collector.steps // config.log_every + 1) * config.log_every
-            if collector.steps >= next_ckpt and collector.steps < config.total_steps:
-                checkpoint()
-                next_ckpt = ((collector.steps // config.checkpoint_every + 1)
-                             * config.checkpoint_every)
-        checkpoint()
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        log.close()
-        collector.close()
-    if stop:
-        stream.write(f"interrupted at step {collector.steps}; checkpoint written; continue "
-                     f"with: minipg train {algo_cls.name} --resume {out}\n")
-        return out
 
-    result = evaluate_agent(agent, env_id, config.eval_episodes, seed=seed + 10_000,
-                            wrappers=wrappers)
-    with open(os.path.join(out, EVAL), "w") as fh:
+def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
+          resume=False, force=False, stream=sys.stderr):
+    """Train ``algo`` on ``env_id``; returns the run directory. See the module docstring.
+
+    :func:`open_run` (new or resumed), then the :class:`TrainingLoop`, then
+    the final deterministic evaluation into eval.json (skipped after Ctrl-C).
+    """
+    run = open_run(algo, env_id, total_steps, seed, out, overrides, resume, force)
+    interrupted = TrainingLoop(run, stream).loop()
+    if interrupted:
+        stream.write(f"interrupted at step {run.collector.steps}; checkpoint written; continue "
+                     f"with: minipg train {run.algo_cls.name} --resume {run.out}\n")
+        return run.out
+    result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
+                            seed=run.seed + 10_000, wrappers=run.wrappers)
+    with open(os.path.join(run.out, EVAL), "w") as fh:
         json.dump(result, fh, indent=2)
     stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "
-                 f"over {result['episodes']} episodes; run directory {out}\n")
-    return out
+                 f"over {result['episodes']} episodes; run directory {run.out}\n")
+    return run.out
 
 
 def load_run(out):
     """(algorithm instance, config dict) rebuilt from a run directory's checkpoint."""
-    path = os.path.join(out, CONFIG)
-    if not os.path.exists(path):
-        raise RunDirectoryError(f"{out} is not a run directory (no {CONFIG})")
+    saved = read_run_config(out)
     try:
-        saved = json.loads(open(path).read())
         algo_cls = get_algorithm(saved["algorithm"])
         config = config_from(algo_cls.Config, saved["config"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirectoryError(f"{path} is not a minipg run config: {exc}") from None
+        raise RunDirectoryError(f"{os.path.join(out, CONFIG)} is not a minipg run config: "
+                                f"{exc}") from None
     envs = make_vector_env(saved["env_id"], 1, algo_cls.env_wrappers(config))
     agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
                      saved["seed"])
