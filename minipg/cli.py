@@ -2,6 +2,7 @@
 
     minipg train ALGO [--env ENV_ID] [--total-steps N] [--seed S] [--out DIR]
                       [--set key=value ...] [--resume DIR] [--force]
+    minipg train ALGO --help          (every setting of ALGO: help, default, range)
     minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH]
     minipg plot DIR... [--out PNG]
     minipg list
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 from . import __version__
 
@@ -43,9 +45,36 @@ def _user_errors():
     return (ConfigError, UnknownEnvironmentError, RunDirectoryError), NonFiniteError
 
 
+def _train_help(args):
+    """``minipg train [ALGO] --help``: the options, then ALGO's settings and presets."""
+    if args.algorithm is None:
+        print(args.parser.format_help(), end="")
+        print("\n`minipg train ALGO --help` lists ALGO's settings (`minipg list` names them).")
+        return 0
+    from .algorithms import get
+    from .algorithms.base import config_help
+    cls = get(args.algorithm)                       # an unknown name: a clear error first
+    print(args.parser.format_help(), end="")
+    print(f"\nsettings of {cls.name} (--set NAME=VALUE; the defaults below, then the task's "
+          f"preset, then --set):")
+    print("\n".join(config_help(cls.Config)))
+    if cls.presets:
+        print(f"\npresets of {cls.name} (default task {cls.default_env}):")
+        for env_id, preset in cls.presets.items():
+            values = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                               for k, v in preset.items()) or "the defaults"
+            print(textwrap.fill(f"{env_id}: {values}", width=100, initial_indent="  ",
+                                subsequent_indent=" " * 6))
+    return 0
+
+
 def _train(args):
     from .algorithms.base import parse_assignments
     from .run import train
+    if args.help:
+        return _train_help(args)
+    if args.algorithm is None:
+        args.parser.error("the following arguments are required: algorithm")
     train(args.algorithm, env_id=args.env, total_steps=args.total_steps, seed=args.seed,
           out=args.resume or args.out, overrides=parse_assignments(args.set),
           resume=args.resume is not None, force=args.force)
@@ -129,10 +158,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    t = sub.add_parser("train", help="train an agent and write a run directory",
+    t = sub.add_parser("train", help="train an agent and write a run directory", add_help=False,
                        description="Train ALGO on a gymnasium task. Writes DIR/config.json, "
                                    "progress.csv, checkpoint.npz and eval.json.")
-    t.add_argument("algorithm", help="algorithm name (see `minipg list`)")
+    t.add_argument("-h", "--help", action="store_true",
+                   help="show this help (with ALGO: and every setting of ALGO) and exit")
+    t.add_argument("algorithm", nargs="?", default=None,
+                   help="algorithm name (see `minipg list`)")
     t.add_argument("--env", default=None, help="gymnasium id (default: the algorithm's task)")
     t.add_argument("--total-steps", type=int, default=None, help="environment steps")
     t.add_argument("--seed", type=int, default=0)
@@ -141,7 +173,7 @@ def build_parser():
                    help="override a setting (repeatable)")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--force", action="store_true", help="overwrite the run already in --out")
-    t.set_defaults(func=_train)
+    t.set_defaults(func=_train, parser=t)
 
     e = sub.add_parser("evaluate", help="reload a run and evaluate its deterministic policy")
     e.add_argument("run_dir")

@@ -47,3 +47,52 @@ def test_version_flag(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert __version__ in capsys.readouterr().out
+
+
+# --- minipg train [ALGO] --help ----------------------------------------------------------
+def test_train_algo_help_lists_every_setting_with_help_default_and_range(capsys):
+    """Every field of every registered algorithm's config, with its help text (its first
+    words: the help is wrapped), its default and what --set accepts."""
+    import dataclasses
+    import json
+
+    from minipg import algorithms
+    from minipg.algorithms.base import accepted_values, setting_default
+    for name in algorithms.names():
+        cls = algorithms.get(name)
+        assert main(["train", name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: minipg train") and f"settings of {cls.name}" in out
+        flat = " ".join(out.split())                       # the help text, unwrapped
+        for f in dataclasses.fields(cls.Config):
+            line = (f"{f.name} = {json.dumps(setting_default(f))}  "
+                    f"({accepted_values(cls.Config, f)})")
+            assert f"\n  {line}\n" in out, (name, line)
+            assert f.metadata["help"] and " ".join(f.metadata["help"].split()) in flat, \
+                (name, f.name)
+        for env_id in cls.presets:
+            assert f"  {env_id}: " in out, (name, env_id)
+
+
+def test_train_help_ranges_read_as_the_validator_accepts(capsys):
+    assert main(["train", "ppo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "  gamma = 0.99  (a number in (0.0, 1.0])\n      discount factor\n" in out
+    assert "  clip_eps = 0.2  (a number in (0.0, 1.0))" in out
+    assert "  n_epochs = 10  (an integer in [1, inf))" in out
+    assert "  activation = \"tanh\"  (one of tanh, relu)" in out
+    assert "  hidden = [64, 64]  (comma-separated positive integers, e.g. 64,64)" in out
+    assert "  normalize_obs = false  (true or false)" in out
+
+
+def test_train_help_without_an_algorithm_and_errors():
+    proc = subprocess.run([sys.executable, "-m", "minipg", "train", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: minipg train" in proc.stdout
+    assert "minipg train ALGO --help" in proc.stdout
+    for args, needle in ((["train"], "the following arguments are required: algorithm"),
+                         (["train", "nope", "--help"], "unknown algorithm 'nope'; accepted:")):
+        proc = subprocess.run([sys.executable, "-m", "minipg", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 import typing
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = ["Algorithm", "BaseConfig", "ConfigError", "setting", "config_from",
-           "config_to_dict", "parse_assignments"]
+           "config_to_dict", "config_help", "parse_assignments", "validate", "accepted_range",
+           "accepted_values", "setting_default"]
 
 
 class ConfigError(ValueError):
@@ -105,6 +107,17 @@ def _coerce(cls, name, value):
     raise ConfigError(f"setting {name!r}: {value!r} is not {expected}")
 
 
+def accepted_range(meta):
+    """A field's accepted interval as text, e.g. '(0.0, 1.0]' or '[1, inf)'; None if unbounded."""
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None:
+        return None
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    return ("(" if meta.get("low_open") or low is None else "[") + f"{lo}, {hi}" + \
+        (")" if meta.get("high_open") or high is None else "]")
+
+
 def validate(config):
     """Check every field's type and range, then ``config.check()``; raise ConfigError."""
     for f in dataclasses.fields(config):
@@ -126,12 +139,8 @@ def validate(config):
             too_high = high is not None and (value >= high if meta.get("high_open")
                                              else value > high)
             if too_low or too_high:
-                lo = "-inf" if low is None else low
-                hi = "inf" if high is None else high
-                interval = ("(" if meta.get("low_open") else "[") + f"{lo}, {hi}" + \
-                    (")" if meta.get("high_open") or high is None else "]")
                 raise ConfigError(f"setting {f.name!r}: {value!r} is out of range; "
-                                  f"accepted: {interval} ({meta.get('help', '')})")
+                                  f"accepted: {accepted_range(meta)} ({meta.get('help', '')})")
     config.check()
     return config
 
@@ -164,18 +173,40 @@ def config_to_dict(config):
             for k, v in dataclasses.asdict(config).items()}
 
 
-def config_help(config_cls):
-    """Lines 'name = default  help' for every setting."""
+def setting_default(f):
+    """The default value of config field ``f`` (a tuple default as a list)."""
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def accepted_values(config_cls, f):
+    """What ``--set NAME=...`` accepts for field ``f``, in words: type and range or choices."""
+    meta = f.metadata
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    ftype = _field_type(config_cls, f.name)
+    if ftype is bool:
+        return "true or false"
+    if typing.get_origin(ftype) is tuple:
+        return "comma-separated positive integers, e.g. 64,64"
+    kind = {int: "an integer", float: "a number", str: "a string"}.get(ftype, str(ftype))
+    interval = accepted_range(meta)
+    return kind if interval is None else f"{kind} in {interval}"
+
+
+def config_help(config_cls, width=100):
+    """Every setting of ``config_cls``: 'NAME = DEFAULT  (accepted values)' and its help.
+
+    Two lines per setting (the help indented below its name), in the
+    order of the dataclass; the text of ``minipg train ALGO --help``.
+    """
     lines = []
     for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"{f.name} = {json.dumps(config_to_dict_value(default))}  "
-                     f"{f.metadata.get('help', '')}")
+        lines.append(f"  {f.name} = {json.dumps(setting_default(f))}  "
+                     f"({accepted_values(config_cls, f)})")
+        lines.extend(textwrap.wrap(f.metadata.get("help", ""), width=width,
+                                   initial_indent=" " * 6, subsequent_indent=" " * 6))
     return lines
-
-
-def config_to_dict_value(v):
-    return list(v) if isinstance(v, tuple) else v
 
 
 class Algorithm:
