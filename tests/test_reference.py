@@ -9,6 +9,7 @@ implementation is evidence in verification/ (crosscheck_torch.py), not a CI
 test: torch is an optional extra.
 """
 
+import importlib
 import json
 import pkgutil
 import re
@@ -131,15 +132,28 @@ def test_every_trained_network_has_a_gradient_for_every_tensor(ref):
 
 
 def test_every_public_estimator_has_a_reference_case():
-    """The issue asks that every later estimator be added: a new public function fails here."""
-    named = {e for entry in reference.CASES.entries() for e in entry.info["estimators"]}
+    """The issue asks that every later estimator be added: a new public function fails here.
+
+    A function counts as covered when a case names it, under its own module or
+    a family that re-exports it (the same object).  ``checks`` (input checks)
+    and ``terms`` (the building blocks the families wrap or re-export) hold no
+    estimator of their own."""
+    named = set()
+    for entry in reference.CASES.entries():
+        for dotted in entry.info["estimators"]:
+            module, _, name = dotted.rpartition(".")
+            try:
+                named.add(id(getattr(importlib.import_module(module), name)))
+            except ModuleNotFoundError:                  # a method: module.Class.method
+                module, _, cls = module.rpartition(".")
+                named.add(id(getattr(getattr(importlib.import_module(module), cls), name)))
     missing = []
     for info in pkgutil.iter_modules(minipg.estimators.__path__):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name in ("checks", "terms"):
             continue
-        module = __import__(f"minipg.estimators.{info.name}", fromlist=["__all__"])
+        module = importlib.import_module(f"minipg.estimators.{info.name}")
         missing += [f"minipg.estimators.{info.name}.{f}" for f in module.__all__
-                    if f"minipg.estimators.{info.name}.{f}" not in named]
+                    if id(getattr(module, f)) not in named]
     assert missing == []
 
 

@@ -12,7 +12,10 @@ test asserts that the package's import graph has no loop):
 
 * :mod:`~minipg.reference.format` -- the file format, the document's
   sections, tolerances, saving and loading;
-* :mod:`~minipg.reference.check` -- :func:`check` and the tables it prints;
+* :mod:`~minipg.reference.profiles` -- the conventions that decide the
+  numbers, and the profiles (``minipg``, ``sb3``, ``cleanrl``) that choose them;
+* :mod:`~minipg.reference.check` -- :func:`check` (all arrays, or a subset)
+  and the tables it prints;
 * :mod:`~minipg.reference.case` -- the case builder and :data:`CASES`, the
   registry of cases;
 * ``cases_classical``, ``cases_returns``, ``cases_onpolicy``,
@@ -24,17 +27,19 @@ test asserts that the package's import graph has no loop):
 from __future__ import annotations
 
 from .case import CASES, build
-from .check import (Row, check, compare_arrays, format_summary, format_table, render_table,
-                    report, summarize)
+from .check import (Row, check, compare_arrays, format_summary, format_table, format_unchecked,
+                    render_table, report, selects, summarize)
 from .format import (ATOL, DOCUMENT, FORMAT, FORMAT_VERSION, INPUT_ATOL, INPUT_RTOL, MANIFEST,
                      ROLES, RTOL, SECTIONS, MissingArrayError, ReferenceFormatError,
                      ReferenceUsageError, check_name, load_array, load_manifest,
                      manifest_bytes, manifest_header, save_case)
+from .profiles import CONVENTIONS, DEFAULT_PROFILE, PROFILES
 from .writer import case_names, write
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ROLES", "DOCUMENT", "SECTIONS", "RTOL", "ATOL",
            "INPUT_RTOL", "INPUT_ATOL", "MANIFEST", "ReferenceUsageError", "ReferenceFormatError",
            "MissingArrayError", "check_name", "manifest_bytes", "manifest_header", "save_case",
            "load_manifest", "load_array", "CASES", "build", "case_names", "write", "check",
-           "Row", "compare_arrays", "format_table", "format_summary", "render_table", "report",
-           "summarize"]
+           "Row", "compare_arrays", "format_table", "format_summary", "format_unchecked",
+           "render_table", "report", "selects", "summarize", "PROFILES", "DEFAULT_PROFILE",
+           "CONVENTIONS"]

@@ -33,6 +33,7 @@ from ..autodiff.functional import backward_cotangents
 from ..nn import MLP
 from ..registry import Registry
 from .format import ATOL, DOCUMENT, INPUT_ATOL, INPUT_RTOL, RTOL, manifest_header
+from .profiles import CONVENTIONS, DEFAULT_PROFILE, check_profile
 
 __all__ = ["CASES", "Case", "build", "FORWARD", "DATA_ROLES", "float32_exact",
            "episode_flags", "q_value"]
@@ -66,18 +67,44 @@ def float32_exact(a):
 
 
 class Case:
-    """Collects one case's arrays, their manifest entries, networks and hyperparameters."""
+    """Collects one case's arrays, their manifest entries, networks and hyperparameters.
 
-    def __init__(self, name, spec):
+    ``profile`` names the conventions the case is written in
+    (:mod:`minipg.reference.profiles`); :meth:`convention` reads one and
+    records it in the manifest, so the manifest lists every convention the
+    case's numbers depend on.  Formula lines may hold ``{{key}}``
+    placeholders, filled by :meth:`formula` from those conventions.
+    """
+
+    def __init__(self, name, spec, profile=DEFAULT_PROFILE):
         self.name = name
         self.spec = spec
+        self.profile = check_profile(profile)
         self.rng = np.random.default_rng(spec["seed"])
         self.arrays = {}
         self.entries = {}
         self.hyperparameters = {}
         self.networks = {}
         self.notes = []
+        self.conventions = {}
+        self.formula_fields = {}
         self.leaves = {}      # parameter name -> Tensor leaf
+        self.convention("float32_data")
+
+    def convention(self, name):
+        """The value of convention ``name`` under this case's profile (recorded in the manifest)."""
+        conv = CONVENTIONS[name]
+        value = conv.value(self.profile)
+        if name not in self.conventions:
+            self.conventions[name] = {"value": value, "statement": conv.statement(value)}
+            if self.profile not in conv.values:
+                self.notes.append(f"profile {self.profile!r} has no algorithm that the "
+                                  f"convention {name!r} applies to: minipg's value is used")
+        return value
+
+    def formula(self, **lines):
+        """Fill the ``{{key}}`` placeholders of the case's formula lines."""
+        self.formula_fields.update(lines)
 
     def _add(self, name, value, role, description, rtol, atol, **extra):
         if name in self.arrays:
@@ -155,19 +182,32 @@ class Case:
 
     def manifest(self):
         s = self.spec
+        formula = []
+        for line in s["formula"]:
+            for key, text in self.formula_fields.items():
+                line = line.replace("{{" + key + "}}", text)
+            if "{{" in line:
+                raise ValueError(f"reference case {self.name}: formula line {line!r} has a "
+                                 "placeholder the case did not fill")
+            formula.append(line)
+        for net, layout in self.networks.items():
+            if "{{" in layout["output"]:
+                raise ValueError(f"reference case {self.name}: network {net!r} has an output "
+                                 "description the case did not fill")
         return manifest_header(
             self.name, s["section"], title=s["title"], document=DOCUMENT, paper=s["paper"],
-            estimators=s["estimators"], formula=s["formula"], seed=s["seed"],
+            estimators=s["estimators"], formula=formula, seed=s["seed"],
+            profile=self.profile, conventions=self.conventions,
             hyperparameters=self.hyperparameters, networks=self.networks, notes=self.notes,
             arrays=self.entries)
 
 
-def build(name):
-    """Run case ``name``; returns ``(manifest, arrays)``."""
+def build(name, profile=DEFAULT_PROFILE):
+    """Run case ``name`` in the conventions of ``profile``; returns ``(manifest, arrays)``."""
     entry = CASES.entry(name)
     spec = dict(entry.info, estimators=list(entry.info["estimators"]),
                 formula=list(entry.info["formula"]))
-    c = Case(name, spec)
+    c = Case(name, spec, profile)
     entry.obj(c)
     return c.manifest(), c.arrays
 

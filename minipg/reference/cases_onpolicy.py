@@ -31,6 +31,21 @@ def _value_offsets(rng, n, clip_eps_value, margin=0.04):
     return rng.permutation(mag * np.where(rng.uniform(size=n) < 0.5, -1.0, 1.0))
 
 
+def _value_loss_text(scale, clip_mode=None):
+    """The value loss as the conventions write it (clip_mode None: unclipped)."""
+    factor = "" if scale == 1.0 else f"{scale} "
+    if clip_mode is None:
+        return f"{factor}mean (V - R)^2"
+    if clip_mode == "max":
+        return f"{factor}mean max((V - R)^2, (V_clip - R)^2)"
+    return f"{factor}mean (V_clip - R)^2"
+
+
+def _value_conventions(c):
+    """(scale, clip_mode) of PPO's value loss in the case's profile, recorded."""
+    return c.convention("ppo_value_loss_scale"), c.convention("ppo_value_clip")
+
+
 # ------------------------------------------------------------------ A2C
 
 @CASES.register(
@@ -50,6 +65,8 @@ def _a2c(c):
     N, k, n = 8, 3, 4
     value_coef, entropy_coef = 0.5, 0.01
     c.hp(value_coef=value_coef, entropy_coef=entropy_coef)
+    c.convention("a2c_value_loss_scale")
+    c.convention("a2c_advantage_normalization")
     obs = c.input("obs", c.rng.standard_normal((N, k)), "states")
     actions = c.input("actions", c.rng.integers(0, n, N), "actions")
     returns = c.input("returns", c.rng.standard_normal(N), "value targets R (e.g. n-step returns)")
@@ -114,16 +131,20 @@ def _ppo_clip(c):
 
 @CASES.register(
     "ppo_value_clip", seed=1013, section="PPO",
-    title="PPO value loss, plain and clipped (PPO2's pessimistic form)",
+    title="PPO value loss, plain and clipped (the clipped form as the profile computes it)",
     paper="Schulman et al. 2017, eq. 9; Huang et al. 2022 (value function loss clipping)",
     estimators=["minipg.estimators.ppo.clipped_value_loss"],
-    formula=["value_loss = mean (V - R)^2   (minimised, no factor 1/2)",
+    formula=["value_loss = {{value_loss}}   (minimised)",
              "V_clip = V_old + clip(V - V_old, -eps_v, eps_v)",
-             "value_loss_clipped = mean max((V - R)^2, (V_clip - R)^2)"])
+             "value_loss_clipped = {{value_loss_clipped}}   (minimised)"])
 def _ppo_value_clip(c):
     N, k = 10, 3
     eps_v = 0.2
     c.hp(clip_eps_value=eps_v)
+    scale, clip_mode = _value_conventions(c)
+    half = scale == 0.5
+    c.formula(value_loss=_value_loss_text(scale), value_loss_clipped=_value_loss_text(
+        scale, clip_mode))
     obs = c.input("obs", c.rng.standard_normal((N, k)), "states")
     value = c.mlp("value", [k, 8, 8, 1], "tanh", None, "obs", "V(s) = out[:, 0]")
     values = value(obs)[:, 0]
@@ -131,11 +152,12 @@ def _ppo_value_clip(c):
                          "V_old(s) at collection time; |V - V_old| is >= 0.04 from eps_v")
     returns = c.input("returns", values.data + c.rng.standard_normal(N) * 0.5, "R")
     c.output("values", values, "V(s)")
-    plain = ppo.clipped_value_loss(values, None, returns)
-    c.output("value_loss", plain, "mean (V - R)^2")
+    plain = ppo.clipped_value_loss(values, None, returns, half=half)
+    c.output("value_loss", plain, _value_loss_text(scale))
     c.gradient("value_loss", plain, c.params("value"))
-    clipped = ppo.clipped_value_loss(values, values_old, returns, eps_v)
-    c.output("value_loss_clipped", clipped, "mean max((V - R)^2, (V_clip - R)^2)")
+    clipped = ppo.clipped_value_loss(values, values_old, returns, eps_v, clip_mode=clip_mode,
+                                     half=half)
+    c.output("value_loss_clipped", clipped, _value_loss_text(scale, clip_mode))
     c.gradient("value_loss_clipped", clipped, c.params("value"))
 
 
@@ -145,15 +167,19 @@ def _ppo_value_clip(c):
     paper="Schulman et al. 2017, eq. 9; Huang et al. 2022",
     estimators=["minipg.estimators.ppo.normalize_advantages",
                 "minipg.estimators.ppo.ppo_objective"],
-    formula=["A_norm = (A - mean A) / (std A + 1e-8), std with ddof = 0",
+    formula=["A_norm = (A - mean A) / (std A + 1e-8), std with ddof = {{ddof}}",
              "ratio = exp(log pi(a|s) - log_prob_old)",
              "J^CLIP = mean min(ratio A_norm, clip(ratio, 1 - eps, 1 + eps) A_norm)",
-             "L^VF = mean max((V - R)^2, (V_old + clip(V - V_old, -eps_v, eps_v) - R)^2)",
-             "objective = J^CLIP - c1 L^VF + c2 mean H(pi(.|s))   (maximised)"])
+             "L^VF = {{value_loss}}, V_clip = V_old + clip(V - V_old, -eps_v, eps_v)",
+             "objective = J^CLIP - c1 L^VF + c2 mean H(pi(.|s))   (maximised; the loss "
+             "stable-baselines3 and CleanRL minimise is -objective)"])
 def _ppo_objective(c):
     N, k, n = 12, 3, 3
     eps, eps_v, c1, c2 = 0.2, 0.2, 0.5, 0.01
-    c.hp(clip_eps=eps, clip_eps_value=eps_v, c1=c1, c2=c2, advantage_eps=1e-8)
+    normalization = c.convention("advantage_normalization")
+    scale, clip_mode = _value_conventions(c)
+    c.hp(clip_eps=eps, clip_eps_value=eps_v, c1=c1, c2=c2, advantage_eps=normalization["eps"])
+    c.formula(ddof=str(normalization["ddof"]), value_loss=_value_loss_text(scale, clip_mode))
     obs = c.input("obs", c.rng.standard_normal((N, k)), "states")
     actions = c.input("actions", c.rng.integers(0, n, N), "actions")
     policy = c.mlp("policy", [k, 8, 8, n], "tanh", None, "obs", "logits")
@@ -164,7 +190,8 @@ def _ppo_objective(c):
     r, signs = _ratio_targets(c.rng, N, eps)
     raw = signs * c.rng.uniform(0.3, 2.0, N)
     raw = c.input("advantages", raw, "A before normalisation")
-    adv = c.output("advantages_normalized", ppo.normalize_advantages(raw), "A_norm")
+    adv = c.output("advantages_normalized", ppo.normalize_advantages(
+        raw, normalization["eps"], ddof=normalization["ddof"]), "A_norm")
     log_prob_old = c.input("log_prob_old", log_prob.data - np.log(r),
                            "log pi_old(a|s), ratios >= 0.04 from the kinks")
     values_old = c.input("values_old", values.data - _value_offsets(c.rng, N, eps_v),
@@ -175,7 +202,8 @@ def _ppo_objective(c):
     c.output("values", values, "V(s)")
     c.output("ratio", ops.exp(log_prob - log_prob_old), "pi / pi_old")
     objective, diag = ppo.ppo_objective(log_prob, log_prob_old, adv, values, returns, entropy,
-                                        c1, c2, eps, values_old=values_old, clip_eps_value=eps_v)
+                                        c1, c2, eps, values_old=values_old, clip_eps_value=eps_v,
+                                        value_clip_mode=clip_mode, value_half=scale == 0.5)
     c.output("objective", objective, "J^CLIP' (maximised)")
     for key in ("policy_objective", "value_loss", "approx_kl", "clip_fraction"):
         c.output(key, diag[key], f"diagnostic {key}")

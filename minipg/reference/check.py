@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ import numpy as np
 from .format import (MANIFEST, ROLES, MissingArrayError, ReferenceFormatError,
                      ReferenceUsageError, load_array, load_manifest)
 
-__all__ = ["Row", "check", "compare_arrays", "format_table", "format_summary", "render_table",
-           "report", "summarize"]
+__all__ = ["Row", "check", "compare_arrays", "format_table", "format_summary", "format_unchecked",
+           "render_table", "report", "summarize", "selects"]
 
 
 # ---------------------------------------------------------------- checking
@@ -41,6 +42,7 @@ class Row:
     atol: float = float("nan")
     passed: bool = False
     note: str = ""
+    checked: bool = True        # False: listed as not checked (``note`` says why), not compared
 
 
 @dataclass
@@ -92,22 +94,47 @@ def compare_arrays(a, b, rtol, atol):
     return float(np.max(err)), float(np.max(rel)), index, passed
 
 
-def _check_case(name, sides, rows, notes):
+def selects(patterns, case, array):
+    """Whether ``--arrays`` ``patterns`` select ``array`` of ``case`` (None selects every array).
+
+    A pattern with a ``/`` is a glob on ``case/array`` (``ppo_objective/grad.*``,
+    ``sac_*/log_prob``); one without is a glob on the array name in any case
+    (``J_Q1``, ``grad.J_pi.*``).
+    """
+    if patterns is None:
+        return True
+    return any(fnmatchcase(f"{case}/{array}" if "/" in p else array, p) for p in patterns)
+
+
+def _unchecked(rows, name, entries, arrays, reason):
+    for array in arrays:
+        rows.append(Row(name, array, entries[array]["role"] if entries else "", passed=True,
+                        note=reason, checked=False))
+
+
+def _check_case(name, sides, rows, notes, patterns=None, present_only=False):
     first, second = sides
     ma, mb = first.cases.get(name), second.cases.get(name)
     for side, m in ((first, ma), (second, mb)):
         if isinstance(m, ReferenceFormatError):
             rows.append(Row(name, "(manifest)", note=f"{side.label}: {m}"))
             return
-    if ma is None and not (first.root / name).is_dir():
-        rows.append(Row(name, "(case)", note=f"case missing in {first.label} "
-                                              f"({first.root / name} does not exist)"))
-        return
-    if mb is None and not (second.root / name).is_dir():
-        rows.append(Row(name, "(case)", note=f"case missing in {second.label} "
-                                              f"({second.root / name} does not exist)"))
-        return
     governing = ma if ma is not None else mb
+    entries = governing["arrays"] if governing is not None else {}
+    order = {r: i for i, r in enumerate(ROLES)}
+    names = sorted(entries, key=lambda n: (order[entries[n]["role"]], n))
+    selected = [n for n in names if selects(patterns, name, n)]
+    if patterns is not None and not selected:
+        _unchecked(rows, name, entries, names, "not selected by --arrays")
+        return
+    for side, m in ((first, ma), (second, mb)):
+        if m is None and not (side.root / name).is_dir():
+            if present_only and side is second:
+                _unchecked(rows, name, entries, names, f"case absent in {second.label}")
+                return
+            rows.append(Row(name, "(case)", note=f"case missing in {side.label} "
+                                                  f"({side.root / name} does not exist)"))
+            return
     ref_side, other_side = (first, second) if ma is not None else (second, first)
     if ma is not None and mb is not None:
         fa, fb = ma.get("format_version"), mb.get("format_version")
@@ -115,16 +142,22 @@ def _check_case(name, sides, rows, notes):
             rows.append(Row(name, "(manifest)", note=f"format_version {fa!r} in {first.label}, "
                                                      f"{fb!r} in {second.label}"))
             return
+        pa, pb = ma.get("profile"), mb.get("profile")
+        if pa is not None and pb is not None and pa != pb:
+            rows.append(Row(name, "(manifest)", note=f"profile {pa!r} in {first.label}, {pb!r} "
+                                                     f"in {second.label}: different conventions "
+                                                     "give different numbers"))
+            return
         va, vb = ma.get("minipg_version"), mb.get("minipg_version")
         if va != vb:
             notes.append(f"{name}: written by minipg {va} ({first.label}) and {vb} "
                          f"({second.label}); outputs may have changed between versions")
-    entries = governing["arrays"]
-    order = {r: i for i, r in enumerate(ROLES)}
-    for array in sorted(entries, key=lambda n: (order[entries[n]["role"]], n)):
+    _unchecked(rows, name, entries, [n for n in names if n not in selected],
+               "not selected by --arrays")
+    for array in selected:
         entry = entries[array]
         role, rtol, atol = entry["role"], float(entry["rtol"]), float(entry["atol"])
-        required = role in ("output", "gradient")
+        required = role in ("output", "gradient") and not present_only
         loaded = {}
         problem = None
         for side in (ref_side, other_side):
@@ -132,11 +165,12 @@ def _check_case(name, sides, rows, notes):
                 loaded[side.label] = load_array(side.root / name, array)
             except ReferenceFormatError as exc:
                 if isinstance(exc, MissingArrayError) and not required:
-                    problem = "skip"        # inputs need not be copied by another implementation
+                    problem = f"absent in {side.label}"     # need not be there: listed, not failed
                 else:
                     problem = f"{side.label}: {exc}"
                 break
-        if problem == "skip":
+        if problem is not None and problem.startswith("absent in "):
+            _unchecked(rows, name, entries, [array], problem)
             continue
         if problem is not None:
             rows.append(Row(name, array, role, rtol=rtol, atol=atol, note=problem))
@@ -151,17 +185,26 @@ def _check_case(name, sides, rows, notes):
         rows.append(Row(name, array, role, max_abs, max_rel, index, rtol, atol, passed))
 
 
-def check(dir_a, dir_b, only=None):
+def check(dir_a, dir_b, only=None, arrays=None, present_only=False):
     """Compare two reference directories; returns ``(rows, notes)``.
 
     The cases are the sub-directories holding a ``manifest.json`` on either
     side; a case on one side only is a failure.  Tolerances and the list of
     arrays come from ``dir_a``'s manifest (``dir_b``'s when ``dir_a`` has
     none for that case, e.g. when ``dir_a`` holds bare ``.npy`` files).
+    Manifests on both sides must agree on ``format_version`` and ``profile``.
     Every output and gradient must exist on both sides; inputs and
     parameters are compared when both sides have them (another
     implementation need not copy them).  ``only`` restricts the cases.
-    ``notes`` are informational lines (e.g. differing minipg versions).
+
+    A subset, for an implementation that exposes only some quantities:
+    ``arrays`` (glob patterns, see :func:`selects`) checks only the arrays
+    they select, and a pattern that selects nothing is a usage error;
+    ``present_only`` checks only the arrays (and cases) ``dir_b`` has.
+    Every array not compared is still a row, with ``checked=False`` and the
+    reason in ``note`` (:func:`format_unchecked` lists them): nothing is
+    skipped silently.  ``notes`` are informational lines (e.g. differing
+    minipg versions).
     """
     sides = (_scan("DIR_A", dir_a), _scan("DIR_B", dir_b))
     names = sorted(set(sides[0].cases) | set(sides[1].cases))
@@ -174,9 +217,21 @@ def check(dir_a, dir_b, only=None):
     if not names:
         raise ReferenceUsageError(f"no reference cases (sub-directories with {MANIFEST}) in "
                                   f"{dir_a} or {dir_b}")
+    if arrays is not None:
+        arrays = list(arrays)
+        known = [(n, a) for n in names for side in sides
+                 if isinstance(side.cases.get(n), dict) for a in side.cases[n]["arrays"]]
+        idle = [p for p in arrays if not any(selects([p], n, a) for n, a in known)]
+        if idle:
+            raise ReferenceUsageError(f"--arrays {', '.join(idle)}: selects no array of the "
+                                      "cases compared (a pattern is a glob on the array name, or "
+                                      "on case/array when it holds a '/')")
     rows, notes = [], []
     for name in names:
-        _check_case(name, sides, rows, notes)
+        _check_case(name, sides, rows, notes, arrays, present_only)
+    if not any(r.checked for r in rows):
+        raise ReferenceUsageError(f"nothing to compare: {dir_b} holds none of the selected "
+                                  "arrays")
     return rows, notes
 
 
@@ -199,14 +254,29 @@ def format_table(rows, markdown=False):
     body = [(r.case, r.array, r.role or "-", _num(r.max_abs), _num(r.max_rel), _index(r.index),
              _num(r.rtol), _num(r.atol),
              ("PASS" if r.passed else "FAIL") + (f": {r.note}" if r.note else ""))
-            for r in rows]
+            for r in rows if r.checked]
     return render_table(header, body, markdown)
+
+
+def format_unchecked(rows):
+    """The arrays not compared, one line per case and reason (empty string when none)."""
+    groups, per_case = {}, {}
+    for r in rows:
+        per_case[r.case] = per_case.get(r.case, 0) + 1
+        if not r.checked:
+            groups.setdefault((r.case, r.note), []).append(r.array)
+    return "\n".join(
+        f"{case} ({reason}): " + (f"all {len(arrays)} arrays" if len(arrays) == per_case[case]
+                                  else ", ".join(arrays))
+        for (case, reason), arrays in groups.items())
 
 
 def summarize(rows):
     """Per case: (case, arrays compared, worst rel err, worst abs err, passed)."""
     out = {}
     for r in rows:
+        if not r.checked:
+            continue
         s = out.setdefault(r.case, [0, 0.0, 0.0, True])
         s[0] += 1 if r.index is not None else 0
         if not math.isnan(r.max_rel):
@@ -237,10 +307,14 @@ def render_table(header, body, markdown=False):
 
 def report(rows, notes):
     """The text ``minipg reference --check`` prints."""
-    failed = [r for r in rows if not r.passed]
+    checked = [r for r in rows if r.checked]
+    failed = [r for r in checked if not r.passed]
+    unchecked = len(rows) - len(checked)
     cases = summarize(rows)
     parts = [format_table(rows), "", format_summary(rows), ""]
+    if unchecked:
+        parts += [f"not checked ({unchecked} arrays):", format_unchecked(rows), ""]
     parts += [f"note: {n}" for n in notes]
-    parts.append(f"{len(rows) - len(failed)}/{len(rows)} arrays agree; "
-                 f"{sum(c[4] for c in cases)}/{len(cases)} cases pass")
+    parts.append(f"{len(checked) - len(failed)}/{len(checked)} arrays agree; "
+                 f"{unchecked} not checked; {sum(c[4] for c in cases)}/{len(cases)} cases pass")
     return "\n".join(parts)

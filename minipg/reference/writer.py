@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .case import CASES, build
 from .format import MANIFEST, ReferenceUsageError, is_reference_case, save_case
+from .profiles import DEFAULT_PROFILE, PROFILES
 
 __all__ = ["case_names", "write"]
 
@@ -19,13 +20,18 @@ def case_names():
     return CASES.names()
 
 
-def write(out, only=None):
+def write(out, only=None, profile=DEFAULT_PROFILE):
     """Write every case (or those named in ``only``) under ``out``; returns the names.
 
-    A case directory that already exists is replaced only if it holds a
+    ``profile`` names the conventions the cases are written in (see
+    :mod:`minipg.reference.profiles`); an unknown one is a
+    :class:`ReferenceUsageError`.  A case directory that already exists is replaced only if it holds a
     minipg reference case (its ``manifest.json`` says so); anything else is
     refused with :class:`ReferenceUsageError`, as are unknown case names.
     """
+    if profile not in PROFILES:
+        raise ReferenceUsageError(f"unknown reference profile {profile!r}; accepted: "
+                                  f"{', '.join(PROFILES)}")
     names = case_names()
     if only:
         unknown = [n for n in only if n not in names]
@@ -50,6 +56,6 @@ def write(out, only=None):
     except OSError as exc:
         raise ReferenceUsageError(f"cannot create --out {out}: {exc.strerror}") from None
     for name in names:
-        manifest, arrays = build(name)
+        manifest, arrays = build(name, profile)
         save_case(out / name, manifest, arrays)
     return names
