@@ -7,7 +7,8 @@
     minipg plot DIR... [--out PNG]
     minipg list
     minipg audit [ALGO ...] [--full]
-    minipg reference --out DIR [--only NAME ...] | --check DIR_A DIR_B [--only NAME ...]
+    minipg reference --out DIR [--only NAME ...] [--profile minipg|sb3|cleanrl]
+    minipg reference --check DIR_A DIR_B [--only NAME ...] [--arrays PATTERN ...] [--present-only]
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
 
@@ -139,14 +140,22 @@ def _reference(args):
     from . import reference
     try:
         if args.check:
-            rows, notes = reference.check(*args.check, only=args.only)
+            if args.profile is not None:
+                raise reference.ReferenceUsageError("--profile is for --out; --check reads the "
+                                                    "profile from the manifests")
+            rows, notes = reference.check(*args.check, only=args.only, arrays=args.arrays,
+                                          present_only=args.present_only)
             print(reference.report(rows, notes))
             return 0 if all(r.passed for r in rows) else 1
-        names = reference.write(args.out, only=args.only)
+        if args.arrays is not None or args.present_only:
+            raise reference.ReferenceUsageError("--arrays and --present-only are for --check")
+        profile = args.profile or reference.DEFAULT_PROFILE
+        names = reference.write(args.out, only=args.only, profile=profile)
     except reference.ReferenceUsageError as exc:
         print(f"minipg: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(names)} reference cases to {args.out}: {', '.join(names)}")
+    print(f"wrote {len(names)} reference cases ({profile} conventions) to {args.out}: "
+          f"{', '.join(names)}")
     return 0
 
 
@@ -205,6 +214,16 @@ def build_parser():
                      help="compare two reference directories and print a per-case table")
     r.add_argument("--only", nargs="+", metavar="NAME", default=None,
                    help="only these cases (default: all)")
+    r.add_argument("--profile", choices=["minipg", "sb3", "cleanrl"], default=None,
+                   help="with --out: write the cases in the conventions of minipg (default), "
+                        "stable-baselines3 or CleanRL (each manifest states them)")
+    r.add_argument("--arrays", nargs="+", metavar="PATTERN", default=None,
+                   help="with --check: compare only the arrays these globs select "
+                        "('J_Q1', 'grad.J_pi.*', or 'case/array' such as 'ppo_objective/*'); "
+                        "the others are listed as not checked")
+    r.add_argument("--present-only", action="store_true",
+                   help="with --check: compare only the arrays DIR_B has; the others are listed "
+                        "as not checked")
     r.set_defaults(func=_reference)
 
     pl = sub.add_parser("plot", help="PNG of learning curves (optional matplotlib)")
