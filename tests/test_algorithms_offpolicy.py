@@ -314,3 +314,68 @@ def test_audit_offpolicy_all_pass():
     results = audit.run(list(ALGOS))
     assert {r.algorithm for r in results} == set(ALGOS)
     assert all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+# ------------------------------------------------------ which density log pi is (log_prob_of)
+@pytest.mark.parametrize("algo", ["sac", "sac_v1"])
+def test_log_prob_of_normalized_action_is_the_density_of_tanh_u(algo):
+    """log p_Y(y) = log p_A(a) + sum_i log((high_i - low_i)/2) for y = tanh u in [-1, 1] and
+    a = low + (y + 1)(high - low)/2; the normalised one equals the density of an unbounded
+    TanhGaussian (actions in (-1, 1)) at the same u, computed independently."""
+    import gymnasium as gym
+
+    from minipg.distributions import TanhGaussian
+    cls = algorithms.get(algo)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    box = gym.spaces.Box(np.array([-2.0, 0.0]), np.array([2.0, 3.0]), dtype=np.float64)
+    agents = {}
+    for convention in ("action", "normalized_action"):
+        config = config_from(cls.Config, {"hidden": "8,8", "log_prob_of": convention})
+        agents[convention] = cls(config, obs_space, box, seed=5)     # the same networks
+    rng = np.random.default_rng(0)
+    obs, eps = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    a_action, lp_action = agents["action"].sample_with_log_prob(obs, eps)
+    a_norm, lp_norm = agents["normalized_action"].sample_with_log_prob(obs, eps)
+    np.testing.assert_array_equal(a_action.data, a_norm.data)
+    shift = np.log(2.0) + np.log(1.5)                                 # sum log((high - low)/2)
+    np.testing.assert_allclose(lp_norm.data - lp_action.data, shift, rtol=1e-13)
+    out = agents["normalized_action"].actor.net(obs).data
+    _, lp_unbounded = TanhGaussian(out[:, :2], out[:, 2:]).rsample(eps=eps)
+    np.testing.assert_allclose(lp_norm.data, lp_unbounded.data, rtol=1e-12, atol=1e-12)
+    # the default is the distribution's own log-density of the action, untouched
+    _, lp_dist = agents["action"].actor(obs).rsample(eps=eps)
+    np.testing.assert_array_equal(lp_action.data, lp_dist.data)
+
+
+def test_log_prob_of_shifts_the_temperature_loss_not_the_policy_gradient():
+    """A constant in log pi: the actor's gradient is the same, J(alpha)'s is not (the
+    automatic target -dim(A) means another temperature)."""
+    agents = {c: agent_and_collector("sac", seed=2, log_prob_of=c)[0]
+              for c in ("action", "normalized_action")}
+    rng = np.random.default_rng(1)
+    obs, eps = rng.standard_normal((16, 3)), rng.standard_normal((16, 1))
+    grads, alpha_losses = {}, {}
+    for c, agent in agents.items():
+        loss, log_prob = agent.actor_loss(obs, agent.temperature.alpha, eps)
+        agent.actor_opt.zero_grad()
+        loss.backward()
+        grads[c] = agent.actor_opt.grad.copy()
+        alpha_losses[c] = float(agent.temperature_loss(log_prob.data).data)
+    np.testing.assert_allclose(grads["action"], grads["normalized_action"], rtol=1e-10,
+                               atol=1e-12)
+    # J(alpha) = -alpha (log pi + H_bar): shifted by -alpha log 2 on Pendulum's [-2, 2]
+    alpha = agents["action"].temperature.alpha
+    assert alpha_losses["normalized_action"] - alpha_losses["action"] == \
+        pytest.approx(-alpha * np.log(2.0), rel=1e-10)
+
+
+@pytest.mark.parametrize("algo", ["sac", "sac_v1"])
+def test_training_runs_with_either_log_prob_convention(algo, tmp_path):
+    runs = {c: rows(tiny_train(algo, tmp_path / c, total_steps=200, log_prob_of=c))
+            for c in ("action", "normalized_action")}
+    metric = algorithms.get(algo).metric_names[0]
+    for progress in runs.values():
+        assert int(progress[-1]["step"]) == 200 and np.isfinite(float(progress[-1][metric]))
+    assert runs["action"][-1][metric] != runs["normalized_action"][-1][metric]
+    with pytest.raises(ConfigError, match="log_prob_of.*accepted: action, normalized_action"):
+        config_from(algorithms.get(algo).Config, {"log_prob_of": "pre_tanh"})

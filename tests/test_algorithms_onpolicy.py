@@ -15,6 +15,7 @@ import io
 import json
 import os
 import signal
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -22,11 +23,15 @@ import pytest
 
 from minipg import audit
 from minipg.algorithms.a2c import A2C, A2CConfig
-from minipg.algorithms.base import ConfigError, config_from
+from minipg.algorithms.base import ConfigError, config_from, setting
+from minipg.algorithms.onpolicy_common import OnPolicyConfig, SeparateStepsAlgorithm
 from minipg.algorithms.ppo import PPO, PPOConfig
 from minipg.audit import onpolicy as onpolicy_audit
+from minipg.autodiff import ops
 from minipg.envs.vector import Collector, SameStepCartPole, make_vector_env
-from minipg.estimators.ppo import ppo_objective
+from minipg.estimators.a2c import a2c_loss
+from minipg.estimators.ppo import normalize_advantages, ppo_objective
+from minipg.optim import Adam
 from minipg.run import CHECKPOINT, EVAL, load_run, read_checkpoint, resolve_config, train
 
 IDENTITY = dict(rtol=1e-12, atol=1e-12)
@@ -266,6 +271,213 @@ def test_a2c_nstep_returns_equal_gae_with_lambda_one():
     np.testing.assert_allclose(adv_n, adv_g, **IDENTITY)
     np.testing.assert_allclose(ret_n, ret_g, **IDENTITY)
     collector.close()
+
+
+# ------------------------------------------------------------------ the loss as a method
+def agent_after_a_rollout(algo, config, seed=3):
+    """An agent of ``algo`` with one CartPole rollout collected, its parameters moved off
+    the acting ones (so that pi / pi_old != 1 and V != V_old), and its RolloutBatch."""
+    cfg = config_from(algo.Config, config)
+    envs = make_vector_env("CartPole-v1", cfg.n_envs)
+    agent = algo(cfg, envs.single_observation_space, envs.single_action_space, seed=seed)
+    collector = Collector(envs, seed=0)
+    agent.collect(collector)
+    collector.close()
+    batch = agent.rollout_batch(*agent.targets("gae"))
+    rng = np.random.default_rng(seed)
+    for module in agent.modules().values():
+        module.flat_params = module.flat_params + 0.3 * rng.standard_normal(
+            module.flat_params.shape)
+    return agent, batch
+
+
+def gradient_of(agent, loss):
+    """The flat gradient of ``loss`` over every parameter (the joint optimizer's buffer)."""
+    agent.optimizer.zero_grad()
+    loss.backward()
+    return agent.optimizer.grad.copy()
+
+
+PPO_LOSS_CASES = [
+    {},
+    {"value_clip_eps": 0.1, "entropy_coef": 0.01, "value_coef": 0.7},
+    {"normalize_advantages": False, "shared_trunk": True, "entropy_coef": 0.02},
+]
+
+
+@pytest.mark.parametrize("extra", PPO_LOSS_CASES)
+def test_ppo_loss_method_equals_the_estimator_on_a_minibatch(extra):
+    """PPO.loss(minibatch) is -J^CLIP' of ppo_objective, with the minibatch's advantages
+    normalised (when configured): the same value, diagnostics and gradient."""
+    config = {"n_envs": 2, "n_steps": 32, "minibatch_size": 16, **extra}
+    agent, batch = agent_after_a_rollout(PPO, config)
+    cfg = agent.config
+    minibatch = batch[np.arange(5, 45)]
+    loss, diagnostics = agent.loss(minibatch, clip_eps=0.15)
+
+    adv = (normalize_advantages(minibatch.advantages) if cfg.normalize_advantages
+           else minibatch.advantages)
+    dist, values = agent.distribution_and_values(minibatch.obs)
+    value_clip = cfg.value_clip_eps if cfg.value_clip_eps > 0 else None
+    objective, expected = ppo_objective(
+        dist.log_prob(minibatch.actions), minibatch.log_prob_old, adv, values,
+        minibatch.returns, dist.entropy(), cfg.value_coef, cfg.entropy_coef, 0.15,
+        values_old=minibatch.values_old if value_clip else None, clip_eps_value=value_clip)
+    assert float(loss.data) == pytest.approx(-float(objective.data), rel=1e-14, abs=1e-15)
+    assert diagnostics == pytest.approx(expected, rel=1e-14, abs=1e-15)
+    assert 0.0 < diagnostics["clip_fraction"] < 1.0          # the clip is active somewhere
+    np.testing.assert_allclose(gradient_of(agent, loss), gradient_of(agent, -objective),
+                               **IDENTITY)
+    # clip_eps defaults to the setting
+    default_loss, _ = agent.loss(minibatch)
+    same, _ = agent.loss(minibatch, clip_eps=cfg.clip_eps)
+    assert float(default_loss.data) == float(same.data)
+
+
+@pytest.mark.parametrize("extra", [{}, {"shared_trunk": True, "value_coef": 0.3}])
+def test_a2c_loss_method_equals_the_estimator_on_the_rollout(extra):
+    agent, batch = agent_after_a_rollout(A2C, {"n_envs": 3, "n_steps": 7, **extra})
+    cfg = agent.config
+    loss, diagnostics = agent.loss(batch)
+    dist, values = agent.distribution_and_values(batch.obs)
+    expected_loss, expected = a2c_loss(dist.log_prob(batch.actions), values, dist.entropy(),
+                                       batch.advantages, batch.returns, cfg.value_coef,
+                                       cfg.entropy_coef)
+    assert float(loss.data) == pytest.approx(float(expected_loss.data), rel=1e-14)
+    assert diagnostics == pytest.approx(expected, rel=1e-14, abs=1e-15)
+    np.testing.assert_allclose(gradient_of(agent, loss), gradient_of(agent, expected_loss),
+                               **IDENTITY)
+
+
+@pytest.mark.parametrize("algo, expected_calls", [(PPO, 2 * 4), (A2C, 1)])
+def test_learn_takes_its_steps_on_the_loss_method(algo, expected_calls, monkeypatch):
+    """learn() computes every minibatch loss through the algorithm's loss method: an
+    override of the method is what the update descends."""
+    calls = []
+    original = algo.loss
+
+    def counted(self, batch, *args, **kwargs):
+        calls.append(len(batch))
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(algo, "loss", counted)
+    config = dict(PPO_QUICK if algo is PPO else A2C_QUICK)
+    cfg = config_from(algo.Config, config)
+    envs = make_vector_env("CartPole-v1", cfg.n_envs)
+    agent = algo(cfg, envs.single_observation_space, envs.single_action_space, seed=0)
+    collector = Collector(envs, seed=0)
+    agent.learn(collector)
+    collector.close()
+    rollout = cfg.n_steps * cfg.n_envs
+    assert len(calls) == expected_calls
+    assert calls == ([cfg.minibatch_size] * expected_calls if algo is PPO else [rollout])
+
+
+def test_rollout_batch_rows_are_the_buffer_flattened():
+    agent, batch = agent_after_a_rollout(A2C, {"n_envs": 3, "n_steps": 4})
+    b = agent.buffer
+    assert len(batch) == 12
+    np.testing.assert_array_equal(batch.obs, b.obs.reshape(12, -1))
+    np.testing.assert_array_equal(batch.log_prob_old, b.log_prob.reshape(-1))
+    np.testing.assert_array_equal(batch.values_old, b.values.reshape(-1))
+    sub = batch[[0, 5, 11]]
+    np.testing.assert_array_equal(sub.actions, b.actions.reshape(-1)[[0, 5, 11]])
+    np.testing.assert_array_equal(sub.returns, batch.returns[[0, 5, 11]])
+
+
+# ------------------------------------------------------------------ separate policy and value steps
+@dataclass
+class PlainStepsConfig(OnPolicyConfig):
+    """A test algorithm's settings: the on-policy ones and two learning rates."""
+    gae_lambda: float = setting(0.95, "GAE lambda", low=0.0, high=1.0)
+    policy_lr: float = setting(1e-3, "Adam learning rate of the policy", low=0.0, low_open=True)
+    value_lr: float = setting(3e-3, "Adam learning rate of V", low=0.0, low_open=True)
+    value_epochs: int = setting(3, "full-batch steps of the value regression", low=1)
+
+
+class PlainSteps(SeparateStepsAlgorithm):
+    """The shape TRPO and ACKTR take: a policy step and a value step on the same rollout,
+    each with its own optimizer.  Here both plain: one Adam step up E[A log pi(a|s)], then
+    ``value_epochs`` Adam steps down E[(V(s) - R)^2]."""
+
+    name = "plain_steps"
+    Config = PlainStepsConfig
+
+    def make_policy_optimizer(self, policy):
+        return Adam([policy], lr=self.config.policy_lr)
+
+    def make_value_optimizer(self, value):
+        return Adam([value], lr=self.config.value_lr)
+
+    def policy_step(self, batch):
+        log_prob = self.policy(batch.obs).log_prob(batch.actions, validate=False)
+        loss = -ops.mean(log_prob * batch.advantages)               # -E[A log pi]
+        self.policy_optimizer.zero_grad()
+        loss.backward()
+        self.policy_optimizer.step()
+        return {"policy_loss": float(loss.data)}
+
+    def value_step(self, batch):
+        for _ in range(self.config.value_epochs):
+            loss = ops.mean(ops.square(self.value(batch.obs) - batch.returns))  # E[(V - R)^2]
+            self.value_optimizer.zero_grad()
+            loss.backward()
+            self.value_optimizer.step()
+        return {"value_loss": float(loss.data)}
+
+
+def test_separate_steps_each_move_only_their_own_network():
+    agent, batch = agent_after_a_rollout(PlainSteps, {"n_envs": 2, "n_steps": 16})
+    assert set(agent.optimizers()) == {"policy", "value"}
+    policy0, value0 = agent.policy.flat_params.copy(), agent.value.flat_params.copy()
+    agent.policy_step(batch)
+    assert not np.array_equal(agent.policy.flat_params, policy0)
+    np.testing.assert_array_equal(agent.value.flat_params, value0)
+    policy1 = agent.policy.flat_params.copy()
+    agent.value_step(batch)
+    np.testing.assert_array_equal(agent.policy.flat_params, policy1)
+    assert not np.array_equal(agent.value.flat_params, value0)
+
+
+def test_separate_steps_train_resume_and_checkpoint_both_optimizers(tmp_path):
+    overrides = {"n_envs": "2", "n_steps": "32", "hidden": "16,16", "log_every": "64",
+                 "checkpoint_every": "256", "eval_episodes": "2"}
+    full = train(PlainSteps, "CartPole-v1", total_steps=512, seed=0, out=str(tmp_path / "full"),
+                 overrides=overrides, stream=io.StringIO())
+    progress = rows(full)
+    assert int(progress[-1]["step"]) == 512
+    assert {"policy_loss", "value_loss", "explained_variance"} <= set(progress[0])
+    arrays = read_checkpoint(os.path.join(full, CHECKPOINT))
+    assert any(k.startswith("optim/policy/") for k in arrays)
+    assert any(k.startswith("optim/value/") for k in arrays)
+    part = train(PlainSteps, "CartPole-v1", total_steps=256, seed=0, out=str(tmp_path / "part"),
+                 overrides=overrides, stream=io.StringIO())
+    train(PlainSteps, total_steps=512, out=part, resume=True, stream=io.StringIO())
+    assert [r for r in rows(part) if int(r["step"]) > 256] == \
+        [r for r in progress if int(r["step"]) > 256]
+
+
+def test_separate_steps_refuse_a_shared_trunk_and_may_go_without_an_optimizer():
+    @dataclass
+    class SharedConfig(PlainStepsConfig):
+        shared_trunk: bool = setting(True, "one trunk")
+
+    class Shared(PlainSteps):
+        Config = SharedConfig
+
+    envs = make_vector_env("CartPole-v1", 1)
+    with pytest.raises(ValueError, match="shared_trunk"):
+        Shared(config_from(SharedConfig, {}), envs.single_observation_space,
+               envs.single_action_space, 0)
+
+    class NaturalPolicyStep(PlainSteps):
+        def make_policy_optimizer(self, policy):
+            return None                   # e.g. a step that solves F x = g for itself
+
+    agent = NaturalPolicyStep(config_from(PlainStepsConfig, {}), envs.single_observation_space,
+                              envs.single_action_space, 0)
+    assert set(agent.optimizers()) == {"value"}
+    envs.close()
 
 
 # ------------------------------------------------------------------ audit

@@ -247,3 +247,46 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert main(["plot", out, "--out", str(tmp_path / "x.png")]) == 2
     assert "pip install 'minipg[plot]'" in capsys.readouterr().err
+
+
+# --- the algorithm registry ----------------------------------------------------------------
+def test_algorithm_registry_lists_the_documents_order_and_each_class_once():
+    assert algorithms.names() == ["reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg",
+                                  "ddpg", "td3", "ppo", "sac", "sac_v1"]
+    for entry in algorithms.ALGORITHMS.entries():
+        cls = entry.obj
+        assert issubclass(cls, algorithms.Algorithm) and cls.name == entry.name
+        assert entry.module == f"minipg.algorithms.{entry.name}"
+
+
+def test_algorithm_get_accepts_spellings_and_classes_and_names_the_accepted_ones():
+    ppo = algorithms.get("ppo")
+    assert algorithms.get("PPO") is ppo and algorithms.get(ppo) is ppo
+    assert algorithms.get("Sac-V1") is algorithms.get("sac_v1")
+    with pytest.raises(algorithms.UnknownAlgorithmError) as info:
+        algorithms.get("trpo")
+    assert isinstance(info.value, ConfigError)
+    assert str(info.value) == ("unknown algorithm 'trpo'; accepted: " +
+                               ", ".join(algorithms.names()))
+
+
+def test_algorithm_order_holds_when_a_module_is_imported_first():
+    """A module imported before the registry loads registers first; names() keeps the
+    document's order all the same (a fresh interpreter: nothing loaded yet)."""
+    import subprocess
+    code = ("import minipg.algorithms.sac, minipg.algorithms.a2c\n"
+            "from minipg import algorithms\nprint(','.join(algorithms.names()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().split(",") == algorithms.names()
+
+
+def test_corrupt_config_json_is_a_clear_error(tmp_path, capsys):
+    out = quick_train(tmp_path / "run", total_steps=600)
+    with open(os.path.join(out, CONFIG), "w") as fh:
+        fh.write("{not json")
+    for argv in (["train", "reinforce", "--resume", out], ["evaluate", out]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is not a minipg run config" in err and "Traceback" not in err
