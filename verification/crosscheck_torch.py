@@ -10,6 +10,15 @@ calling minipg's estimators, distributions, kernels or autodiff -- writes
 them in the same format, and runs ``minipg reference --check`` on the two
 directories.  Goal (issue 7): at most 1e-10 relative error for every case.
 
+Every case is checked in each profile (``minipg reference --profile minipg``,
+``sb3``, ``cleanrl``): the torch code reads the conventions from the
+manifest's ``conventions`` (advantage std, value-clip form, factors 1/2,
+SAC's action space, tanh log-det epsilon, log-std head, temperature loss)
+and implements each one itself.  Every float input and parameter is cast to
+float32 and back before use, as an implementation that stores observations
+and weights in float32 does; the reference draws them so that this cast is
+exact (the script stops if it is not).
+
 minipg is used here for file input/output and for the comparison only
 (``minipg.reference``: writing the reference, ``save_case``, ``load_array``,
 ``check``).  torch is an optional extra: minipg itself never imports it.
@@ -17,7 +26,8 @@ minipg is used here for file input/output and for the comparison only
 Run (about 10 s on a laptop CPU)::
 
     python verification/crosscheck_torch.py              # writes verification/reference/RESULTS.md
-    python verification/crosscheck_torch.py --keep DIR   # also keeps DIR/minipg and DIR/torch
+    python verification/crosscheck_torch.py --keep DIR   # also keeps DIR/<profile>/{minipg,torch}
+    python verification/crosscheck_torch.py --profiles sb3
 
 Exit status 0 only if every case agrees.
 """
@@ -48,13 +58,27 @@ LOG_2PI = math.log(2.0 * math.pi)
 # Negative controls: deliberately wrong variants of a few formulas.  Each must be
 # rejected by the same check (see NEGATIVE_CONTROLS); empty for the real run.
 WRONG = set()
-NEGATIVE_CONTROLS = [
-    ("reinforce_no_gamma_t", "reinforce_baseline", "REINFORCE without the gamma^t factor"),
-    ("ac_residual_gradient", "actor_critic", "critic differentiated through Q(s', a') too"),
-    ("ppo_no_clip", "ppo_clip", "PPO surrogate without clipping (mean r A)"),
-    ("ddpg_bootstrap_terminal", "ddpg_critic", "DDPG target bootstraps through termination"),
-    ("sac_v_target_no_entropy", "sac_value", "SAC value target without -alpha log pi"),
-    ("sac_no_tanh_correction", "sac_policy", "SAC log-prob without the tanh correction"),
+NEGATIVE_CONTROLS = [     # (key, case, profile, what)
+    ("reinforce_no_gamma_t", "reinforce_baseline", "minipg",
+     "REINFORCE without the gamma^t factor"),
+    ("ac_residual_gradient", "actor_critic", "minipg",
+     "critic differentiated through Q(s', a') too"),
+    ("ppo_no_clip", "ppo_clip", "minipg", "PPO surrogate without clipping (mean r A)"),
+    ("ddpg_bootstrap_terminal", "ddpg_critic", "minipg",
+     "DDPG target bootstraps through termination"),
+    ("sac_v_target_no_entropy", "sac_value", "minipg", "SAC value target without -alpha log pi"),
+    ("sac_no_tanh_correction", "sac_policy", "minipg", "SAC log-prob without the tanh correction"),
+    # a convention of another profile applied where the manifest states a different one
+    ("ignore_profile_std", "ppo_objective", "sb3",
+     "sb3 profile computed with the population std (ddof = 0)"),
+    ("ignore_profile_value_clip", "ppo_value_clip", "sb3",
+     "sb3 profile computed with the larger of the two value errors"),
+    ("ignore_profile_action_space", "sac_policy", "sb3",
+     "sb3 profile computed with the density of the action on the box"),
+    ("ignore_profile_q_half", "sac_q_twin", "cleanrl",
+     "cleanrl profile computed with 0.5 on the critic losses"),
+    ("ignore_profile_temperature", "sac_temperature", "sb3",
+     "sb3 profile computed with the temperature loss on alpha"),
 ]
 
 
@@ -68,14 +92,20 @@ class Ctx:
         self.name = name
         self.manifest = reference.load_manifest(self.dir)
         self.hp = self.manifest["hyperparameters"]
+        self.conventions = {k: v["value"] for k, v in self.manifest.get("conventions", {}).items()}
         self.inputs = {}
         for array, entry in self.manifest["arrays"].items():
             if entry["role"] in ("input", "parameter"):
-                self.inputs[array] = reference.load_array(self.dir, array)
+                self.inputs[array] = as_float32_and_back(reference.load_array(self.dir, array),
+                                                         f"{name}/{array}")
         self.leaves = {n: torch.tensor(a, dtype=F64, requires_grad=True)
                        for n, a in self.inputs.items()
                        if self.manifest["arrays"][n]["role"] == "parameter"}
         self.results = {}
+
+    def conv(self, name):
+        """The manifest's value of convention ``name`` (minipg's when the manifest has none)."""
+        return self.conventions.get(name, MINIPG_CONVENTIONS[name])
 
     # inputs
     def np(self, name):
@@ -135,6 +165,24 @@ class Ctx:
 
 ACT = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x}
 
+# minipg's conventions, for a manifest written before they were stated
+MINIPG_CONVENTIONS = {
+    "advantage_normalization": {"ddof": 0, "eps": 1e-8}, "ppo_value_clip": "max",
+    "ppo_value_loss_scale": 1.0, "sac_action_space": "box", "tanh_log_det": {"form": "exact"},
+    "sac_log_std": "clamp(-20, 2)", "sac_q_loss_scale": 0.5, "sac_value_loss_scale": 0.5,
+    "temperature_loss": "alpha"}
+
+
+def as_float32_and_back(a, what):
+    """``a`` as an implementation storing float32 sees it; the reference makes this exact."""
+    if a.dtype.kind != "f":
+        return a
+    b = torch.tensor(a, dtype=torch.float32).to(F64).numpy()
+    if not np.array_equal(a, b):
+        raise RuntimeError(f"{what}: casting to float32 changes it; the reference promises "
+                           "float32 inputs and parameters")
+    return b
+
 
 class Net:
     """h <- activation(h @ W + b), layer by layer, from the manifest's layout."""
@@ -166,20 +214,39 @@ def softmax_entropy(logits):
     return -(logp.exp() * logp).sum(-1)
 
 
-def squashed_gaussian(out, eps, low, high):
+def squashed_gaussian(c, out, eps, low, high):
     """SAC's policy: (a, log pi(a|s)) from the network output concat(mean, log_std) and eps.
 
-    u = mean + sigma eps, a = low + (tanh u + 1)(high - low)/2, and by the change of
-    variables (Haarnoja et al. 2018, appendix C, eq. 21)
-    log pi(a|s) = sum_i [log N(u_i; mean_i, sigma_i) - log(1 - tanh(u_i)^2) - log((high-low)/2)].
+    u = mean + sigma eps, y = tanh u, and by the change of variables (Haarnoja et al. 2018,
+    appendix C, eq. 21) log pi = sum_i [log N(u_i; mean_i, sigma_i) - log |da_i/du_i|], in the
+    manifest's conventions:
+    sac_log_std  clamp(-20, 2): log_std = clamp(out, -20, 2) (stable-baselines3, minipg);
+                 tanh(-5, 2): log_std = -5 + 3.5 (tanh(out) + 1) (CleanRL);
+    sac_action_space  box: a = low + (y + 1)(high - low)/2 (minipg, CleanRL); unit: a = y
+                 (stable-baselines3's normalised action);
+    tanh_log_det exact: log(1 - y^2) (+ log scale on the box); stable-baselines3:
+                 log(1 - y^2 + 1e-6); CleanRL: log(scale (1 - y^2) + 1e-6).
     """
     d = out.shape[-1] // 2
-    mean, log_std = out[..., :d], torch.clamp(out[..., d:], -20.0, 2.0)
+    mean, raw = out[..., :d], out[..., d:]
+    if c.conv("sac_log_std") == "tanh(-5, 2)":
+        log_std = -5.0 + 0.5 * (2.0 - (-5.0)) * (torch.tanh(raw) + 1.0)
+    else:
+        log_std = torch.clamp(raw, -20.0, 2.0)
     u = mean + torch.exp(log_std) * eps
+    y = torch.tanh(u)
     scale = (high - low) / 2.0
-    action = low + (torch.tanh(u) + 1.0) * scale
+    box = c.conv("sac_action_space") == "box" or "ignore_profile_action_space" in WRONG
+    action = low + (y + 1.0) * scale if box else y
     gauss = (-0.5 * eps ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)   # (u - mean)/sigma = eps
-    log_prob = gauss - torch.log(1.0 - torch.tanh(u) ** 2).sum(-1) - torch.log(scale).sum(-1)
+    log_det = c.conv("tanh_log_det")
+    if log_det["form"] == "exact" or "ignore_profile_action_space" in WRONG:
+        correction = torch.log(1.0 - y ** 2).sum(-1) + (torch.log(scale).sum(-1) if box else 0.0)
+    elif log_det["form"] == "log(1 - tanh(u)^2 + eps)":
+        correction = torch.log(1.0 - y ** 2 + log_det["eps"]).sum(-1)
+    else:
+        correction = torch.log(scale * (1.0 - y ** 2) + log_det["eps"]).sum(-1)
+    log_prob = gauss - correction
     if "sac_no_tanh_correction" in WRONG:
         log_prob = gauss - torch.log(scale).sum(-1)
     return action, log_prob
@@ -487,10 +554,15 @@ def ppo_clip(c):
     c.out("clip_fraction", frac)
 
 
-def _value_losses(V, V_old, R, eps_v):
-    plain = ((V - R) ** 2).mean()
+def _value_losses(c, V, V_old, R, eps_v):
+    """PPO's value loss, plain and clipped, in the manifest's conventions."""
+    k = c.conv("ppo_value_loss_scale")
+    plain = k * ((V - R) ** 2).mean()
     V_clip = V_old + torch.clamp(V - V_old, -eps_v, eps_v)
-    clipped = torch.max((V - R) ** 2, (V_clip - R) ** 2).mean()
+    if c.conv("ppo_value_clip") == "max" or "ignore_profile_value_clip" in WRONG:
+        clipped = k * torch.max((V - R) ** 2, (V_clip - R) ** 2).mean()   # PPO2, CleanRL
+    else:
+        clipped = k * ((V_clip - R) ** 2).mean()                          # stable-baselines3
     return plain, clipped
 
 
@@ -498,7 +570,8 @@ def _value_losses(V, V_old, R, eps_v):
 def ppo_value_clip(c):
     V = c.net("value")(c.t("obs"))[:, 0]
     c.out("values", V)
-    plain, clipped = _value_losses(V, c.t("values_old"), c.t("returns"), c.hp["clip_eps_value"])
+    plain, clipped = _value_losses(c, V, c.t("values_old"), c.t("returns"),
+                                   c.hp["clip_eps_value"])
     c.out("value_loss", plain)
     c.grad("value_loss", plain, c.params("value"))
     c.out("value_loss_clipped", clipped)
@@ -509,7 +582,9 @@ def ppo_value_clip(c):
 def ppo_objective(c):
     eps, eps_v, c1, c2 = c.hp["clip_eps"], c.hp["clip_eps_value"], c.hp["c1"], c.hp["c2"]
     A = c.t("advantages")
-    A = (A - A.mean()) / (A.std(unbiased=False) + c.hp["advantage_eps"])
+    norm = c.conv("advantage_normalization")
+    sample_std = norm["ddof"] == 1 and "ignore_profile_std" not in WRONG
+    A = (A - A.mean()) / (A.std(unbiased=sample_std) + norm["eps"])
     c.out("advantages_normalized", A)
     logits = c.net("policy")(c.t("obs"))
     log_prob = log_softmax_pick(logits, c.t("actions"))
@@ -520,7 +595,7 @@ def ppo_objective(c):
     c.out("values", V)
     ratio, surrogate, kl, frac = _ppo_policy_terms(log_prob, c.t("log_prob_old"), A, eps)
     c.out("ratio", ratio)
-    _, vl = _value_losses(V, c.t("values_old"), c.t("returns"), eps_v)
+    _, vl = _value_losses(c, V, c.t("values_old"), c.t("returns"), eps_v)
     obj = surrogate - c1 * vl + c2 * H.mean()                  # J^CLIP', Schulman et al. eq. 9
     c.out("objective", obj)
     c.out("policy_objective", surrogate)
@@ -598,6 +673,10 @@ def td3_actor(c):
     _deterministic_actor(c, "critic1")
 
 
+def _q_loss_scale(c):
+    return 0.5 if "ignore_profile_q_half" in WRONG else c.conv("sac_q_loss_scale")
+
+
 def _box(c, d):
     return (torch.full((d,), float(c.hp["low"])), torch.full((d,), float(c.hp["high"])))
 
@@ -607,7 +686,7 @@ def sac_value(c):
     alpha = c.hp["alpha"]
     obs, eps = c.t("obs"), c.t("eps")
     low, high = _box(c, eps.shape[-1])
-    a, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    a, logp = squashed_gaussian(c, c.net("policy")(obs), eps, low, high)
     c.out("new_actions", a)
     c.out("log_prob_new", logp)
     q1 = critic(c.net("critic1"), obs, a).detach()
@@ -620,7 +699,7 @@ def sac_value(c):
     c.out("v_target", target)
     V = c.net("value")(obs)[:, 0]
     c.out("v", V)
-    J_V = 0.5 * ((V - target) ** 2).mean()
+    J_V = c.conv("sac_value_loss_scale") * ((V - target) ** 2).mean()
     c.out("J_V", J_V)
     c.grad("J_V", J_V, c.params("value"))
 
@@ -635,7 +714,7 @@ def sac_q(c):
     for i in (1, 2):
         q = critic(c.net(f"critic{i}"), c.t("obs"), c.t("actions"))
         c.out(f"q{i}", q)
-        J = 0.5 * ((q - q_hat) ** 2).mean()                     # eq. 7
+        J = _q_loss_scale(c) * ((q - q_hat) ** 2).mean()        # eq. 7
         c.out(f"J_Q{i}", J)
         c.grad(f"J_Q{i}", J, c.params(f"critic{i}"))
 
@@ -646,7 +725,7 @@ def sac_policy(c):
     obs = c.t("obs")
     eps = c.t("eps").requires_grad_(True)
     low, high = _box(c, eps.shape[-1])
-    a, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    a, logp = squashed_gaussian(c, c.net("policy")(obs), eps, low, high)
     c.out("action", a)
     c.out("log_prob", logp)
     Q1, Q2 = c.net("critic1"), c.net("critic2")
@@ -667,7 +746,7 @@ def sac_q_twin(c):
     g, alpha = c.hp["gamma"], c.hp["alpha"]
     next_obs, eps = c.t("next_obs"), c.t("eps_next")
     low, high = _box(c, eps.shape[-1])
-    a_next, logp_next = squashed_gaussian(c.net("policy")(next_obs), eps, low, high)
+    a_next, logp_next = squashed_gaussian(c, c.net("policy")(next_obs), eps, low, high)
     a_next, logp_next = a_next.detach(), logp_next.detach()
     c.out("next_actions", a_next)
     c.out("log_prob_next", logp_next)
@@ -680,7 +759,7 @@ def sac_q_twin(c):
     for i in (1, 2):
         q = critic(c.net(f"critic{i}"), c.t("obs"), c.t("actions"))
         c.out(f"q{i}", q)
-        J = 0.5 * ((q - y) ** 2).mean()
+        J = _q_loss_scale(c) * ((q - y) ** 2).mean()
         c.out(f"J_Q{i}", J)
         c.grad(f"J_Q{i}", J, c.params(f"critic{i}"))
 
@@ -689,12 +768,16 @@ def sac_q_twin(c):
 def sac_temperature(c):
     obs, eps = c.t("obs"), c.t("eps")
     low, high = _box(c, eps.shape[-1])
-    _, logp = squashed_gaussian(c.net("policy")(obs), eps, low, high)
+    _, logp = squashed_gaussian(c, c.net("policy")(obs), eps, low, high)
     logp = logp.detach()
     c.out("log_prob", logp)
     log_alpha = c.leaf("log_alpha")
-    J = (-torch.exp(log_alpha[0]) * logp - torch.exp(log_alpha[0]) * c.hp["target_entropy"]).mean()
-    c.out("J_alpha", J)                                        # 2018b, eq. 18
+    if c.conv("temperature_loss") == "alpha" or "ignore_profile_temperature" in WRONG:
+        alpha = torch.exp(log_alpha[0])                        # 2018b, eq. 18
+    else:
+        alpha = log_alpha[0]                                   # stable-baselines3: on log alpha
+    J = (-alpha * logp - alpha * c.hp["target_entropy"]).mean()
+    c.out("J_alpha", J)
     c.grad("J_alpha", J, ["log_alpha"])
 
 
@@ -705,103 +788,142 @@ def torch_case(name):
     return CASES.get(name) or CASES[f"{name}_case"]
 
 
-def results_markdown(rows, notes, controls, elapsed):
+PROFILES = ("minipg", "sb3", "cleanrl")
+
+
+def results_markdown(results, controls, elapsed):
+    """RESULTS.md: per profile a per-case table, the negative controls, every array (minipg)."""
     import numpy
+    n_arrays = sum(len(rows) for rows, _ in results.values())
+    worst = max((r.max_rel for rows, _ in results.values() for r in rows
+                 if r.checked and not math.isnan(r.max_rel)), default=0.0)
     lines = [
         "# Reference outputs: minipg against an independent PyTorch implementation",
         "",
-        "Produced by `python verification/crosscheck_torch.py` (issue 7).  The script reads the",
-        "inputs of every `minipg reference` case, recomputes every output and gradient with an",
-        "independent PyTorch float64 implementation written from the formulas (torch.autograd;",
-        "no minipg estimator, distribution, kernel or autodiff is called), writes them in the",
-        "same format and compares with `minipg reference --check` (tolerances from the",
-        "manifests; see `SCHEMA.md`).  Goal: at most 1e-10 relative error for every case.",
+        "Produced by `python verification/crosscheck_torch.py` (issue 7; profiles and float32",
+        "inputs: issue 12).  The script reads the inputs of every `minipg reference` case,",
+        "recomputes every output and gradient with an independent PyTorch float64",
+        "implementation written from the formulas (torch.autograd; no minipg estimator,",
+        "distribution, kernel or autodiff is called), writes them in the same format and",
+        "compares with `minipg reference --check` (tolerances from the manifests; see",
+        "`SCHEMA.md`).  Goal: at most 1e-10 relative error for every case, in every profile.",
+        "",
+        "Each profile (`--profile minipg`, `sb3`, `cleanrl`) is written and checked: the torch",
+        "code reads the conventions each manifest states and implements each one itself.",
+        "Every float input and parameter is cast to float32 and back before use, as an",
+        "implementation storing float32 observations and weights does; the cast is exact",
+        "(checked), so the comparison is the same as with the float64 files.",
         "",
         f"minipg {MINIPG_VERSION}, torch {torch.__version__}, numpy {numpy.__version__}, "
         f"Python {platform.python_version()}, {platform.machine()}; "
-        f"{len(rows)} arrays compared in {elapsed:.1f} s.",
+        f"{n_arrays} arrays compared over {len(results)} profiles in {elapsed:.1f} s; "
+        f"worst relative error {worst:.2e}.",
         "",
         "Relative error of an entry: |b - a| / max(|a|, |b|) (0 when both are 0); the worst",
         "over every output and gradient entry of the case.",
         "",
-        "## Per case",
-        "",
-        reference.format_summary(rows, markdown=True),
-        "",
     ]
-    if notes:
-        lines += [f"note: {n}" for n in notes] + [""]
+    for profile, (rows, notes) in results.items():
+        cases = reference.summarize(rows)
+        lines += [f"## Per case, profile `{profile}`", "",
+                  f"{sum(r.passed for r in rows if r.checked)}/{sum(r.checked for r in rows)} "
+                  f"arrays agree; {sum(c[4] for c in cases)}/{len(cases)} cases pass.", "",
+                  reference.format_summary(rows, markdown=True), ""]
+        if notes:
+            lines += [f"note: {n}" for n in notes] + [""]
     lines += ["## Negative controls", "",
               "Deliberately wrong variants of the torch implementation, each run on its case and",
-              "compared by the same check: every one must be rejected.", "",
+              "compared by the same check: every one must be rejected.  The last ones apply",
+              "minipg's convention where the manifest states another profile's.", "",
               format_controls(controls, markdown=True), ""]
-    compared = [r for r in rows if r.role in ("output", "gradient") or not r.passed]
-    lines += ["## Every output and gradient", "",
+    rows, _ = results.get("minipg", next(iter(results.values())))
+    compared = [r for r in rows if r.checked and (r.role in ("output", "gradient")
+                                                  or not r.passed)]
+    lines += ["## Every output and gradient (profile `minipg`)", "",
               "(Inputs and parameters are copied, and compare with error 0.)", "",
               reference.format_table(compared, markdown=True), ""]
     return "\n".join(lines)
 
 
+def crosscheck(ref, out):
+    """The torch outputs of every case of the reference directory ``ref``, checked."""
+    names = sorted(d.name for d in Path(ref).iterdir() if (d / "manifest.json").exists())
+    for name in names:
+        ctx = Ctx(ref, name)
+        torch_case(name)(ctx)
+        ctx.save(out)
+    return reference.check(ref, out)
+
+
 def main(argv=None):
     import time
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ref", default=None, help="an existing minipg reference directory "
-                   "(default: write a fresh one)")
+    p.add_argument("--ref", default=None, help="an existing minipg reference directory, "
+                   "checked in its own profile (default: write a fresh one per profile)")
+    p.add_argument("--profiles", nargs="+", choices=PROFILES, default=list(PROFILES),
+                   help="the profiles to write and check (default: all)")
     p.add_argument("--keep", default=None, metavar="DIR",
-                   help="keep the reference in DIR/minipg and the torch outputs in DIR/torch")
+                   help="keep the references in DIR/<profile>/minipg and the torch outputs in "
+                        "DIR/<profile>/torch")
     p.add_argument("--results", default=str(ROOT / "verification" / "reference" / "RESULTS.md"),
                    help="where to write the results table ('-' for none)")
     args = p.parse_args(argv)
     start = time.perf_counter()
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
-        ref = Path(args.ref) if args.ref else base / "minipg"
-        out = base / "torch"
-        if not args.ref:
-            reference.write(ref)
-        names = sorted(d.name for d in ref.iterdir() if (d / "manifest.json").exists())
-        for name in names:
-            ctx = Ctx(ref, name)
-            torch_case(name)(ctx)
-            ctx.save(out)
-        rows, notes = reference.check(ref, out)
-        controls = run_negative_controls(ref, base / "wrong")
+        if args.ref:
+            profile = json.loads(next(Path(args.ref).glob("*/manifest.json")).read_text()).get(
+                "profile", "minipg")
+            results[profile] = crosscheck(Path(args.ref), base / profile / "torch")
+        else:
+            for profile in args.profiles:
+                ref = base / profile / "minipg"
+                reference.write(ref, profile=profile)
+                results[profile] = crosscheck(ref, base / profile / "torch")
+        controls = run_negative_controls(base / "controls")
         elapsed = time.perf_counter() - start
-        print(reference.report(rows, notes))
-        print()
+        for profile, (rows, notes) in results.items():
+            print(f"== profile {profile}")
+            print(reference.report(rows, notes))
+            print()
         print(format_controls(controls))
         if args.results != "-":
             Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results).write_text(results_markdown(rows, notes, controls, elapsed))
+            Path(args.results).write_text(results_markdown(results, controls, elapsed))
             print(f"wrote {args.results}")
-    ok = all(r.passed for r in rows) and all(not c["passed"] for c in controls)
+    ok = all(r.passed for rows, _ in results.values() for r in rows) and \
+        all(not c["passed"] for c in controls)
     return 0 if ok else 1
 
 
-def run_negative_controls(ref, out):
+def run_negative_controls(out):
     """Run each deliberately wrong variant on its case; the check must reject every one."""
     results = []
-    for key, name, what in NEGATIVE_CONTROLS:
+    for key, name, profile, what in NEGATIVE_CONTROLS:
+        ref = Path(out) / profile / "minipg"
+        if not (ref / name).exists():
+            reference.write(ref, only=[name], profile=profile)
         WRONG.clear()
         WRONG.add(key)
         try:
             ctx = Ctx(ref, name)
             torch_case(name)(ctx)
-            ctx.save(Path(out) / key)
+            ctx.save(Path(out) / "wrong" / key)
         finally:
             WRONG.clear()
-        rows, _ = reference.check(ref, Path(out) / key, only=[name])
+        rows, _ = reference.check(ref, Path(out) / "wrong" / key, only=[name])
         bad = [r for r in rows if not r.passed]
         worst = max(bad, key=lambda r: r.max_rel) if bad else None
-        results.append(dict(control=key, case=name, what=what, passed=not bad,
-                            failed_arrays=len(bad), worst=worst))
+        results.append(dict(control=key, case=name, profile=profile, what=what,
+                            passed=not bad, failed_arrays=len(bad), worst=worst))
     return results
 
 
 def format_controls(controls, markdown=False):
-    header = ("negative control", "case", "arrays failing", "worst array", "its rel err",
-              "check says")
-    body = [(c["control"] + (f" ({c['what']})" if markdown else ""), c["case"],
+    header = ("negative control", "case", "profile", "arrays failing", "worst array",
+              "its rel err", "check says")
+    body = [(c["control"] + (f" ({c['what']})" if markdown else ""), c["case"], c["profile"],
              str(c["failed_arrays"]), c["worst"].array if c["worst"] else "-",
              f"{c['worst'].max_rel:.2e}" if c["worst"] else "-",
              "FAIL (rejected, as it must)" if not c["passed"] else "PASS (NOT rejected!)")
