@@ -336,6 +336,9 @@ def _make(cls, env, settings):
                                                     for k, v in settings.items()) + ")")
     model = cls("MlpPolicy", env, device="cpu", seed=0, **settings)
     model.set_logger(_quiet_logger())
+    dtypes = {p.dtype for p in model.policy.parameters()}
+    if dtypes != {F64}:
+        raise RuntimeError(f"SB3 built parameters of dtype {dtypes}, expected float64")
     return model
 
 
