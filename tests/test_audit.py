@@ -252,3 +252,14 @@ def test_split_gradient_needs_check_linear_false_for_the_clipped_objective():
                           check_linear=False)
     score = policy.grad_log_prob(theta)[states, actions]
     np.testing.assert_allclose(rows, advantages[:, None] * score, rtol=1e-10, atol=1e-14)
+
+
+def test_the_order_of_the_rows_is_the_listed_modules_whatever_was_imported_first():
+    """A test that imports minipg.audit.offpolicy first registers its checks first; the
+    table still lists the families in CHECK_MODULES order."""
+    code = ("import minipg.audit.offpolicy; from minipg import audit; "
+            "print(' '.join(audit.algorithms()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == audit.algorithms()
+    assert audit.algorithms()[:4] == ["reinforce", "actor_critic", "off_policy_ac", "dpg"]

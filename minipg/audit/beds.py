@@ -4,9 +4,11 @@ The beds are small problems whose policy gradient is known exactly (a
 tabular MDP solved by linear solves, :mod:`minipg.envs.tabular`; an LQR solved
 by Lyapunov equations, :mod:`minipg.envs.lqr`; the formulas are in
 ``verification/FORMULAS.md``, sections "Tabular MDP, softmax policy",
-"Off-policy" and "LQR, deterministic linear policy").  The exact level of
-``minipg audit`` (:mod:`minipg.audit.levels`), ``tests/test_estimators_exact.py``
-and ``verification/estimators_exact.py`` all draw their samples here.
+"Off-policy" and "LQR, deterministic linear policy").  The classical rows of
+``minipg audit`` (:mod:`minipg.audit.classical`), ``tests/test_estimators_exact.py``
+and ``verification/estimators_exact.py`` draw their samples here; the
+on-policy rows split their estimators with :func:`split_gradient` on a bed of
+their own (:func:`minipg.audit.onpolicy.exact_bed`).
 
 How the samples come from minipg's estimators
 ---------------------------------------------

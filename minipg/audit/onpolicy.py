@@ -199,14 +199,14 @@ def _ppo_objective_fn(phi, x, actions, log_prob_old, advantages, returns, values
 def a2c_gradcheck(full, rng):
     phi, x, theta, w, actions, advantages, returns = _a2c_batch(rng)
     return gradcheck_function(_a2c_loss_fn(phi, x, actions, advantages, returns), [theta, w],
-                             "A2C loss through a linear-softmax policy and linear critic")
+                              "A2C loss through a linear-softmax policy and linear critic")
 
 
 @audit_check("ppo", "ppo_objective (J^CLIP')", "gradcheck")
 def ppo_gradcheck(full, rng):
     phi, x, theta, w, actions, lpo, adv, ret, v_old = _ppo_batch(rng)
-    return gradcheck_function(_ppo_objective_fn(phi, x, actions, lpo, adv, ret, v_old), [theta, w],
-                             "J^CLIP' with clipped ratios and clipped values")
+    return gradcheck_function(_ppo_objective_fn(phi, x, actions, lpo, adv, ret, v_old),
+                              [theta, w], "J^CLIP' with clipped ratios and clipped values")
 
 
 # ----------------------------------------------------------------- level 2: formula
