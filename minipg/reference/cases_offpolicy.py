@@ -47,9 +47,11 @@ class SquashedGaussian:
     def _correction(self, u):
         """sum_i of the log-determinant term subtracted from log N(u) (Tensor)."""
         y = ops.tanh(u)
-        if self.form == "log(1 - tanh(u)^2 + eps)":
+        if self.form == "log(1 - tanh(u)^2 + eps)":                  # stable-baselines3
             return ops.sum(ops.log(1.0 - ops.square(y) + self.eps), axis=-1)
-        return ops.sum(ops.log(self.scale * (1.0 - ops.square(y)) + self.eps), axis=-1)
+        if self.form == "log(scale (1 - tanh(u)^2) + eps)":          # CleanRL
+            return ops.sum(ops.log(self.scale * (1.0 - ops.square(y)) + self.eps), axis=-1)
+        raise ValueError(f"tanh_log_det form {self.form!r} is not one this module computes")
 
     def rsample(self, eps):
         """(action, log pi) with u = mean + std * eps; log N(u) = -eps^2/2 - log_std - log(2 pi)/2."""
