@@ -53,7 +53,7 @@ from ..autodiff import no_grad
 from ..buffers.rollout import RolloutBuffer
 from ..kernels import gae, n_step_returns
 from ..optim import clip_grad_norm
-from .base import Algorithm, BaseConfig, setting
+from .base import Algorithm, BaseConfig, ConfigError, setting
 from .networks import ObservationNormalizer, SharedActorCritic, ValueNet, make_policy
 
 __all__ = ["OnPolicyConfig", "JointLossConfig", "RolloutBatch", "OnPolicyAlgorithm",
@@ -342,8 +342,8 @@ class SeparateStepsAlgorithm(OnPolicyAlgorithm):
 
     def __init__(self, config, observation_space, action_space, seed):
         if getattr(config, "shared_trunk", False):
-            raise ValueError(f"{self.name}: the policy and value steps are separate, so the "
-                             "networks are too (shared_trunk is not accepted)")
+            raise ConfigError(f"{self.name}: the policy and value steps are separate, so the "
+                              "networks are too (shared_trunk is not accepted)")
         super().__init__(config, observation_space, action_space, seed)
 
     def build_optimizers(self):
