@@ -257,3 +257,19 @@ def test_only_writes_and_checks_the_named_cases(ref, tmp_path, capsys):
     assert main(["reference", "--check", str(ref), str(out), "--only", "gae",
                  "sac_temperature"]) == 0
     assert "2/2 cases pass" in capsys.readouterr().out
+
+
+def test_clip_fraction_accepts_float32_and_rejects_another_count(ref, tmp_path):
+    """clip_fraction is k / N: a float32 k / N (stable-baselines3) agrees, (k + 1) / N does not."""
+    other = _copy(ref, tmp_path, ["ppo_clip"])
+    path = other / "ppo_clip" / "clip_fraction.npy"
+    k_over_n = float(np.load(path))
+    n = 12
+    assert abs(k_over_n * n - round(k_over_n * n)) < 1e-12
+    np.save(path, np.float64(np.float32(k_over_n)))
+    assert np.float64(np.float32(k_over_n)) != k_over_n          # the float32 value is off
+    rows, _ = reference.check(ref, other, only=["ppo_clip"])
+    assert all(r.passed for r in rows)
+    np.save(path, np.float64(k_over_n + 1 / n))
+    rows, _ = reference.check(ref, other, only=["ppo_clip"])
+    assert [r.array for r in rows if not r.passed] == ["clip_fraction"]
