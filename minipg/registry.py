@@ -86,15 +86,16 @@ class Registry:
             self._loading = False
         return self
 
-    def names(self):
-        """The registered names, in registration order (modules in listed order)."""
-        self.load()
-        return list(self._entries)
-
     def entries(self):
-        """The registered :class:`Entry` objects, in registration order."""
+        """The registered :class:`Entry` objects: modules in their listed order, entries of
+        one module in registration order (whichever module was imported first)."""
         self.load()
-        return list(self._entries.values())
+        listed = {f"{self.package}.{m}": i for i, m in enumerate(self.modules)}
+        return sorted(self._entries.values(), key=lambda e: listed.get(e.module, len(listed)))
+
+    def names(self):
+        """The registered names, in the order of :meth:`entries`."""
+        return [e.name for e in self.entries()]
 
     def entry(self, name):
         """The :class:`Entry` registered under ``name``; UnknownNameError lists the accepted ones."""

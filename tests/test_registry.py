@@ -79,3 +79,18 @@ def test_missing_dependency_inside_a_module_propagates(monkeypatch):
 def test_a_module_listed_twice_is_an_error():
     with pytest.raises(RegistryError, match="twice"):
         Registry("widget", "fakepkg", ("a", "a"))
+
+
+def test_listed_module_order_wins_over_import_order(monkeypatch):
+    # a module imported directly (before the registry loads the others) registers first;
+    # the registry still lists entries in its modules' order
+    reg = Registry("widget", "fakepkg3", ("a", "b"))
+    pkg = types.ModuleType("fakepkg3")
+    pkg.__path__ = []
+    monkeypatch.setitem(sys.modules, "fakepkg3", pkg)
+    for mod_name, names in (("b", ("z",)), ("a", ("x", "y"))):   # b registers first
+        mod = types.ModuleType(f"fakepkg3.{mod_name}")
+        for n in names:
+            reg.register(n)(types.SimpleNamespace(n=n, __module__=mod.__name__))
+        monkeypatch.setitem(sys.modules, f"fakepkg3.{mod_name}", mod)
+    assert reg.names() == ["x", "y", "z"]

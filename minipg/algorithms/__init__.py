@@ -31,16 +31,9 @@ class UnknownAlgorithmError(ConfigError):
     """An algorithm name that minipg does not have (the message lists the accepted names)."""
 
 
-def _document_position(entry):
-    """Where ``entry``'s module stands in MODULES (a module imported directly, before the
-    registry loaded the others, registers first; the listing order is the document's)."""
-    module = entry.module.rpartition(".")[2]
-    return MODULES.index(module) if module in MODULES else len(MODULES)
-
-
 def names():
     """The registered algorithm names, in the document's order."""
-    return [e.name for e in sorted(ALGORITHMS.entries(), key=_document_position)]
+    return ALGORITHMS.names()
 
 
 def get(name):
