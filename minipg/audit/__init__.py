@@ -67,17 +67,10 @@ def check_rng(seed, algorithm, estimator, level):
     return np.random.default_rng([int(seed), *words])
 
 
-def _entries():
-    """The check entries in the order of CHECK_MODULES, then of registration in a module
-    (whichever module a test imported first)."""
-    listed = {f"{CHECKS.package}.{m}": i for i, m in enumerate(CHECKS.modules)}
-    return sorted(CHECKS.entries(), key=lambda e: listed.get(e.module, len(listed)))
-
-
 def checks(selected=None):
     """The registered check entries of the ``selected`` algorithms (all when None), in
     the modules' listed order; an unknown algorithm is an :class:`UnknownAlgorithmError`."""
-    entries = _entries()
+    entries = CHECKS.entries()            # modules in CHECK_MODULES order
     known = algorithms()
     selected = known if not selected else list(selected)
     unknown = [a for a in selected if a not in known]
@@ -89,7 +82,7 @@ def checks(selected=None):
 
 def algorithms():
     """Algorithms that have checks, in registration order."""
-    return list(dict.fromkeys(e.info["algorithm"] for e in _entries()))
+    return list(dict.fromkeys(e.info["algorithm"] for e in CHECKS.entries()))
 
 
 def run(selected=None, full=False, seed=0, on_result=None):
