@@ -7,11 +7,15 @@ stable-baselines3 model (``PPO``, ``A2C``, ``SAC``, ``TD3``, ``DDPG`` with
 ``MlpPolicy`` and the case's layer sizes and activation), copies ONLY the
 weights from the case's parameter arrays, fills SB3's rollout or replay buffer
 with the case's inputs, runs SB3's own ``train()`` once (one gradient step on
-the full batch, learning rate 0 so the step changes nothing, no gradient
-clipping), captures what SB3 computed, writes it as a second reference
-directory in the same format, and runs minipg's checker on the arrays SB3
-produced.  Arrays SB3 does not compute are absent from its directory and
-listed as unchecked with the reason -- never counted as passed.
+the full batch; learning rate 0 and ``tau = 0`` so that the step and the
+target update change nothing; ``max_grad_norm = 1e30``, so that
+``clip_grad_norm_`` multiplies by exactly 1), captures what SB3 computed,
+writes it as a second reference directory in the same format (with the
+weights read back from SB3's modules after the step), and runs minipg's
+checker (``present_only=True``) on the arrays SB3 produced.  Arrays SB3 does
+not compute are absent from its directory and listed as unchecked with the
+reason -- never counted as passed.  A negative control runs SB3 the same way
+on the ``minipg``-profile cases whose conventions differ: they must fail.
 
 How SB3's numbers are read, without changing SB3's code:
 
@@ -44,7 +48,7 @@ dtype cast, no mathematics.  Everything else runs in float64
 
 torch and stable-baselines3 are optional; minipg itself never imports them.
 
-Run (about 5 s; with the negative control, which runs SB3 on the minipg profile too)::
+Run (about 5 s)::
 
     python verification/sb3_reference.py               # writes results/sb3_reference.md
     python verification/sb3_reference.py --keep DIR    # also keeps DIR/sb3-profile and DIR/sb3
