@@ -40,7 +40,7 @@ from .tensor import Tensor, record, record1, record2
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul", "dense",
-    "sum", "mean", "max", "min", "maximum", "minimum", "clip", "where",
+    "DenseCapture", "sum", "mean", "max", "min", "maximum", "minimum", "clip", "where",
     "exp", "log", "log1p", "sqrt", "square", "abs", "tanh", "relu", "sigmoid",
     "softplus", "reshape", "transpose", "getitem", "gather", "concatenate",
     "stack", "logsumexp", "log_softmax", "softmax", "unbroadcast", "apply",
@@ -389,6 +389,70 @@ class Dense:
         dz = _tangent_sum(shape, None if dx is None else dx @ W,
                           None if dW is None else x @ dW, db)
         return None if dz is None else Dense._activation_grad(dz, y, activation)
+
+
+class CapturedDense(Dense):
+    """Dense, with its layer input and pre-activation gradient exposed (opt-in, for K-FAC).
+
+    The same forward, vjp and jvp as :class:`Dense`; ``dense`` records this op
+    instead only for a weight registered with an active :class:`DenseCapture`,
+    so every other dense layer keeps the plain op and its speed.  The vjp
+    stores h = g f'(.), the cotangent of the pre-activation s = x W + b, in the
+    capture while it is recording gradients, then continues as Dense with f
+    the identity (the same arithmetic).
+    """
+
+    @staticmethod
+    def vjp(g, saved, needs):
+        x, W, y, activation, capture, key = saved
+        h = Dense._activation_grad(g, y, activation)      # d/ds, s the pre-activation
+        if capture.recording:
+            capture.grads[key] = h
+        return Dense.vjp(h, (x, W, None, None), needs)
+
+    @staticmethod
+    def jvp(saved, dx, dW, db):
+        return Dense.jvp(saved[:4], dx, dW, db)
+
+
+# the DenseCapture objects in effect (a `with` block each); empty for everyone else
+_DENSE_CAPTURES = []
+
+
+class DenseCapture:
+    """Inside ``with capture:``, record the input and (while ``recording``) the
+    pre-activation gradient of the dense layers whose weight Tensor is in ``weights``.
+
+    ``inputs[key]`` is the layer input x (an array, (..., n_in) or
+    (K, N, n_in)), ``params[key]`` the (W, b) Tensors of the call, and
+    ``grads[key]`` the cotangent of s = x W + b from the latest backward pass
+    run while ``recording`` is True; ``key`` is the weight's ``id``.  A layer
+    called twice inside one block is an error (its factors would mix two
+    inputs).  Used by :class:`minipg.optim.KFAC`.
+    """
+
+    def __init__(self, weights):
+        self.weights = {id(w) for w in weights}
+        self.inputs, self.params, self.grads = {}, {}, {}
+        self.recording = False
+
+    def see(self, x, W, b):
+        key = id(W)
+        if key in self.inputs:
+            raise RuntimeError("DenseCapture: a dense layer with weight of shape "
+                               f"{W.shape} was called twice in one capture block; K-FAC needs "
+                               "one call per layer per forward pass")
+        self.inputs[key] = x
+        self.params[key] = (W, b)
+        return key
+
+    def __enter__(self):
+        _DENSE_CAPTURES.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _DENSE_CAPTURES.remove(self)
+        return False
 
 
 # -------------------------------------------------------------- reductions
@@ -1022,8 +1086,13 @@ def dense(x, W, b, activation=None):
                          f"n_out), b (K, 1, n_out); got x {x_data.shape}, W {W_data.shape} and "
                          f"b {b_data.shape}")
     out, saved = Dense.forward(x_data, W_data, b_data, activation)
-    return record(Dense, out, (x if x_t else None, W if W_t else None, b if b_t else None),
-                  saved)
+    parents = (x if x_t else None, W if W_t else None, b if b_t else None)
+    if _DENSE_CAPTURES and W_t:                  # opt-in (K-FAC): see DenseCapture
+        for capture in _DENSE_CAPTURES:
+            if id(W) in capture.weights:
+                key = capture.see(x_data, W, b)
+                return record(CapturedDense, out, parents, saved + (capture, key))
+    return record(Dense, out, parents, saved)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001

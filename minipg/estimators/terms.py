@@ -37,7 +37,8 @@ from minipg.autodiff import Tensor, ops
 from . import checks as _c
 
 __all__ = ["one_step_target", "td_target", "td_error", "policy_gradient_objective",
-           "value_loss", "entropy_bonus", "deterministic_actor_objective"]
+           "value_loss", "entropy_bonus", "deterministic_actor_objective",
+           "trust_region_step_size"]
 
 
 # ---------------------------------------------------------------- one-step targets
@@ -194,3 +195,28 @@ def deterministic_actor_objective(q_of_mu, where):
     """
     q_of_mu = _c.differentiable(q_of_mu, "q_of_mu", where)
     return ops.mean(q_of_mu)                                   # (1/N) sum Q(s, mu(s))
+
+
+# ------------------------------------------------------- trust-region step size
+
+def trust_region_step_size(quadratic, max_kl, eta_max=np.inf, where="trust_region_step_size"):
+    r"""eta = min(eta_max, sqrt(2 delta / (d^T F d))): the largest step along d with
+    1/2 eta^2 d^T F d <= delta, capped at eta_max.
+
+    TRPO's step (Schulman et al. 2015, Appendix C: s = sqrt(2 delta / x^T F x) x,
+    eta_max = inf) and ACKTR's (Wu et al. 2017, section 3.3, F the K-FAC
+    approximation); verification/FORMULAS.md "TRPO, K-FAC, ACKTR".
+    ``quadratic`` = d^T F d >= 0 (a zero quadratic, e.g. d = 0, gives eta_max,
+    or 0 when eta_max is infinite); ``max_kl`` = delta > 0; ``eta_max`` > 0.
+    """
+    quadratic, max_kl, eta_max = float(quadratic), float(max_kl), float(eta_max)
+    if not (np.isfinite(quadratic) and quadratic >= 0):
+        raise ValueError(f"{where}: d^T F d = {quadratic!r}; accepted: a finite number >= 0 "
+                         "(F positive semi-definite)")
+    if not (np.isfinite(max_kl) and max_kl > 0):
+        raise ValueError(f"{where}: delta (max_kl) = {max_kl!r}; accepted: (0, inf)")
+    if not eta_max > 0:
+        raise ValueError(f"{where}: eta_max = {eta_max!r}; accepted: (0, inf]")
+    if quadratic == 0:
+        return eta_max if np.isfinite(eta_max) else 0.0
+    return min(eta_max, float(np.sqrt(2.0 * max_kl / quadratic)))   # 1/2 eta^2 dFd <= delta

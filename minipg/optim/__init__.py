@@ -2,6 +2,7 @@
 
 from .optimizers import (SGD, Adam, Optimizer, RMSprop, clip_grad_norm, global_grad_norm,
                          polyak_update)
+from .kfac import KFAC
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "clip_grad_norm", "global_grad_norm",
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "KFAC", "clip_grad_norm", "global_grad_norm",
            "polyak_update"]
