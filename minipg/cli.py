@@ -12,15 +12,20 @@
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
 
-User mistakes (an unknown algorithm, task or setting, a bad value, an
-occupied or corrupt run directory) print one clear line and exit with
-status 2, without a traceback.
+Exit status (README.md, "The command line"): 0 finished; 2 bad input (an
+unknown algorithm, task or setting, a bad value, a run that would not fit in
+memory, an occupied, locked or corrupt run directory: one clear line, no
+traceback); 3 training stopped on a NaN or infinity; 4 the run directory
+could not be written (a full disk); 128 + the signal's number when Ctrl-C
+(130) or SIGTERM (143) stopped training after a final checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import signal
 import sys
 import textwrap
 
@@ -41,9 +46,22 @@ def _bench(args):
 
 def _user_errors():
     from .algorithms.base import ConfigError
-    from .envs.vector import UnknownEnvironmentError
+    from .envs.vector import UnknownEnvironmentError, UnsupportedEnvironmentError
     from .run import NonFiniteError, RunDirectoryError
-    return (ConfigError, UnknownEnvironmentError, RunDirectoryError), NonFiniteError
+    return ((ConfigError, UnknownEnvironmentError, UnsupportedEnvironmentError,
+             RunDirectoryError), NonFiniteError)
+
+
+def _algorithm(name):
+    """The algorithm's class; an unknown name is a ConfigError with the closest names."""
+    from . import algorithms
+    try:
+        return algorithms.get(name)
+    except algorithms.UnknownAlgorithmError as exc:
+        close = difflib.get_close_matches(str(name).lower().replace("-", "_"),
+                                          algorithms.names(), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise algorithms.UnknownAlgorithmError(f"{exc}.{hint}") from None
 
 
 def _train_help(args):
@@ -52,9 +70,8 @@ def _train_help(args):
         print(args.parser.format_help(), end="")
         print("\n`minipg train ALGO --help` lists ALGO's settings (`minipg list` names them).")
         return 0
-    from .algorithms import get
     from .algorithms.base import config_help
-    cls = get(args.algorithm)                       # an unknown name: a clear error first
+    cls = _algorithm(args.algorithm)                # an unknown name: a clear error first
     print(args.parser.format_help(), end="")
     print(f"\nsettings of {cls.name} (--set NAME=VALUE; the defaults below, then the task's "
           f"preset, then --set):")
@@ -70,13 +87,26 @@ def _train_help(args):
 
 
 def _train(args):
-    from .algorithms.base import parse_assignments
-    from .run import train
+    from .algorithms.base import ConfigError, parse_assignments
+    from .run import check_seed, train
     if args.help:
         return _train_help(args)
     if args.algorithm is None:
         args.parser.error("the following arguments are required: algorithm")
-    train(args.algorithm, env_id=args.env, total_steps=args.total_steps, seed=args.seed,
+    algo = _algorithm(args.algorithm)
+    if args.resume is not None:
+        fixed = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
+                                          ("--out", args.out), ("--set", args.set or None),
+                                          ("--force", args.force or None))
+                 if value is not None]
+        if fixed:
+            raise ConfigError(
+                f"--resume continues a run with the settings in its config.json; "
+                f"{', '.join(fixed)} cannot change on resume. Accepted with --resume: "
+                f"--total-steps N (a new step budget, recorded in config.json); for other "
+                f"settings start a new run with another --out")
+    seed = 0 if args.seed is None else check_seed(args.seed)
+    train(algo.name, env_id=args.env, total_steps=args.total_steps, seed=seed,
           out=args.resume or args.out, overrides=parse_assignments(args.set),
           resume=args.resume is not None, force=args.force)
     return 0
@@ -88,14 +118,16 @@ def _evaluate(args):
                           video=args.video)
     print(f"return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
           f"{result['episodes']} episodes")
+    if "video" in result:
+        print(f"wrote {result['video_frames']} frames to {os.path.abspath(result['video'])}")
     return 0
 
 
 def _plot(args):
-    from .plot import PlotUnavailable, plot_runs
+    from .plot import PlotError, PlotUnavailable, plot_runs
     try:
         out = plot_runs(args.run_dirs, args.out, title=args.title)
-    except (PlotUnavailable, FileNotFoundError) as exc:
+    except (PlotUnavailable, PlotError, FileNotFoundError) as exc:
         print(f"minipg: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
@@ -119,9 +151,31 @@ def _list(args):
 
 def _audit(args):
     """Exit status: 0 when every selected check passed, 1 when one failed (or none ran),
-    2 for an unknown algorithm or a check module that cannot be imported."""
+    2 for an unknown algorithm or a check module that cannot be imported.  With
+    --estimator MODULE:FUNCTION --check NAME: one check of minipg.audit.exact on that
+    function (0 pass, 1 fail, 2 a usage error or bad output from the function); --check
+    NAME alone prints what the function receives and must return."""
     from . import audit
     from .registry import RegistryError
+    if args.estimator is not None or args.check is not None:
+        from .audit import exact
+        try:
+            if args.algorithms or args.full:
+                raise exact.UsageError("--estimator/--check audit one outside function; they "
+                                       "take no algorithm names and no --full")
+            if args.estimator is None:
+                print(exact.describe(args.check))
+                return 0
+            if args.check is None:
+                raise exact.UsageError(f"--estimator needs --check NAME; accepted: "
+                                       f"{', '.join(exact.check_names())}")
+            result = exact.check(args.check, exact.load_estimator(args.estimator),
+                                 seed=args.seed)
+        except exact.USER_ERRORS as exc:
+            print(f"minipg: error: {exc}", file=sys.stderr)
+            return 2
+        print(result)
+        return 0 if result.passed else 1
     try:
         audit.checks(args.algorithms)          # imports the check modules, checks the names
     except (audit.UnknownAlgorithmError, RegistryError) as exc:
@@ -175,8 +229,11 @@ def build_parser():
     t.add_argument("algorithm", nargs="?", default=None,
                    help="algorithm name (see `minipg list`)")
     t.add_argument("--env", default=None, help="gymnasium id (default: the algorithm's task)")
-    t.add_argument("--total-steps", type=int, default=None, help="environment steps")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--total-steps", default=None, metavar="N",
+                   help="environment steps (the setting total_steps: the same rule as --set "
+                        "total_steps=N, e.g. 100000 or 1e5; with --resume: the new budget)")
+    t.add_argument("--seed", default=None, metavar="S",
+                   help="an integer in [0, 2**32 - 1] (default 0)")
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-ENV-SEED-TIME)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (repeatable)")
@@ -199,6 +256,12 @@ def build_parser():
     a.add_argument("algorithms", nargs="*", help="algorithms to audit (default: all)")
     a.add_argument("--full", action="store_true", help="large samples (slower)")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--estimator", default=None, metavar="MODULE:FUNCTION",
+                   help="audit your own estimator (an importable function on NumPy arrays) "
+                        "against the exact test beds; with --check")
+    a.add_argument("--check", default=None, metavar="NAME",
+                   help="the exact check to run on --estimator (alone: print what the function "
+                        "receives and returns); see minipg.audit.exact")
     a.set_defaults(func=_audit)
 
     r = sub.add_parser("reference", help="write seeded reference inputs and float64 outputs, or "
@@ -274,7 +337,16 @@ def main(argv=None):
         return 3
     except KeyboardInterrupt:
         print("minipg: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Exception as exc:
+        from .run import Interrupted, RunWriteError
+        if isinstance(exc, Interrupted):
+            print(f"minipg: {exc}", file=sys.stderr)
+            return 128 + exc.signum
+        if isinstance(exc, RunWriteError):
+            print(f"minipg: error: {exc.strerror}", file=sys.stderr)
+            return 4
+        raise
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ from .stats import CONFIDENCE, check_confidence, hotelling_test
 
 __all__ = [
     "CHECKS", "ExactCheck", "AuditResult", "WrongTarget", "EstimatorError", "UnknownCheckError",
-    "check", "check_names", "describe", "minipg_estimator", "call_estimator",
+    "UsageError", "USER_ERRORS", "check", "check_names", "describe", "minipg_estimator",
+    "call_estimator", "load_estimator",
     "DEFINITION_RTOL", "NATURAL_GRADIENT_RTOL",
     "retrace_targets",
     "minipg_reinforce", "minipg_reinforce_no_gamma_t", "minipg_actor_critic",
@@ -135,6 +136,42 @@ class UnknownCheckError(KeyError):
 
     def __str__(self):
         return str(self.args[0])
+
+
+class UsageError(ValueError):
+    """A command-line usage mistake of ``minipg audit --estimator/--check``."""
+
+
+# what the command line reports in one line (exit status 2) instead of a traceback
+USER_ERRORS = (EstimatorError, UnknownCheckError, UsageError, ValueError)
+
+
+def load_estimator(spec):
+    """The function named by ``"package.module:function"`` (dots after the colon reach an
+    attribute: ``module:Class.method``).  The current directory is searched too, as
+    ``python -m`` would.  Raises :class:`EstimatorError` naming what could not be found."""
+    import importlib
+    import os
+    import sys
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise EstimatorError(f"the estimator must be given as MODULE:FUNCTION (for example "
+                             f"mypackage.grads:reinforce_gradient); got {spec!r}")
+    module_name, attribute = spec.split(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:
+        raise EstimatorError(f"cannot import module {module_name!r} of {spec!r}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise EstimatorError(f"module {module_name!r} has no attribute {attribute!r} "
+                                 f"(from {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise EstimatorError(f"{spec} is a {type(obj).__name__}, not a function")
+    return obj
 
 
 # ================================================================== results
