@@ -450,8 +450,8 @@ POLICY_ARGUMENTS = {
     "features": "float64 (S, A, d): phi(s, a) of the policy pi(a|s) ∝ exp(phi(s,a)^T theta)",
     "theta": "float64 (d,): the policy's parameters",
 }
-GRADIENT_RETURNS = ("the gradient estimate of this batch, a NumPy array shaped like theta (d,): "
-                    "the MEAN over the batch's episodes of each episode's sum over its steps")
+GRADIENT_RETURNS = ("the gradient estimate of this batch, a NumPy array shaped like theta: the "
+                    "MEAN over the batch's episodes of each episode's sum over its steps")
 
 
 def sign_flip(what):
@@ -491,7 +491,7 @@ def policy_gradient_check(name, fn, rng, confidence, n_batches, batch_size, sign
     episodes, starts = episode_batches(mdp, pi, n_batches, batch_size, rng)
     d = len(theta)
     samples = np.empty((n_batches, d))
-    expected = f"{GRADIENT_RETURNS} ({d},)"
+    expected = GRADIENT_RETURNS
     for b in range(n_batches):
         steps = slice(starts[b], starts[b + 1])
         s, a = episodes.states[steps], episodes.actions[steps]
@@ -508,9 +508,9 @@ def policy_gradient_check(name, fn, rng, confidence, n_batches, batch_size, sign
         samples[b] = call_estimator(fn, inputs, (d,), expected)
     target, target_name = ((grad_J, "grad J (exact, policy gradient theorem)") if discounted else
                            (eta_1_quantity, "sum_s eta_1(s) sum_a grad pi Q_gamma (exact)"))
-    first = (NO_GAMMA_T, eta_1_quantity) if discounted else (WITH_GAMMA_T, grad_J)
-    wrong = [first, (sign_flip(target_name.split(" (")[0]), -target),
-             (batch_sum(target_name.split(" (")[0]), batch_size * target)]
+    w = CHECKS[name].wrong_targets            # as registered (and listed by describe)
+    wrong = [(w[0], eta_1_quantity if discounted else grad_J), (w[1], -target),
+             (w[2], batch_size * target)]
     what = (f"{n_batches} batches of {batch_size} episodes of random_mdp(6, 3, seed=0, gamma=0.8,"
             f" 1 terminal), linear softmax with {d} features")
     return mean_check(name, fn, samples, target, target_name, wrong, confidence, what)
@@ -568,7 +568,7 @@ def run_reinforce(fn, rng, confidence, n_batches, batch_size):
           "REINFORCE without gamma^t: mean = sum_s eta_1(s) sum_a grad pi Q_gamma (biased for "
           "grad J; audit an implementation that means to drop gamma^t)",
           POLICY_ARGUMENTS, GRADIENT_RETURNS,
-          [WITH_GAMMA_T, sign_flip("the eta_1 quantity"), batch_sum("the eta_1 quantity")],
+          [WITH_GAMMA_T, sign_flip(NO_GAMMA_T.name), batch_sum(NO_GAMMA_T.name)],
           minipg_reinforce_no_gamma_t, n_batches=2000, batch_size=5)
 def run_reinforce_no_gamma_t(fn, rng, confidence, n_batches, batch_size):
     return policy_gradient_check("reinforce_no_gamma_t", fn, rng, confidence, n_batches,
@@ -965,9 +965,12 @@ def target_check(name, fn, rng, confidence, n_episodes, kind):
     out = call_estimator(fn, arbitrary, (T,), expected)
     reference = variants(arbitrary, term, trunc)
     no = np.zeros(T, dtype=bool)
+    last = no.copy()
+    last[-1] = True                      # done flags unused, the rollout's end bootstrapped or not
     wrong = [(BOOTSTRAP_PAST_TERMINATION, variants(arbitrary, no, term | trunc)),
              (NO_BOOTSTRAP_AT_TRUNCATION, variants(arbitrary, term | trunc, no)),
-             (CROSSES_EPISODES, variants(arbitrary, no, no))]
+             (CROSSES_EPISODES, variants(arbitrary, no, no)),
+             (CROSSES_EPISODES, variants(arbitrary, last, no))]
     r, nv, g = arbitrary["rewards"], arbitrary["next_values"], mdp.gamma
     if kind == "returns":
         wrong.append((WrongTarget("undiscounted returns", "gamma not applied"),
@@ -997,8 +1000,8 @@ def target_check(name, fn, rng, confidence, n_episodes, kind):
                                           trace)))
     scale = max(1.0, float(np.max(np.abs(reference))))
     error = float(np.max(np.abs(out - reference))) / scale
-    matches = [w for w, value in wrong
-               if float(np.max(np.abs(out - value))) / scale <= DEFINITION_RTOL]
+    matches = list(dict.fromkeys(w for w, value in wrong
+                                 if float(np.max(np.abs(out - value))) / scale <= DEFINITION_RTOL))
     details = []
     if error > DEFINITION_RTOL:
         worst = int(np.argmax(np.abs(out - reference)))
