@@ -207,3 +207,26 @@ def test_presets_and_defaults():
 def test_bad_settings_name_the_setting(setting, value):
     with pytest.raises(ConfigError, match=setting):
         config_from(ACKTRConfig, {setting: value})
+
+
+# ------------------------------------------------------------------ audit rows
+def test_audit_rows_cover_the_three_levels_and_pass():
+    from minipg import audit
+    results = audit.run(["acktr"])
+    assert {r.level for r in results} == {"gradcheck", "formula", "exact"}
+    failed = [audit.format_row(r) for r in results if not r.passed]
+    assert not failed, failed
+
+
+def test_audit_exact_fisher_row_rejects_the_empirical_fisher():
+    """The same statistic on g g^T of greedy actions (an empirical Fisher) is far past the
+    99.9% critical value: the row can fail."""
+    from minipg.audit import acktr as acktr_audit
+    from minipg.audit.stats import hotelling_test
+    rng = np.random.default_rng(8)
+    layer = Linear(2, 3, init="fan_in_uniform", rng=rng)
+    X = rng.normal(size=(4, 2))
+    states = rng.integers(4, size=5000)
+    greedy = np.argmax(Categorical(layer(X[states])).probs.data, axis=1)
+    wrong, target = acktr_audit.sampled_fisher_estimates(layer, states, X, rng, greedy)
+    assert hotelling_test(wrong, target).rejected
