@@ -108,7 +108,7 @@ def _train(args):
     seed = 0 if args.seed is None else check_seed(args.seed)
     train(algo.name, env_id=args.env, total_steps=args.total_steps, seed=seed,
           out=args.resume or args.out, overrides=parse_assignments(args.set),
-          resume=args.resume is not None, force=args.force)
+          resume=args.resume is not None, force=args.force, raise_on_interrupt=True)
     return 0
 
 

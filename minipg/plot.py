@@ -15,11 +15,17 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_runs", "read_progress", "PlotUnavailable"]
+__all__ = ["plot_runs", "read_progress", "PlotUnavailable", "PlotError", "FORMATS"]
+
+FORMATS = (".png", ".pdf", ".svg")
 
 
 class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
+
+
+class PlotError(ValueError):
+    """A progress.csv that cannot be read, or an --out minipg cannot write."""
 
 
 def read_progress(run_dir):
@@ -28,11 +34,25 @@ def read_progress(run_dir):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir} is not a run directory (no progress.csv)")
     steps, returns = [], []
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("return_mean"):
-                steps.append(float(row["step"]))
-                returns.append(float(row["return_mean"]))
+    accepted = ("accepted: the progress.csv `minipg train` writes, with numeric step and "
+                "return_mean columns")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"step", "return_mean"} <= set(reader.fieldnames):
+                raise PlotError(f"{path} has no step and return_mean columns; {accepted}")
+            for row in reader:
+                if row.get("return_mean"):
+                    try:
+                        steps.append(float(row["step"]))
+                        returns.append(float(row["return_mean"]))
+                    except (TypeError, ValueError):
+                        raise PlotError(f"{path}, line {reader.line_num}: step "
+                                        f"{row.get('step')!r}, return_mean "
+                                        f"{row.get('return_mean')!r} are not numbers; "
+                                        f"{accepted}") from None
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise PlotError(f"cannot read {path}: {exc}; {accepted}") from None
     return np.asarray(steps), np.asarray(returns)
 
 
@@ -47,6 +67,12 @@ def _label(run_dir):
 
 def plot_runs(run_dirs, out, title=None):
     """Write a PNG of the runs' learning curves to ``out``; returns ``out``."""
+    if not str(out).lower().endswith(FORMATS):
+        raise PlotError(f"--out {out}: accepted: a path ending in {', '.join(FORMATS)}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise PlotError(f"--out {out}: the directory {folder} does not exist; accepted: a "
+                        f"path in an existing directory")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -77,6 +103,11 @@ def plot_runs(run_dirs, out, title=None):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=120)
+    except OSError as exc:
+        raise PlotError(f"--out {out}: cannot write it ({exc.strerror or exc}); accepted: a "
+                        f"path you can write to") from None
+    finally:
+        plt.close(fig)
     return out

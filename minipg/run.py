@@ -13,14 +13,25 @@ until the step budget is spent -- and writes the run directory
   previous one); read back with ``allow_pickle=False``;
 * ``eval.json`` the final deterministic evaluation.
 
-A non-finite diagnostic or parameter stops training with the step and the
-quantity's name (:class:`NonFiniteError`); the last good checkpoint stays.
-Ctrl-C writes a final checkpoint and returns.
+A non-finite diagnostic, parameter or reward stops training with the step and
+the quantity's name (:class:`NonFiniteError`); the last good checkpoint stays.
+Ctrl-C or SIGTERM writes a final checkpoint and raises :class:`Interrupted`.
+A write that fails (a full disk) is a :class:`RunWriteError`: no temporary
+file and no half-written row stay behind, and the previous checkpoint is intact.
+
+A run holds an exclusive lock (``fcntl.flock``) on its directory for its
+lifetime, so two trainings never write into one directory.  Nothing is
+created before every check has passed: the settings, the seed, the task and
+its spaces, the memory the buffers and networks would take, and the directory
+(new, empty, or a minipg run with ``--resume`` or ``--force``).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import io
 import json
 import math
 import os
@@ -36,24 +47,55 @@ from gymnasium import error as gym_error
 
 from . import __version__
 from .algorithms import get as get_algorithm
-from .algorithms.base import ConfigError, config_from, config_to_dict
-from .envs.vector import Collector, action_kind, make_vector_env
+from .algorithms.base import (ConfigError, check_memory, config_from, config_to_dict,
+                              parse_int)
+from .envs.vector import (Collector, NonFiniteError, action_kind, check_observation_space,
+                          make_vector_env, probe_spaces)
 
 __all__ = ["train", "open_run", "Run", "TrainingLoop", "evaluate_agent", "evaluate_run",
-           "load_run", "NonFiniteError", "RunDirectoryError", "CHECKPOINT", "PROGRESS", "CONFIG",
-           "EVAL"]
+           "load_run", "NonFiniteError", "RunDirectoryError", "RunWriteError", "Interrupted",
+           "check_seed", "CHECKPOINT", "PROGRESS", "CONFIG", "EVAL", "SEED_HIGH"]
 
 CHECKPOINT, PROGRESS, CONFIG, EVAL = "checkpoint.npz", "progress.csv", "config.json", "eval.json"
 BASE_COLUMNS = ["step", "episodes", "return_mean", "return_std", "length_mean", "wall_s",
                 "steps_per_s"]
 
 
-class NonFiniteError(RuntimeError):
-    """Training produced a NaN or infinity."""
+SEED_HIGH = 2**32 - 1
+RUN_FILES = (CONFIG, PROGRESS, CHECKPOINT, EVAL)
 
 
 class RunDirectoryError(ValueError):
-    """A run directory that cannot be used (occupied, missing, corrupt)."""
+    """A run directory that cannot be used (occupied, missing, corrupt, not writable)."""
+
+
+class RunWriteError(OSError):
+    """Writing the run directory failed while training (a full disk, a lost mount).
+
+    What was written before stays whole: the previous checkpoint, every
+    complete progress row."""
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM, after a final checkpoint."""
+
+    def __init__(self, signum, out, step, algo):
+        self.signum, self.out, self.step, self.algo = signum, out, step, algo
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; "
+                         f"checkpoint written; continue with: minipg train {algo} "
+                         f"--resume {out}")
+
+
+def check_seed(seed):
+    """``seed`` (an int or its text, e.g. '7' or '1e3') as an int in [0, SEED_HIGH]."""
+    try:
+        value = parse_int(seed)
+    except (ValueError, TypeError, OverflowError):
+        value = None
+    if value is None or not 0 <= value <= SEED_HIGH:
+        raise ConfigError(f"--seed {seed!r} is not accepted; accepted: an integer in "
+                          f"[0, {SEED_HIGH}]")
+    return value
 
 
 def versions():
@@ -71,7 +113,10 @@ def resolve_config(algo_cls, env_id, overrides):
 
 
 def check_action_space(algo_cls, env_id, space):
-    kind = action_kind(space)
+    try:
+        kind = action_kind(space)
+    except ValueError as exc:
+        raise ConfigError(f"{env_id}: {exc}") from None
     if kind not in algo_cls.action_kinds:
         raise ConfigError(
             f"{algo_cls.name} works with {' or '.join(algo_cls.action_kinds)} actions, but "
@@ -84,14 +129,47 @@ def default_out_dir(algo, env_id, seed):
 
 
 # --- checkpoints -----------------------------------------------------------------------
+def _fsync_dir(path):
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, write, what="file"):
+    """Write ``path`` atomically: ``write(fh)`` into ``path.tmp``, fsync, rename.
+
+    On any failure the temporary file is removed and ``path`` is left as it
+    was; an OSError (a full disk) becomes a :class:`RunWriteError`.
+    """
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise RunWriteError(exc.errno, f"cannot write {what} {path}: "
+                                f"{exc.strerror or exc}; the previous one is intact") from None
+        raise
+    _fsync_dir(path)
+
+
 def write_checkpoint(path, arrays):
     """Write ``arrays`` to ``path`` atomically: a temporary file, fsync, rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: np.savez(fh, **arrays), "checkpoint")
 
 
 def read_checkpoint(path):
@@ -109,7 +187,11 @@ def read_checkpoint(path):
 
 def restore_checkpoint(agent, path, collector=None):
     """Load ``path`` into ``agent`` (and ``collector``); a clear error if it does not fit."""
-    arrays = read_checkpoint(path)
+    return restore_arrays(agent, path, read_checkpoint(path), collector)
+
+
+def restore_arrays(agent, path, arrays, collector=None):
+    """Load the checkpoint ``arrays`` (read from ``path``) into ``agent`` and ``collector``."""
     try:
         agent.load_state_arrays(arrays)
         if collector is not None:
@@ -123,8 +205,37 @@ def restore_checkpoint(agent, path, collector=None):
 
 
 # --- progress --------------------------------------------------------------------------
+def cut_progress(path, step):
+    """Keep progress.csv's header and its rows up to ``step`` (the checkpoint a run resumes
+    from): rows logged after it, and a last row cut short by a crash, are dropped.
+    Rewritten atomically; nothing happens when there is nothing to drop."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as fh:
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    kept = lines[:1] if lines and lines[0].endswith("\n") else []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break                                  # a row cut short
+        first = line.split(",", 1)[0]
+        try:
+            if int(first) > step:
+                break
+        except ValueError:
+            break
+        kept.append(line)
+    if "".join(kept) != text:
+        write_atomic(path, lambda fh: fh.write("".join(kept).encode()), "progress log")
+
+
 class ProgressLog:
-    """progress.csv, appended and flushed row by row; a live line on a terminal."""
+    """progress.csv, appended row by row; a live line on a terminal.
+
+    Each row goes to the file in one ``os.write`` of the whole line; if the
+    write fails (a full disk) the file is cut back to its previous length,
+    so it never ends in half a row, and a :class:`RunWriteError` is raised.
+    """
 
     def __init__(self, path, total_steps, stream=sys.stderr, append=False):
         self.path = path
@@ -136,16 +247,34 @@ class ProgressLog:
             with open(path, newline="") as fh:
                 header = next(csv.reader(fh), None)
             self.columns = header
-        self.fh = open(path, "a" if append else "w", newline="")
-        self.writer = None if self.columns is None else csv.DictWriter(self.fh, self.columns)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        self.fd = os.open(path, flags, 0o666)
+
+    def _append(self, text):
+        data = text.encode()
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError:
+                pass
+            raise RunWriteError(exc.errno, f"cannot write {self.path}: {exc.strerror or exc}; "
+                                f"every complete row before is kept") from None
 
     def write(self, row):
-        if self.writer is None:
+        buffer = io.StringIO()
+        if self.columns is None:
             self.columns = list(row)
-            self.writer = csv.DictWriter(self.fh, self.columns)
-            self.writer.writeheader()
-        self.writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
-        self.fh.flush()
+            writer = csv.DictWriter(buffer, self.columns)
+            writer.writeheader()
+        else:
+            writer = csv.DictWriter(buffer, self.columns)
+        writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        self._append(buffer.getvalue())
         self.show(row)
 
     def show(self, row):
@@ -164,7 +293,9 @@ class ProgressLog:
     def close(self):
         if self.tty:
             self.stream.write("\n")
-        self.fh.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def __enter__(self):
         return self
@@ -191,7 +322,8 @@ def _duration(seconds):
 def evaluate_agent(agent, env_id, episodes, seed, wrappers=(), render=None, frames=None):
     """Mean and std of ``episodes`` returns of the deterministic policy (one env).
 
-    With ``render="rgb_array"`` every frame is appended to the list ``frames``.
+    With ``render="rgb_array"`` every frame is appended to ``frames`` (a list, or a
+    writer with an ``append`` method such as :class:`minipg.envs.video.GifWriter`).
     """
     envs = make_vector_env(env_id, 1, wrappers, render_mode=render)
     collector = Collector(envs, seed=seed, dtype=agent.dtype)
@@ -227,124 +359,301 @@ class Run:
     collector: Collector
     resumed: bool
     wall_before: float = 0.0
+    lock_fd: int = None
+
+    def close(self):
+        """Close the environments and release the directory's lock."""
+        self.collector.close()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 def read_run_config(out):
-    """config.json of the run in ``out`` as a dict (RunDirectoryError where there is none)."""
+    """config.json of the run in ``out`` as a dict, checked: RunDirectoryError where there
+    is none or it is not one `minipg train` wrote (not JSON, not an object, a key missing
+    or of the wrong type)."""
     path = os.path.join(out, CONFIG)
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise RunDirectoryError(f"{out} is not a run directory (no {CONFIG})")
-    with open(path) as fh:
-        try:
-            return json.load(fh)
-        except ValueError as exc:
-            raise RunDirectoryError(f"{path} is not a minipg run config: {exc}") from None
+    accepted = ("accepted: the config.json `minipg train` writes, a JSON object with "
+                "algorithm, env_id, seed and config")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (ValueError, OSError) as exc:           # UnicodeDecodeError is a ValueError
+        raise RunDirectoryError(f"{path} is not a minipg run config: {type(exc).__name__}: "
+                                f"{exc}; {accepted}") from None
+    if not isinstance(saved, dict):
+        raise RunDirectoryError(f"{path} is not a minipg run config: it holds a JSON "
+                                f"{type(saved).__name__}; {accepted}")
+    for key, kind in (("algorithm", str), ("env_id", str), ("seed", int), ("config", dict)):
+        value = saved.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or value == "":
+            raise RunDirectoryError(
+                f"{path} is not a minipg run config: {key!r} is "
+                f"{'missing' if key not in saved else repr(value)}; {accepted} "
+                f"({key}: {'a non-empty string' if kind is str else kind.__name__})")
+    if not 0 <= saved["seed"] <= SEED_HIGH:
+        raise RunDirectoryError(f"{path}: seed {saved['seed']} is out of range; accepted: an "
+                                f"integer in [0, {SEED_HIGH}]")
+    return saved
+
+
+def saved_config(algo_cls, out, saved, **changes):
+    """The validated config of the run in ``out`` (``saved``: its config.json), with
+    ``changes``; a saved config that does not validate is a RunDirectoryError."""
+    try:
+        config = config_from(algo_cls.Config, saved["config"])
+    except ConfigError as exc:
+        raise RunDirectoryError(f"{os.path.join(out, CONFIG)} is not a minipg run config: "
+                                f"{exc}") from None
+    if changes:
+        config = config_from(algo_cls.Config, dict(config_to_dict(config), **changes))
+    return config
 
 
 def resumed_settings(algo_cls, out, total_steps):
-    """(env_id, seed, config) of the run in ``out``, with ``total_steps`` if given."""
+    """(env_id, seed, config, checkpoint arrays) of the run in ``out``, with
+    ``total_steps`` if given (range-checked like ``--set total_steps``)."""
     if out is None or not os.path.exists(os.path.join(out, CONFIG)):
         raise RunDirectoryError(f"--resume {out}: no {CONFIG} there; nothing to resume")
     saved = read_run_config(out)
-    if saved.get("algorithm") != algo_cls.name:
-        raise RunDirectoryError(f"--resume {out}: that run is {saved.get('algorithm')}, "
+    if saved["algorithm"] != algo_cls.name:
+        raise RunDirectoryError(f"--resume {out}: that run is {saved['algorithm']}, "
                                 f"not {algo_cls.name}")
-    config = config_from(algo_cls.Config, saved["config"])
-    if total_steps is not None:
-        config.total_steps = int(total_steps)
-    return saved["env_id"], saved["seed"], config
+    changes = {} if total_steps is None else {"total_steps": total_steps}
+    config = saved_config(algo_cls, out, saved, **changes)
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        raise RunDirectoryError(
+            f"--resume {out}: the run stopped before its first checkpoint, so there is "
+            f"nothing to continue from; start it afresh in the same directory with "
+            f"`minipg train {algo_cls.name} --out {out} --force` (its settings are in "
+            f"{os.path.join(out, CONFIG)})")
+    arrays = read_checkpoint(path)
+    try:
+        done = int(arrays["collector/steps"])
+    except (KeyError, ValueError, TypeError):
+        raise RunDirectoryError(f"checkpoint {path} does not fit this run (no step "
+                                f"counter); it must come from `minipg train`") from None
+    if done >= config.total_steps and os.path.exists(os.path.join(out, EVAL)):
+        raise RunDirectoryError(
+            f"--resume {out}: the run has finished its {config.total_steps} steps (it "
+            f"trained {done}); accepted: --total-steps above {done} to train further")
+    return saved["env_id"], saved["seed"], config, arrays
+
+
+def check_out_dir(out, force):
+    """Refuse ``out`` unless it is new, empty, or a minipg run with ``force``.
+
+    A directory holding other files is refused even with ``force``: minipg
+    never overwrites what it did not write.
+    """
+    if not os.path.exists(out):
+        if os.path.lexists(out):
+            raise RunDirectoryError(f"--out {out} is a broken link; accepted: a new or empty "
+                                    f"directory")
+        return
+    if not os.path.isdir(out):
+        raise RunDirectoryError(f"--out {out} exists and is not a directory; accepted: a new "
+                                f"or empty directory, or a minipg run directory")
+    try:
+        entries = os.listdir(out)
+    except OSError as exc:
+        raise RunDirectoryError(f"--out {out}: cannot read the directory ({exc.strerror}); "
+                                f"accepted: a directory you can read and write") from None
+    if CONFIG in entries:
+        if not force:
+            has_ckpt = CHECKPOINT in entries
+            raise RunDirectoryError(
+                f"{out} already holds a run; use --resume {out} to continue it"
+                f"{'' if has_ckpt else ' (it has no checkpoint yet)'}, --force to replace "
+                f"it, or another --out")
+        return
+    if entries:
+        shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RunDirectoryError(
+            f"--out {out} is not empty and is not a minipg run (no {CONFIG}; it holds "
+            f"{shown}); accepted: a new or empty directory, or a minipg run directory "
+            f"(--force replaces only a minipg run)")
 
 
 def new_settings(algo_cls, env_id, total_steps, seed, out, overrides, force):
     """(env_id, config, out) of a new run: defaults, preset, overrides; a free directory."""
-    env_id = env_id or algo_cls.default_env
+    env_id = algo_cls.default_env if env_id is None else env_id
     overrides = dict(overrides or {})
     if total_steps is not None:
         overrides["total_steps"] = total_steps
     config = resolve_config(algo_cls, env_id, overrides)
     out = out or default_out_dir(algo_cls.name, env_id, seed)
-    if os.path.exists(os.path.join(out, CONFIG)) and not force:
-        raise RunDirectoryError(f"{out} already holds a run; use --resume {out} to continue "
-                                f"it, --force to overwrite it, or another --out")
+    check_out_dir(out, force)
     return env_id, config, out
+
+
+def check_task(algo_cls, env_id, config):
+    """One environment of the task, made and closed: an unknown id, a missing package,
+    observations an MLP does not take, actions of the wrong kind, or buffers and
+    networks larger than the machine's memory are refused here, before anything else."""
+    obs_space, act_space = probe_spaces(env_id, algo_cls.env_wrappers(config))
+    check_observation_space(env_id, obs_space)
+    check_action_space(algo_cls, env_id, act_space)
+    obs_dim = int(np.prod(obs_space.shape)) if obs_space.shape else 1
+    act_dim = int(act_space.n) if hasattr(act_space, "n") else int(np.prod(act_space.shape))
+    check_memory(config, obs_dim, act_dim)
+
+
+def lock_run_dir(out):
+    """An exclusive ``flock`` on the directory ``out``, held until its descriptor is
+    closed (at the end of the run, or when the process dies)."""
+    fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunDirectoryError(
+                f"{out} is in use: another minipg train holds its lock; wait for it to "
+                f"finish, or choose another --out") from None
+        raise
+    return fd
+
+
+def create_run_dir(out):
+    """Create ``out`` (and its parents); True if it was created here."""
+    if os.path.isdir(out):
+        return False
+    try:
+        os.makedirs(out)
+    except OSError as exc:
+        raise RunDirectoryError(f"--out {out}: cannot create the directory "
+                                f"({exc.strerror or exc}); accepted: a path where you can "
+                                f"create a directory") from None
+    return True
 
 
 def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
              resume=False, force=False):
     """Validate the settings, build the environments and the agent, prepare the directory.
 
-    A new run writes ``config.json``; a resumed one restores its checkpoint.
-    Nothing is written before every check has passed (a refused run leaves no
-    directory behind), and the environments are closed if opening fails.
+    A new run writes ``config.json`` and a first checkpoint (step 0, so a run
+    killed at once can be resumed); a resumed one restores its checkpoint,
+    cuts progress.csv back to it and records a changed step budget in
+    config.json.  Nothing is written before every check has passed (a
+    refused run leaves no directory behind), and the environments are closed
+    if opening fails.  The run holds its directory's lock (``Run.lock_fd``)
+    until :meth:`Run.close`.
     """
     algo_cls = get_algorithm(algo)
+    arrays = None
     if resume:
-        env_id, seed, config = resumed_settings(algo_cls, out, total_steps)
+        env_id, seed, config, arrays = resumed_settings(algo_cls, out, total_steps)
     else:
+        seed = check_seed(seed)
         env_id, config, out = new_settings(algo_cls, env_id, total_steps, seed, out, overrides,
                                            force)
+    check_task(algo_cls, env_id, config)
     wrappers = algo_cls.env_wrappers(config)
     envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
     try:
-        check_action_space(algo_cls, env_id, envs.single_action_space)
-        agent = algo_cls(config, envs.single_observation_space, envs.single_action_space, seed)
+        try:
+            agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
+                             seed)
+        except ValueError as exc:       # the task's spaces do not suit the algorithm
+            raise ConfigError(f"{algo_cls.name} cannot train on {env_id}: {exc}") from None
+        collector = Collector(envs, seed=seed, dtype=config.dtype)
     except BaseException:
         envs.close()
         raise
-    collector = Collector(envs, seed=seed, dtype=config.dtype)
     run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume)
+    created = False
     try:
+        created = create_run_dir(out)
+        run.lock_fd = lock_run_dir(out)
         if resume:
-            arrays = restore_checkpoint(agent, os.path.join(out, CHECKPOINT), collector)
+            restore_arrays(agent, os.path.join(out, CHECKPOINT), arrays, collector)
             run.wall_before = float(arrays["counter/wall_s"])
+            cut_progress(os.path.join(out, PROGRESS), collector.steps)
+            saved = read_run_config(out)
+            if saved["config"].get("total_steps") != config.total_steps:
+                saved.setdefault("budget_changes", []).append(
+                    {"at_step": collector.steps, "from": saved["config"].get("total_steps"),
+                     "to": config.total_steps,
+                     "time": datetime.now(timezone.utc).isoformat()})
+                saved["config"]["total_steps"] = config.total_steps
+                write_json(os.path.join(out, CONFIG), saved)
         else:
-            os.makedirs(out, exist_ok=True)   # only now: a refused run leaves no directory
+            check_out_dir(out, force)            # again, now that the lock is held
+            for name in RUN_FILES + (CHECKPOINT + ".tmp", PROGRESS + ".tmp"):
+                path = os.path.join(out, name)   # --force: the old run's files go first
+                if os.path.lexists(path):
+                    os.remove(path)
             write_run_config(run)
+            TrainingLoop(run, None).checkpoint(wall=0.0)
     except BaseException:
-        collector.close()
+        locked = run.lock_fd is not None
+        run.close()
+        if created and locked:                   # a directory this run made, and only it
+            try:
+                for name in os.listdir(out):
+                    os.remove(os.path.join(out, name))
+                os.rmdir(out)
+            except OSError:
+                pass
         raise
     return run
 
 
+def write_json(path, obj):
+    """``obj`` as indented JSON, written atomically."""
+    write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()),
+                 os.path.basename(path))
+
+
 def write_run_config(run):
     """config.json: the algorithm, the task, the seed, every setting, the versions."""
-    with open(os.path.join(run.out, CONFIG), "w") as fh:
-        json.dump({"algorithm": run.algo_cls.name, "env_id": run.env_id, "seed": run.seed,
-                   "config": config_to_dict(run.config), "versions": versions(),
-                   "started": datetime.now(timezone.utc).isoformat()}, fh, indent=2)
+    write_json(os.path.join(run.out, CONFIG),
+               {"algorithm": run.algo_cls.name, "env_id": run.env_id, "seed": run.seed,
+                "config": config_to_dict(run.config), "versions": versions(),
+                "started": datetime.now(timezone.utc).isoformat()})
 
 
 # --- the loop ----------------------------------------------------------------------------
 class CtrlC:
-    """Ctrl-C as a request to stop: the first sets ``requested`` (the loop finishes its
-    iteration, writes a checkpoint and returns), a second raises KeyboardInterrupt.
+    """Ctrl-C (SIGINT) or SIGTERM as a request to stop: the first sets ``requested`` to
+    the signal's number (the loop finishes its iteration, writes a checkpoint and
+    stops), a second raises KeyboardInterrupt.
 
-    A context manager: the handler is installed on entry and the previous one
+    A context manager: the handlers are installed on entry and the previous ones
     restored on exit; outside the main thread no handler can be installed and
-    Ctrl-C interrupts as usual.
+    the signals act as usual.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self):
-        self.requested = False
-        self.previous = None
+        self.requested = None
+        self.previous = {}
 
     def __call__(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested = signum
 
     def __enter__(self):
-        previous = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self)
-            self.previous = previous
-        except ValueError:      # not the main thread
-            self.previous = None
+        for signum in self.SIGNALS:
+            previous = signal.getsignal(signum)
+            try:
+                signal.signal(signum, self)
+                self.previous[signum] = previous
+            except ValueError:      # not the main thread
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
+        self.previous = {}
         return False
 
 
@@ -380,12 +689,12 @@ class TrainingLoop:
         """Seconds of training so far, over every session of the run."""
         return self.run.wall_before + time.perf_counter() - self.started
 
-    def checkpoint(self):
+    def checkpoint(self, wall=None):
         """checkpoint.npz: the agent's and the collector's state, the wall time, the config."""
         run = self.run
         arrays = run.agent.state_arrays()
         arrays.update(run.collector.state_arrays())
-        arrays["counter/wall_s"] = np.asarray(self.wall())
+        arrays["counter/wall_s"] = np.asarray(self.wall() if wall is None else wall)
         arrays["config"] = np.array(json.dumps(config_to_dict(run.config)))
         write_checkpoint(os.path.join(run.out, CHECKPOINT), arrays)
 
@@ -404,7 +713,8 @@ class TrainingLoop:
         return row
 
     def loop(self):
-        """Train until the step budget is spent or Ctrl-C; True if interrupted.
+        """Train until the step budget is spent or a stop signal; the signal's number if
+        one stopped it (SIGINT, SIGTERM), else None.
 
         The environments are closed and progress.csv is closed on the way out,
         whatever happened; a NonFiniteError leaves the last good checkpoint.
@@ -432,23 +742,53 @@ class TrainingLoop:
         return ctrl_c.requested
 
 
+def warnings_for(run):
+    """Lines warning of a run that will surprise: a budget that ends before learning
+    starts; an off-policy resume without its replay buffer (not exact)."""
+    config, lines = run.config, []
+    starts = getattr(config, "learning_starts", None)
+    if starts is not None and config.total_steps <= starts:
+        lines.append(
+            f"warning: total_steps={config.total_steps} ends before learning_starts={starts}: "
+            f"the run makes no gradient update, its loss columns stay 0 and its policy is "
+            f"the initial one; accepted for learning: --total-steps above {starts}, or a "
+            f"lower --set learning_starts")
+    if run.resumed and getattr(config, "checkpoint_replay", True) is False:
+        lines.append(
+            f"note: {run.algo_cls.name} resumes with an empty replay buffer "
+            f"(checkpoint_replay=false), so it does not continue exactly as an uninterrupted "
+            f"run would; start runs with --set checkpoint_replay=true for an exact resume")
+    return lines
+
+
 def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
-          resume=False, force=False, stream=sys.stderr):
+          resume=False, force=False, stream=sys.stderr, raise_on_interrupt=False):
     """Train ``algo`` on ``env_id``; returns the run directory. See the module docstring.
 
     :func:`open_run` (new or resumed), then the :class:`TrainingLoop`, then
-    the final deterministic evaluation into eval.json (skipped after Ctrl-C).
+    the final deterministic evaluation into eval.json.  A stop signal
+    (Ctrl-C, SIGTERM) ends training after a final checkpoint, without the
+    evaluation: ``train`` then says so on ``stream`` and returns the run
+    directory, or raises :class:`Interrupted` with ``raise_on_interrupt``
+    (what the command line does, to exit 130 / 143).
     """
     run = open_run(algo, env_id, total_steps, seed, out, overrides, resume, force)
-    interrupted = TrainingLoop(run, stream).loop()
-    if interrupted:
-        stream.write(f"interrupted at step {run.collector.steps}; checkpoint written; continue "
-                     f"with: minipg train {run.algo_cls.name} --resume {run.out}\n")
-        return run.out
-    result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
-                            seed=run.seed + 10_000, wrappers=run.wrappers)
-    with open(os.path.join(run.out, EVAL), "w") as fh:
-        json.dump(result, fh, indent=2)
+    try:
+        for line in warnings_for(run):
+            stream.write(line + "\n")
+        stream.flush()
+        signum = TrainingLoop(run, stream).loop()
+        if signum:
+            stopped = Interrupted(signum, run.out, run.collector.steps, run.algo_cls.name)
+            if raise_on_interrupt:
+                raise stopped
+            stream.write(f"{stopped}\n")
+            return run.out
+        result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
+                                seed=run.seed + 10_000, wrappers=run.wrappers)
+        write_json(os.path.join(run.out, EVAL), result)
+    finally:
+        run.close()
     stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "
                  f"over {result['episodes']} episodes; run directory {run.out}\n")
     return run.out
@@ -459,38 +799,79 @@ def load_run(out):
     saved = read_run_config(out)
     try:
         algo_cls = get_algorithm(saved["algorithm"])
-        config = config_from(algo_cls.Config, saved["config"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except ConfigError as exc:
         raise RunDirectoryError(f"{os.path.join(out, CONFIG)} is not a minipg run config: "
                                 f"{exc}") from None
+    config = saved_config(algo_cls, out, saved)
     envs = make_vector_env(saved["env_id"], 1, algo_cls.env_wrappers(config))
-    agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
-                     saved["seed"])
-    envs.close()
+    try:
+        agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
+                         saved["seed"])
+    except ValueError as exc:
+        raise RunDirectoryError(f"{algo_cls.name} cannot be rebuilt on {saved['env_id']}: "
+                                f"{exc}") from None
+    finally:
+        envs.close()
     restore_checkpoint(agent, os.path.join(out, CHECKPOINT))
     return agent, saved
 
 
+def check_video_path(video):
+    """``video`` if a GIF can be written there: a .gif path in an existing directory."""
+    if not video.lower().endswith(".gif"):
+        raise ConfigError(f"--video {video}: accepted: a path ending in .gif")
+    folder = os.path.dirname(os.path.abspath(video))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--video {video}: the directory {os.path.dirname(video) or '.'} "
+                          f"does not exist; accepted: a .gif path in an existing directory")
+    if os.path.isdir(video):
+        raise ConfigError(f"--video {video} is a directory; accepted: a .gif file path")
+    return video
+
+
+def quiet_sdl():
+    """Keep SDL (pygame's renderer) from printing its XDG_RUNTIME_DIR and audio
+    complaints: rendering to arrays needs neither a display nor sound."""
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        import tempfile
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
+
+
 def evaluate_run(out, episodes=10, seed=None, render=None, video=None):
-    """Reload the run in ``out`` and evaluate it; with ``video``, write its frames (GIF)."""
+    """Reload the run in ``out`` and evaluate it; with ``video``, stream its frames to a
+    GIF (:class:`minipg.envs.video.GifWriter`: memory independent of the length)."""
     if video is not None and render != "rgb_array":
         raise ConfigError("--video needs --render rgb_array")
-    if video is not None and not video.lower().endswith(".gif"):
-        raise ConfigError(f"--video {video}: accepted: a .gif path (written with Pillow)")
+    if video is not None:
+        check_video_path(video)
+    if render is not None:
+        quiet_sdl()
     agent, saved = load_run(out)
     seed = saved["seed"] + 10_000 if seed is None else seed
-    frames = [] if render else None
+    writer = None
+    if video is not None:
+        from .envs.video import GifWriter
+        try:
+            writer = GifWriter(video)
+        except ImportError as exc:
+            raise ConfigError(f"--video: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"--video {video}: cannot write it ({exc.strerror}); accepted: "
+                              f"a .gif path you can write to") from None
+    frames = writer if writer is not None else ([] if render else None)
     try:
         result = evaluate_agent(agent, saved["env_id"], episodes, seed,
                                 type(agent).env_wrappers(agent.config), render, frames)
     except gym_error.DependencyNotInstalled as exc:
-        raise ConfigError(f"cannot render {saved['env_id']}: {exc}") from None
-    if video is not None:
-        try:
-            from PIL import Image
-        except ImportError:
-            raise ConfigError("--video needs Pillow: pip install 'minipg[plot]'") from None
-        images = [Image.fromarray(f) for f in frames if f is not None]
-        images[0].save(video, save_all=True, append_images=images[1:], duration=20, loop=0)
+        raise ConfigError(f"cannot render {saved['env_id']}: {exc} (minipg's `render` extra "
+                          f"installs it: pip install 'minipg[render]')") from None
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
         result["video"] = video
+        result["video_frames"] = writer.frames
     return result

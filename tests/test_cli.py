@@ -79,9 +79,9 @@ def test_train_help_ranges_read_as_the_validator_accepts(capsys):
     out = capsys.readouterr().out
     assert "  gamma = 0.99  (a number in (0.0, 1.0])\n      discount factor\n" in out
     assert "  clip_eps = 0.2  (a number in (0.0, 1.0))" in out
-    assert "  n_epochs = 10  (an integer in [1, inf))" in out
+    assert "  n_epochs = 10  (an integer in [1, 1000])" in out
     assert "  activation = \"tanh\"  (one of tanh, relu)" in out
-    assert "  hidden = [64, 64]  (comma-separated positive integers, e.g. 64,64)" in out
+    assert "  hidden = [64, 64]  (1 to 32 comma-separated integers in [1, 65536], e.g. 64,64)" in out
     assert "  normalize_obs = false  (true or false)" in out
 
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from minipg import algorithms
 from minipg.algorithms.base import ConfigError, config_from
 from minipg.cli import main
-from minipg.run import (CHECKPOINT, CONFIG, EVAL, PROGRESS, NonFiniteError, RunDirectoryError,
-                        read_checkpoint, train)
+from minipg.run import (CHECKPOINT, CONFIG, EVAL, PROGRESS, Interrupted, NonFiniteError,
+                        RunDirectoryError, read_checkpoint, train)
 
 QUICK = {"batch_steps": "500", "log_every": "500", "checkpoint_every": "1000",
          "hidden": "16,16", "eval_episodes": "2"}
@@ -89,7 +89,11 @@ def test_sigint_writes_checkpoint_and_resume_matches(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(cls, "learn", learn_then_interrupt)
-    part = quick_train(tmp_path / "part", total_steps=6000)
+    part = str(tmp_path / "part")
+    with pytest.raises(Interrupted) as info:
+        quick_train(part, total_steps=6000, raise_on_interrupt=True)
+    assert info.value.signum == signal.SIGINT and info.value.step == calls[2]
+    assert f"--resume {part}" in str(info.value)
     assert not os.path.exists(os.path.join(part, EVAL))  # stopped early
     k = int(read_checkpoint(os.path.join(part, CHECKPOINT))["collector/steps"])
     assert k == calls[2] < 6000
@@ -251,8 +255,11 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch, caps
 
 # --- the algorithm registry ----------------------------------------------------------------
 def test_algorithm_registry_lists_the_documents_order_and_each_class_once():
-    assert algorithms.names() == ["reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg",
-                                  "ddpg", "td3", "ppo", "sac", "sac_v1"]
+    documented = ["reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg", "ddpg", "td3",
+                  "ppo", "sac", "sac_v1"]             # algorithms added later may sit between
+    names = algorithms.names()
+    assert len(set(names)) == len(names)
+    assert [n for n in names if n in documented] == documented
     for entry in algorithms.ALGORITHMS.entries():
         cls = entry.obj
         assert issubclass(cls, algorithms.Algorithm) and cls.name == entry.name
@@ -264,9 +271,9 @@ def test_algorithm_get_accepts_spellings_and_classes_and_names_the_accepted_ones
     assert algorithms.get("PPO") is ppo and algorithms.get(ppo) is ppo
     assert algorithms.get("Sac-V1") is algorithms.get("sac_v1")
     with pytest.raises(algorithms.UnknownAlgorithmError) as info:
-        algorithms.get("trpo")
+        algorithms.get("natural_pg")
     assert isinstance(info.value, ConfigError)
-    assert str(info.value) == ("unknown algorithm 'trpo'; accepted: " +
+    assert str(info.value) == ("unknown algorithm 'natural_pg'; accepted: " +
                                ", ".join(algorithms.names()))
 
 

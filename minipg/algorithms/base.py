@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import textwrap
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,17 @@ import numpy as np
 
 __all__ = ["Algorithm", "BaseConfig", "ConfigError", "setting", "config_from",
            "config_to_dict", "config_help", "parse_assignments", "validate", "accepted_range",
-           "accepted_values", "setting_default"]
+           "accepted_values", "setting_default", "parse_int", "memory_estimate",
+           "check_memory", "available_memory", "format_bytes", "INT_HIGH", "WIDTH_HIGH",
+           "LAYERS_HIGH"]
+
+# Upper bounds every setting has unless it states a smaller one: an integer setting
+# at most INT_HIGH; a layer-size tuple at most LAYERS_HIGH layers of at most WIDTH_HIGH
+# units.  What the buffers and networks of a run would take in memory is checked
+# against the machine by ``check_memory`` before anything is built.
+INT_HIGH = 10**9
+WIDTH_HIGH = 2**16
+LAYERS_HIGH = 32
 
 
 class ConfigError(ValueError):
@@ -31,7 +42,16 @@ class ConfigError(ValueError):
 
 def setting(default, help, low=None, high=None, low_open=False, high_open=False,
             choices=None):
-    """A config field with its one-line help and accepted range (checked by ``validate``)."""
+    """A config field with its one-line help and accepted range (checked by ``validate``).
+
+    An integer setting without ``high`` gets ``INT_HIGH``; a tuple of layer
+    sizes, ``WIDTH_HIGH`` per entry (and at most ``LAYERS_HIGH`` entries).
+    """
+    if high is None and choices is None:
+        if isinstance(default, int) and not isinstance(default, bool):
+            high = INT_HIGH
+        elif isinstance(default, (list, tuple)):
+            high = WIDTH_HIGH
     meta = {"help": help, "low": low, "high": high, "low_open": low_open,
             "high_open": high_open, "choices": choices}
     if isinstance(default, (list, tuple)):
@@ -49,7 +69,8 @@ class BaseConfig:
                                  choices=("sync", "async"))
     dtype: str = setting("float64", "floating point type of networks and data",
                          choices=("float64", "float32"))
-    eval_episodes: int = setting(10, "episodes of the final deterministic evaluation", low=1)
+    eval_episodes: int = setting(10, "episodes of the final deterministic evaluation", low=1,
+                                 high=10_000)
     log_every: int = setting(2_000, "environment steps between progress rows", low=1)
     checkpoint_every: int = setting(20_000, "environment steps between checkpoints", low=1)
 
@@ -59,6 +80,23 @@ class BaseConfig:
 
 def _field_type(cls, name):
     return typing.get_type_hints(cls)[name]
+
+
+def parse_int(value):
+    """``value`` (an int, an integral float, or a string such as '2000', '2_000', '1e5')
+    as an int; ValueError otherwise (bools, fractions, non-finite numbers, other text)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            return int(text)                   # exact for any size of integer
+        except ValueError:
+            pass
+        value = float(text)                     # accept 1e5
+    if isinstance(value, float) and not value.is_integer():   # also nan and inf
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
 
 
 def _coerce(cls, name, value):
@@ -75,17 +113,7 @@ def _coerce(cls, name, value):
                 return False
             raise ValueError
         if ftype is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, str):
-                value = value.strip().replace("_", "")
-                as_float = float(value)  # accept 1e5
-                if not as_float.is_integer():
-                    raise ValueError
-                return int(as_float)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
+            return parse_int(value)
         if ftype is float:
             if isinstance(value, bool):
                 raise ValueError
@@ -99,7 +127,7 @@ def _coerce(cls, name, value):
                 parts = [p for p in value.replace(" ", "").split(",") if p]
             else:
                 parts = list(value)
-            return tuple(int(p) for p in parts)
+            return tuple(parse_int(p) for p in parts)
     except (ValueError, TypeError, OverflowError):
         pass
     expected = {bool: "true/false", int: "an integer", float: "a number",
@@ -107,13 +135,22 @@ def _coerce(cls, name, value):
     raise ConfigError(f"setting {name!r}: {value!r} is not {expected}")
 
 
+def _number(v):
+    """``v`` as the text a user would type: 1000000000 as 1e9, others as they are."""
+    if isinstance(v, int) and abs(v) >= 10**6:
+        digits = str(abs(v))
+        if digits.strip("0") == digits[0]:
+            return f"{'-' if v < 0 else ''}{digits[0]}e{len(digits) - 1}"
+    return v
+
+
 def accepted_range(meta):
     """A field's accepted interval as text, e.g. '(0.0, 1.0]' or '[1, inf)'; None if unbounded."""
     low, high = meta.get("low"), meta.get("high")
     if low is None and high is None:
         return None
-    lo = "-inf" if low is None else low
-    hi = "inf" if high is None else high
+    lo = "-inf" if low is None else _number(low)
+    hi = "inf" if high is None else _number(high)
     return ("(" if meta.get("low_open") or low is None else "[") + f"{lo}, {hi}" + \
         (")" if meta.get("high_open") or high is None else "]")
 
@@ -127,9 +164,10 @@ def validate(config):
             raise ConfigError(f"setting {f.name!r}: {value!r} is not accepted; "
                               f"accepted: {', '.join(map(str, meta['choices']))}")
         if isinstance(value, tuple):
-            if len(value) == 0 or any(v < 1 for v in value):
-                raise ConfigError(f"setting {f.name!r}: {value!r}; accepted: one or more "
-                                  f"positive integers, e.g. 64,64")
+            high = meta.get("high") or WIDTH_HIGH
+            if not 0 < len(value) <= LAYERS_HIGH or any(not 1 <= v <= high for v in value):
+                raise ConfigError(f"setting {f.name!r}: {','.join(map(str, value)) or 'empty'}"
+                                  f" is not accepted; accepted: {_tuple_accepted(meta)}")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
@@ -143,6 +181,12 @@ def validate(config):
                                   f"accepted: {accepted_range(meta)} ({meta.get('help', '')})")
     config.check()
     return config
+
+
+def _tuple_accepted(meta):
+    high = meta.get("high") or WIDTH_HIGH
+    return (f"1 to {LAYERS_HIGH} comma-separated integers in [1, {_number(high)}], "
+            f"e.g. 64,64")
 
 
 def parse_assignments(assignments):
@@ -188,7 +232,7 @@ def accepted_values(config_cls, f):
     if ftype is bool:
         return "true or false"
     if typing.get_origin(ftype) is tuple:
-        return "comma-separated positive integers, e.g. 64,64"
+        return _tuple_accepted(meta)
     kind = {int: "an integer", float: "a number", str: "a string"}.get(ftype, str(ftype))
     interval = accepted_range(meta)
     return kind if interval is None else f"{kind} in {interval}"
@@ -207,6 +251,101 @@ def config_help(config_cls, width=100):
         lines.extend(textwrap.wrap(f.metadata.get("help", ""), width=width,
                                    initial_indent=" " * 6, subsequent_indent=" " * 6))
     return lines
+
+
+# --- the memory a run's buffers and networks take --------------------------------------
+def format_bytes(n):
+    """``n`` bytes as text: '512 B', '3.2 MiB', '233.0 TiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+def memory_estimate(config, obs_dim, act_dim):
+    """{part: (bytes, settings)} an upper estimate of what a run of ``config`` allocates
+    on a task with ``obs_dim`` observation numbers and ``act_dim`` action numbers (the
+    number of actions for a discrete task).
+
+    Read from the settings every algorithm names alike: the networks (``hidden``;
+    up to six networks for an off-policy algorithm -- actor, two critics, their
+    targets -- two otherwise, each with its gradient and two Adam moments), the
+    activations of the largest batch, a rollout (``n_steps`` x ``n_envs``), a
+    REINFORCE batch (``batch_steps``) and a replay buffer (``buffer_size``
+    transitions, allocated whole).  Settings an algorithm does not have count 0.
+    """
+    item = np.dtype(config.dtype).itemsize
+    obs_dim, act_dim = max(int(obs_dim), 1), max(int(act_dim), 1)
+    hidden = list(getattr(config, "hidden", ()) or ())
+    off_policy = hasattr(config, "buffer_size")
+    sizes = [obs_dim + (act_dim if off_policy else 0), *hidden, act_dim]
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    n_nets = 6 if off_policy else 2
+    n_envs = int(getattr(config, "n_envs", 1))
+    per_step = obs_dim + act_dim + 8                # obs, action, reward, value, log-prob, ...
+    rollout = int(getattr(config, "n_steps", 0)) * n_envs
+    batch_steps = int(getattr(config, "batch_steps", 0))
+    if hasattr(config, "minibatch_size"):           # updates on minibatches of a rollout
+        rows, batch_keys = max(int(config.minibatch_size), n_envs), ("minibatch_size",)
+    else:                                           # on the whole rollout, batch or minibatch
+        rows = max(rollout, batch_steps, n_envs, int(getattr(config, "batch_size", 0)))
+        batch_keys = ("n_steps", "batch_steps", "batch_size")
+    parts = {
+        "networks": (4 * n_nets * params * item, ("hidden",)),
+        "activations": (4 * n_nets * rows * (sum(hidden) + obs_dim + act_dim) * item,
+                        ("hidden",) + tuple(k for k in batch_keys if hasattr(config, k))),
+        "rollout buffer": (rollout * per_step * item, ("n_steps", "n_envs")),
+        "episode batch": (batch_steps * per_step * item, ("batch_steps",)),
+        "replay buffer": (int(getattr(config, "buffer_size", 0)) * (2 * obs_dim + act_dim + 3)
+                          * item, ("buffer_size",)),
+    }
+    return {k: v for k, v in parts.items() if v[0] > 0}
+
+
+def _setting_text(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(_number(value))
+
+
+def available_memory():
+    """Bytes this process may use: the machine's memory, or a lower cgroup limit."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                limit = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if total is None or 0 < limit < total:
+            total = limit
+    return total
+
+
+def check_memory(config, obs_dim, act_dim, limit=None):
+    """ConfigError naming the settings (and what would fit) where ``memory_estimate``
+    exceeds ``limit`` bytes (default: ``available_memory()``); the estimate otherwise."""
+    limit = available_memory() if limit is None else limit
+    parts = memory_estimate(config, obs_dim, act_dim)
+    total = sum(b for b, _ in parts.values())
+    if limit is None or total <= limit:
+        return total
+    name, (biggest, names) = max(parts.items(), key=lambda kv: kv[1][0])
+    names = tuple(k for k in names if hasattr(config, k))
+    values = ", ".join(f"{k}={_setting_text(getattr(config, k))}" for k in names)
+    hint = ""
+    if names and name in ("rollout buffer", "episode batch", "replay buffer"):
+        key = names[0]
+        fits = int(getattr(config, key) * max(limit - (total - biggest), 0) / biggest)
+        hint = f"; at most about {key}={fits} fits with the other settings as they are"
+    raise ConfigError(
+        f"this run would need about {format_bytes(total)} of memory, more than the "
+        f"{format_bytes(limit)} available; the {name} alone would take "
+        f"{format_bytes(biggest)} "
+        f"({values}, {config.dtype}): lower {' or '.join(names)}"
+        f"{hint}")
 
 
 class Algorithm:

@@ -220,7 +220,8 @@ class OffPolicyConfig(BaseConfig):
     learning_starts: int = setting(100, "warm-up: environment steps of uniform random actions "
                                    "before the first update", low=0)
     train_freq: int = setting(1, "vector steps between rounds of updates", low=1)
-    gradient_steps: int = setting(1, "gradient steps per round of updates", low=1)
+    gradient_steps: int = setting(1, "gradient steps per round of updates", low=1,
+                                 high=1000)
     hidden: tuple[int, ...] = setting((256, 256), "hidden layer sizes of actor and critics")
     activation: str = setting("relu", "hidden activation", choices=("relu", "tanh"))
     checkpoint_replay: bool = setting(False, "save the replay buffer in checkpoints (exact "

@@ -101,7 +101,7 @@ class PPOConfig(JointLossConfig):
     n_steps: int = setting(2048, "steps T per environment in one rollout", low=1)
     gamma: float = setting(0.99, "discount factor", low=0.0, high=1.0, low_open=True)
     gae_lambda: float = setting(0.95, "GAE lambda", low=0.0, high=1.0)
-    n_epochs: int = setting(10, "passes over each rollout (K)", low=1)
+    n_epochs: int = setting(10, "passes over each rollout (K)", low=1, high=1000)
     minibatch_size: int = setting(64, "samples per minibatch (the last may be smaller)", low=1)
     lr: float = setting(3e-4, "Adam learning rate (initial value when annealed)", low=0.0,
                         low_open=True)

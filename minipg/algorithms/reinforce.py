@@ -56,7 +56,7 @@ class ReinforceConfig(BaseConfig):
     baseline: bool = setting(True, "learn a state-value baseline b(s) = V_w(s)")
     value_lr: float = setting(3e-3, "Adam learning rate of the baseline", low=0.0, low_open=True)
     value_iters: int = setting(10, "full-batch gradient steps of the baseline per update",
-                               low=1)
+                               low=1, high=1000)
     discount_weighting: bool = setting(False, "multiply step t by gamma^t (unbiased for grad J)")
     init_log_std: float = setting(-0.5, "initial log-std of a Gaussian policy")
 

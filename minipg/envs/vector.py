@@ -15,30 +15,64 @@ normalizes rewards with gymnasium's ``NormalizeReward`` on top.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections import deque
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import error as gym_error
 from gymnasium.vector import AutoresetMode
 
-__all__ = ["make_env", "make_vector_env", "action_kind", "Collector", "Step",
-           "UnknownEnvironmentError", "SameStepCartPole"]
+__all__ = ["make_env", "make_vector_env", "probe_spaces", "action_kind", "check_observation_space", "Collector",
+           "Step", "UnknownEnvironmentError", "UnsupportedEnvironmentError", "NonFiniteError",
+           "SameStepCartPole"]
 
 
 class UnknownEnvironmentError(ValueError):
     """An environment id that gymnasium does not know."""
 
 
+class UnsupportedEnvironmentError(ValueError):
+    """A task minipg cannot train on: a missing dependency, or an observation or action
+    space its networks do not take."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinity (a loss, a parameter, or a task's reward)."""
+
+
 def _check_env_id(env_id):
-    if env_id not in gym.registry:
-        close = [k for k in gym.registry if env_id.lower().split("-")[0] in k.lower()][:8]
+    """An error naming what is accepted unless gymnasium knows ``env_id``.
+
+    gymnasium's ``module:EnvId`` form imports ``module`` (which registers
+    ``EnvId``) first, as ``gym.make`` does.
+    """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise UnknownEnvironmentError(
+            f"--env {env_id!r}: an environment id is needed; accepted: a gymnasium id such as "
+            f"CartPole-v1 or Pendulum-v1, or module:EnvId for a task registered by a module "
+            f"(leave --env out for the algorithm's default task)")
+    name = env_id
+    if ":" in env_id:
+        module, name = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:   # ImportError, or any error raised by the module itself
+            raise UnknownEnvironmentError(
+                f"--env {env_id}: cannot import module {module!r} ({type(exc).__name__}: "
+                f"{exc}); the form module:EnvId imports the module, which must register "
+                f"EnvId with gymnasium.register") from None
+    if name not in gym.registry:
+        stem = name.lower().split("-")[0].split("/")[-1]
+        close = [k for k in gym.registry if stem and stem in k.lower()][:8]
         hint = f" Similar ids: {', '.join(close)}." if close else ""
         raise UnknownEnvironmentError(
             f"unknown environment {env_id!r}: not registered with gymnasium.{hint} "
             f"Any gymnasium id is accepted, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, "
-            f"minipg/ShortCorridor-v0, minipg/LQR2D-v0 (see `minipg list`).")
+            f"minipg/ShortCorridor-v0, minipg/LQR2D-v0 (see `minipg list`), or module:EnvId "
+            f"for a task that a module registers.")
 
 
 def action_kind(space):
@@ -47,18 +81,69 @@ def action_kind(space):
         return "discrete"
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         return "continuous"
-    raise ValueError(f"unsupported action space {space}: minipg accepts Discrete or a 1-D Box")
+    raise UnsupportedEnvironmentError(
+        f"unsupported action space {space}: minipg accepts Discrete or a 1-D Box actions")
+
+
+def check_observation_space(env_id, space):
+    """An error unless minipg's MLPs can take ``space``'s observations as a vector.
+
+    Accepted: a Box of numbers (flattened), Discrete (the index as one number),
+    MultiDiscrete and MultiBinary (flattened).  Refused: spaces without a
+    fixed shape (Dict, Tuple, Text, Graph, ...) and uint8 images, which an MLP
+    would take pixel by pixel.
+    """
+    if getattr(space, "shape", None) is None or not isinstance(
+            space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete,
+                    gym.spaces.MultiBinary)):
+        raise UnsupportedEnvironmentError(
+            f"{env_id} has {type(space).__name__} observations ({space}); minipg's networks "
+            f"take a vector: accepted: Box, Discrete, MultiDiscrete or MultiBinary "
+            f"observations (a Dict or Tuple task can be wrapped in "
+            f"gymnasium.wrappers.FlattenObservation and registered under its own id)")
+    if isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3):
+        raise UnsupportedEnvironmentError(
+            f"{env_id} has image observations (uint8, shape {space.shape}); minipg's networks "
+            f"are MLPs on vector observations and would take the image pixel by pixel: "
+            f"accepted: vector observations (a Box of numbers, Discrete, MultiDiscrete or "
+            f"MultiBinary)")
+
+
+def _dependency_error(env_id, exc):
+    extra = ""
+    text = str(exc).lower()
+    if "mujoco" in text:
+        extra = " (minipg's `mujoco` extra installs it: pip install 'minipg[mujoco]')"
+    elif "pygame" in text:
+        extra = " (minipg's `render` extra installs it: pip install 'minipg[render]')"
+    return UnsupportedEnvironmentError(
+        f"{env_id} needs a package that is not installed: {exc}{extra}")
 
 
 def make_env(env_id, wrappers=(), render_mode=None):
     """One environment: ``gym.make(env_id)`` with the episode recorder innermost,
     then ``wrappers`` (callables env -> env) in order."""
     _check_env_id(env_id)
-    env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+    try:
+        env = gym.make(env_id) if render_mode is None else gym.make(env_id,
+                                                                    render_mode=render_mode)
+    except gym_error.DependencyNotInstalled as exc:
+        raise _dependency_error(env_id, exc) from None
     env = gym.wrappers.RecordEpisodeStatistics(env)
     for wrap in wrappers:
         env = wrap(env)
     return env
+
+
+def probe_spaces(env_id, wrappers=()):
+    """(observation space, action space) of one ``make_env(env_id, wrappers)``, closed
+    again: a missing dependency or an unknown id fails here, in this process, before
+    anything else is built."""
+    env = make_env(env_id, wrappers)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
 
 
 def make_vector_env(env_id, n_envs=1, wrappers=(), vectorization="sync", render_mode=None):
@@ -225,6 +310,9 @@ class Collector:
                                   self.action_space.high).astype(self.action_space.dtype)
         obs_now = self.obs
         reset_obs, rewards, terminated, truncated, info = self.envs.step(env_actions)
+        if not np.isfinite(rewards).all():
+            raise NonFiniteError(f"non-finite reward {np.asarray(rewards).tolist()} from the "
+                                 f"task at step {self.steps + self.n_envs}")
         reset_obs = self._obs(reset_obs)
         next_obs = reset_obs
         done = terminated | truncated
