@@ -1020,6 +1020,17 @@ DIFFERENCES = {
 }
 
 
+#: the document's sections of the algorithms stock SB3 has
+SB3_SECTIONS = ("A2C", "PPO", "DDPG", "TD3", "SAC", "SAC with Automatically Adjusted Temperature")
+
+
+def uncovered_cases():
+    """Registered cases of those sections that this script neither runs nor explains."""
+    return [n for n in reference.case_names()
+            if reference.CASES.entry(n).info["section"] in SB3_SECTIONS
+            and n not in SB3_CASES and n not in NO_COUNTERPART]
+
+
 def write_cases(out, names):
     """Write the cases in the sb3 profile (minipg's public API); returns how, for the results."""
     reference.write(out, only=names, profile=PROFILE)
@@ -1130,7 +1141,7 @@ def main(argv=None):
     print(text)
     Path(args.results).write_text(text)
     ok = all(r["error"] is None and r["rows"] and all(row.passed for row in r["rows"])
-             for r in results)
+             for r in results) and not uncovered_cases()
     return 0 if ok else 1
 
 
@@ -1264,6 +1275,9 @@ def render(results, how, control):
             lines.append(f"* `{r['name']}` / `{n}`: {why}.")
     for name, why in NO_COUNTERPART.items():
         lines.append(f"* `{name}` (every array): {why}.")
+    for name in uncovered_cases():
+        lines.append(f"* `{name}` (every array): NOT RUN -- a case of an SB3 algorithm's section "
+                     "that this script has no harness for yet.")
 
     lines += ["", HOW, "## The SB3 models", "", "| case | model |", "| --- | --- |"]
     for r in results:
