@@ -403,3 +403,20 @@ def test_cli_audits_an_importable_function(tmp_path, monkeypatch, capsys):
         assert words in capsys.readouterr().err, argv
     assert main(["audit", "--check", "retrace"]) == 0
     assert "target_probs" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------- the README example
+
+def test_readme_example_runs_passes_and_fails_without_gamma_t(capsys):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### Audit your own gradient"):]
+    code = section[section.index("```python") + 9:section.index("```", section.index(
+        "```python") + 9)]
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert "PASS" in capsys.readouterr().out
+    broken = code.replace("(gamma ** t * G)", "G").replace("print(", "result = (")
+    assert broken != code
+    exec(compile(broken, "README.md", "exec"), namespace)
+    assert not namespace["result"].passed and "eta_1" in namespace["result"].diagnosis
