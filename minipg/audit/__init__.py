@@ -12,7 +12,11 @@ The package:
 * :mod:`~minipg.audit.levels` -- the levels, the :class:`Result` row and the
   runner of each level;
 * the check rows, one module per family (:data:`CHECK_MODULES`), each
-  registering its checks with :func:`audit_check`.
+  registering its checks with :func:`audit_check`;
+* :mod:`~minipg.audit.exact` -- the public API for OUTSIDE estimators: a
+  plain function on NumPy arrays checked against the exact beds
+  (``exact.check(name, fn)``; ``minipg audit --estimator MODULE:FUNCTION
+  --check NAME``), with the known wrong target named on a failure.
 
 The checks live in one :class:`minipg.registry.Registry` (:data:`CHECKS`),
 keyed by ``(algorithm, estimator, level)``; a listed module that cannot be
