@@ -68,6 +68,8 @@ NEGATIVE_CONTROLS = [     # (key, case, profile, what)
      "DDPG target bootstraps through termination"),
     ("sac_v_target_no_entropy", "sac_value", "minipg", "SAC value target without -alpha log pi"),
     ("sac_no_tanh_correction", "sac_policy", "minipg", "SAC log-prob without the tanh correction"),
+    ("acktr_empirical_fisher", "acktr", "minipg",
+     "ACKTR's K-FAC G from the taken actions (the empirical Fisher)"),
     # a convention of another profile applied where the manifest states a different one
     ("ignore_profile_std", "ppo_objective", "sb3",
      "sb3 profile computed with the population std (ddof = 0)"),
@@ -779,6 +781,70 @@ def sac_temperature(c):
     J = (-alpha * logp - alpha * c.hp["target_entropy"]).mean()
     c.out("J_alpha", J)
     c.grad("J_alpha", J, ["log_alpha"])
+
+
+def _layers_with_pre_activations(c, net_name, x):
+    """The network's output, each dense layer's input and its pre-activation s = h W + b."""
+    inputs, pre, h = [], [], x
+    for lay in c.manifest["networks"][net_name]["layers"]:
+        inputs.append(h.detach())
+        s = h @ c.leaf(lay["W"]) + c.leaf(lay["b"])
+        pre.append(s)
+        h = ACT[lay["activation"]](s)
+    return h, inputs, pre
+
+
+def _kfac_step(c, net_name, prefix, log_lik, loss, inputs, pre, max_kl, eta_max):
+    """K-FAC (Martens & Grosse 2015, sec. 3 and 6.3) written out in torch: A = E[abar abar^T],
+    G = E[g g^T] with g the per-sample gradient of log_lik at the pre-activation; damped
+    factors by linear solves (minipg uses eigendecompositions); eta (Wu et al. 2017, 3.3)."""
+    layers = c.manifest["networks"][net_name]["layers"]
+    n = log_lik.shape[0]
+    g_rows = torch.autograd.grad(log_lik.sum(), pre, retain_graph=True)
+    names = [x for lay in layers for x in (lay["W"], lay["b"])]
+    grads = dict(zip(names, torch.autograd.grad(loss, [c.leaf(x) for x in names],
+                                                retain_graph=True)))
+    gamma = math.sqrt(c.hp["damping"])
+    quadratic = torch.zeros((), dtype=F64)
+    for i, (lay, a, g) in enumerate(zip(layers, inputs, g_rows)):
+        abar = torch.cat([a, torch.ones(n, 1, dtype=F64)], dim=1)
+        A, G = abar.T @ abar / n, g.T @ g / n
+        c.out(f"{net_name}.layer{i}.A", A)
+        c.out(f"{net_name}.layer{i}.G", G)
+        pi = torch.sqrt((torch.trace(A) / A.shape[0]) / (torch.trace(G) / G.shape[0]))
+        A_d = A + pi * gamma * torch.eye(A.shape[0], dtype=F64)
+        G_d = G + gamma / pi * torch.eye(G.shape[0], dtype=F64)
+        V = torch.cat([grads[lay["W"]], grads[lay["b"]][None, :]], dim=0)
+        D = torch.linalg.solve(G_d, torch.linalg.solve(A_d, V).T).T     # A~^-1 V G~^-1
+        c.out(f"{prefix}_direction.{lay['W']}", D[:-1])
+        c.out(f"{prefix}_direction.{lay['b']}", D[-1])
+        quadratic = quadratic + ((A @ D @ G) * D).sum()
+    c.out(f"{prefix}_quadratic", quadratic)
+    c.out(f"{prefix}_eta", min(eta_max, math.sqrt(2 * max_kl / float(quadratic))))
+
+
+@case
+def acktr(c):
+    obs = c.t("obs")
+    logits, inputs, pre = _layers_with_pre_activations(c, "policy", obs)
+    fisher_actions = c.t("actions" if "acktr_empirical_fisher" in WRONG else "sampled_actions")
+    log_lik = log_softmax_pick(logits, fisher_actions)              # a~ ~ pi: the true Fisher
+    A = c.t("advantages")
+    loss = -(A * log_softmax_pick(logits, c.t("actions"))).mean() \
+        - c.hp["entropy_coef"] * softmax_entropy(logits).mean()
+    c.out("actor_loss", loss)
+    c.grad("actor_loss", loss, c.params("policy"))
+    _kfac_step(c, "policy", "actor", log_lik, loss, inputs, pre, c.hp["max_kl"],
+               c.hp["eta_max"])
+    out, inputs, pre = _layers_with_pre_activations(c, "value", obs)
+    V = out[:, 0]
+    y = V.detach() + c.t("critic_noise")                            # targets sampled around V
+    log_lik = -0.5 * (y - V) ** 2                                   # log N(y; V, 1) + const
+    closs = 0.5 * ((V - c.t("returns")) ** 2).mean()
+    c.out("critic_loss", closs)
+    c.grad("critic_loss", closs, c.params("value"))
+    _kfac_step(c, "value", "critic", log_lik, closs, inputs, pre, c.hp["value_max_kl"],
+               c.hp["value_eta_max"])
 
 
 # ------------------------------------------------------------------ main

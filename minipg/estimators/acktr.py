@@ -36,7 +36,7 @@ from .terms import entropy_bonus, policy_gradient_objective, trust_region_step_s
 
 __all__ = ["actor_loss", "critic_loss", "sampled_policy_log_likelihood",
            "critic_fisher_log_likelihood", "step_size", "policy_gradient_objective",
-           "entropy_bonus", "trust_region_step_size"]
+           "entropy_bonus"]
 
 
 def actor_loss(log_prob, advantages, entropy, entropy_coef):
