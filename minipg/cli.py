@@ -318,7 +318,19 @@ def build_parser():
     return parser
 
 
+def _one_blas_thread(argv):
+    """NumPy's BLAS on one thread unless the environment says otherwise (``minipg bench``
+    chooses its own with --threads).  minipg's matrices are small: with a BLAS thread per
+    core, the threads spin on them and on a busy 2-core machine a TRPO run took 6x longer
+    (verification/results/trpo_speed.md).  Must run before NumPy loads its BLAS."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "numpy" not in sys.modules and (not argv or argv[0] != "bench"):
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
 def main(argv=None):
+    _one_blas_thread(argv)
     args = build_parser().parse_args(argv)
     for flag in ("repeats", "threads", "episodes"):
         if getattr(args, flag, 1) < 1:

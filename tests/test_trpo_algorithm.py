@@ -177,3 +177,20 @@ def test_bad_settings_are_clear_errors(setting, value, words):
 def test_shared_trunk_is_refused():
     with pytest.raises(ConfigError, match="shared_trunk"):
         config_from(TRPOConfig, {"shared_trunk": True})
+
+
+def test_the_command_line_runs_numpy_blas_on_one_thread_unless_told_otherwise():
+    """minipg/cli.py: one BLAS thread by default (the speed of `minipg train` as a user
+    types it, verification/results/trpo_speed.md); an explicit setting is kept."""
+    import subprocess
+    import sys
+    code = ("import os, sys, io, contextlib; from minipg.cli import main; "
+            "contextlib.redirect_stdout(io.StringIO()).__enter__(); main(['list']); "
+            "sys.stderr.write(str(os.environ.get('OPENBLAS_NUM_THREADS')))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stderr.strip().endswith("1")
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stderr.strip().endswith("2")
