@@ -341,3 +341,29 @@ def test_state_dict_round_trip():
     other = KFAC(layer, lr=0.1, damping=1e-2, refresh_every=1)
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.natural_gradient(g), opt.natural_gradient(g))
+
+
+def test_kfac_on_the_off_policy_critic_ensemble():
+    """minipg's CriticEnsemble (stacked (K, n_in, n_out) layers, fused relu): K-FAC finds its
+    layers, keeps (K, n_in + 1, n_in + 1) and (K, n_out, n_out) factors, and one Gauss-Newton
+    step on a regression lowers the loss of every member."""
+    from minipg.algorithms.offpolicy_common import CriticEnsemble
+    rng = np.random.default_rng(9)
+    critics = CriticEnsemble(3, 1, (6,), "relu", 2, rng, np.float64)
+    obs, act = rng.normal(size=(32, 3)), rng.normal(size=(32, 1))
+    target = np.sin(obs[:, 0]) + act[:, 0]
+    opt = KFAC(critics, lr=1.0, damping=1e-2)
+
+    def losses():
+        return np.mean((critics(obs, act).data - target) ** 2, axis=1)
+
+    before = losses()
+    with opt.capture():
+        q = critics(obs, act)
+    opt.update_curvature(-0.5 * (q - (q.data + rng.normal(size=q.shape))) ** 2)
+    assert [lay.A.shape for lay in opt.layers.values()] == [(2, 5, 5), (2, 7, 7)]
+    assert [lay.G.shape for lay in opt.layers.values()] == [(2, 6, 6), (2, 1, 1)]
+    opt.zero_grad()
+    ops.mean(0.5 * (q - target) ** 2).backward()
+    opt.step(eta=0.5)
+    assert np.all(losses() < before)

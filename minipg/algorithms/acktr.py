@@ -113,8 +113,10 @@ class ACKTR(SeparateStepsAlgorithm):
     Config = ACKTRConfig
     description = "actor-critic with Kronecker-factored trust regions (Wu et al. 2017)"
     presets = {
+        # A2C's presets' rollouts, longer (n_steps 16: 128 or 256 samples for the factors),
+        # with A2C's reward scaling and observation normalisation
         "CartPole-v1": {"n_envs": 8, "n_steps": 16, "entropy_coef": 0.0,
-                        "normalize_reward": True, "total_steps": 200_000},
+                        "normalize_reward": True, "total_steps": 100_000},
         "Acrobot-v1": {"n_envs": 16, "n_steps": 16, "entropy_coef": 0.0, "normalize_obs": True,
                        "normalize_reward": True, "total_steps": 300_000},
         "InvertedPendulum-v5": {"n_envs": 8, "n_steps": 32, "entropy_coef": 0.0,

@@ -1,0 +1,272 @@
+"""Learning evidence for issue 16: ACKTR with its presets, and A2C's CartPole preset beside it.
+
+Each (algorithm, task) is trained with its preset (no other setting) for 3
+seeds through the same run loop `minipg train` uses; the final deterministic
+evaluation (10 episodes) and the first logged step at which the mean
+training return of the last 20 episodes reached the target are recorded.
+Targets (median over seeds):
+
+    ACKTR CartPole-v1          >= 475, in fewer environment steps than A2C's preset
+    ACKTR Acrobot-v1           >= -100
+    ACKTR InvertedPendulum-v5  >= 950   (needs the optional `mujoco` package)
+
+The paper's claim (Wu et al. 2017) is sample efficiency over A2C, so A2C's
+CartPole preset is run here too, on the same seeds, and both step counts are
+reported.  `timing` measures how much of one update K-FAC takes (the
+CartPole preset's networks and batch), split into its parts.
+
+    python verification/acktr_learning.py run [--only acktr:CartPole-v1 ...] [--seeds 0 1 2]
+    python verification/acktr_learning.py timing
+    python verification/acktr_learning.py report      # writes results/acktr_learning.md
+"""
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")          # one BLAS thread: small matrices, shared cores
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLAN = [("acktr", "CartPole-v1", 475.0), ("a2c", "CartPole-v1", 475.0),
+        ("acktr", "Acrobot-v1", -100.0), ("acktr", "InvertedPendulum-v5", 950.0)]
+TIMING_JSON = "acktr_timing.json"
+
+
+def run_dir(out, algo, env_id, seed):
+    return os.path.join(out, f"{algo}-{env_id}-{seed}")
+
+
+def progress_rows(out):
+    with open(os.path.join(out, "progress.csv"), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def first_step_reaching(rows, level):
+    for row in rows:
+        if row["return_mean"] and float(row["return_mean"]) >= level:
+            return int(row["step"])
+    return None
+
+
+def cmd_run(args):
+    from minipg.run import train
+    selected = [tuple(x.split(":")) for x in args.only] if args.only else \
+        [(a, e) for a, e, _ in PLAN]
+    for algo, env_id in selected:
+        for seed in args.seeds:
+            out = run_dir(args.out, algo, env_id, seed)
+            if os.path.exists(os.path.join(out, "eval.json")) and not args.force:
+                print(f"{out}: done already", flush=True)
+                continue
+            start = time.perf_counter()
+            try:
+                train(algo, env_id, seed=seed, out=out, force=True, stream=io.StringIO())
+            except Exception as exc:  # e.g. mujoco missing: say so and go on
+                print(f"{algo} {env_id} seed {seed}: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            wall = time.perf_counter() - start
+            with open(os.path.join(out, "wall.json"), "w") as fh:
+                json.dump({"wall_s": wall}, fh)
+            ev = json.load(open(os.path.join(out, "eval.json")))
+            print(f"{algo} {env_id} seed {seed}: eval {ev['return_mean']:.1f} wall {wall:.0f}s",
+                  flush=True)
+
+
+def cmd_timing(args):
+    """Median over repeats of one ACKTR update (policy step + value step) on the CartPole
+    preset's networks and batch (64-64 tanh, 8 x 16 = 128 samples), split into K-FAC's parts
+    (each timed around the call), with the inverses refreshed every k = refresh_every
+    updates as in training; and one A2C update (loss, backward, clip, RMSprop) beside it."""
+    import numpy as np
+    import gymnasium as gym
+    from minipg.algorithms.a2c import A2C
+    from minipg.algorithms.acktr import ACKTR
+    from minipg.algorithms.onpolicy_common import RolloutBatch
+    from minipg.optim import KFAC
+    from minipg.run import resolve_config
+
+    parts = {"update_curvature": 0.0, "refresh_inverses": 0.0, "natural_gradient": 0.0,
+             "fisher_quadratic": 0.0, "step": 0.0}
+    originals = {name: getattr(KFAC, name) for name in parts}
+
+    def timed(name):
+        fn = originals[name]
+
+        def wrapper(self, *a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(self, *a, **kw)
+            finally:
+                parts[name] += time.perf_counter() - t0
+        return wrapper
+
+    obs_space, act_space = gym.spaces.Box(-5, 5, (4,)), gym.spaces.Discrete(2)
+    cfg = resolve_config(ACKTR, "CartPole-v1", {})
+    agent = ACKTR(cfg, obs_space, act_space, seed=0)
+    rng = np.random.default_rng(0)
+    n = cfg.n_envs * cfg.n_steps
+    batch = RolloutBatch(rng.normal(size=(n, 4)), rng.integers(2, size=n), np.zeros(n),
+                         np.zeros(n), rng.normal(size=n), rng.normal(size=n))
+    a2c = A2C(resolve_config(A2C, "CartPole-v1", {}), obs_space, act_space, seed=0)
+    a2c_batch = batch[np.arange(resolve_config(A2C, "CartPole-v1", {}).n_envs * 5)]
+    for _ in range(20):                                   # warm up (numba, caches)
+        agent.policy_step(batch)
+        agent.value_step(batch)
+    for name in parts:
+        setattr(KFAC, name, timed(name))
+    repeats, per = 7, 100
+    totals, a2c_times, shares = [], [], []
+    try:
+        for _ in range(repeats):
+            for name in parts:
+                parts[name] = 0.0
+            t0 = time.perf_counter()
+            for _ in range(per):
+                agent.policy_step(batch)
+                agent.value_step(batch)
+            total = time.perf_counter() - t0
+            # refresh_inverses runs inside natural_gradient: count it once
+            kfac = sum(v for k, v in parts.items() if k != "refresh_inverses")
+            totals.append(total / per)
+            shares.append({**{k: v / total for k, v in parts.items()}, "kfac": kfac / total})
+            t0 = time.perf_counter()
+            for _ in range(per):
+                loss, _ = a2c.loss(a2c_batch)
+                a2c.descend(loss)
+            a2c_times.append((time.perf_counter() - t0) / per)
+    finally:
+        for name, fn in originals.items():
+            setattr(KFAC, name, fn)
+    result = {"update_ms": 1e3 * statistics.median(totals),
+              "a2c_update_ms": 1e3 * statistics.median(a2c_times),
+              "a2c_batch": len(a2c_batch), "acktr_batch": n,
+              "refresh_every": cfg.refresh_every,
+              "share": {k: statistics.median(s[k] for s in shares) for k in shares[0]}}
+    with open(os.path.join(args.out, TIMING_JSON), "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(json.dumps(result, indent=1))
+
+
+NOTES = """\
+Notes.
+* Presets were fixed from trials before these runs (not in the table; seeds 0-2 of
+  CartPole, 0 of Acrobot, 0-1 of InvertedPendulum).  With baselines' K-FAC settings
+  (momentum 0.9, statistics decay 0.99) CartPole seed 0 collapsed to a deterministic
+  policy returning ~9 within 20k steps and never recovered; a diagnostic run
+  measured the true mean KL of each actor step against the 1/2 eta^2 d^T F d = delta
+  the K-FAC approximation promised: equal at the first update (1.06e-3 vs 1e-3),
+  then 10-150x larger as the slowly averaged factors went stale (the near-uniform
+  initial policy gives tiny hidden-layer G's that grow as the output weights grow).
+  With fresh factors each update (decay 0) the promise held within 2-3x.  Momentum 0
+  and decay 0.95 (minipg's defaults) gave the runs below; decay 0.9 with inverses
+  refreshed every update also worked (CartPole seeds 0-1: 475 at 30k and ~26k).
+* 'reached' is read from progress rows logged every 2000 steps (2048 for ACKTR's
+  CartPole and InvertedPendulum batches), so a step count is exact to one row."""
+
+
+def cmd_report(args):
+    lines = ["# ACKTR: learning on CartPole-v1, Acrobot-v1 and InvertedPendulum-v5, against A2C",
+             "", "Commands: `python verification/acktr_learning.py run` (split over two "
+             "processes running at the same time), `python verification/acktr_learning.py "
+             "timing`, then `python verification/acktr_learning.py report`. Each run is the "
+             "preset as `minipg train ALGO --env ENV --seed S` runs it, no other setting; "
+             f"float64; seeds {args.seeds}; one BLAS thread. Final evaluation: deterministic "
+             "policy, 10 episodes, seed + 10000. 'reached' is the first logged step at which "
+             "the mean training return of the last 20 episodes (stochastic policy) reached "
+             "the target. 'K-FAC share' is the run's kfac_time_fraction at its last row: the "
+             "share of all its updates' wall time spent in K-FAC. Wall times: the 2-core "
+             "machine shared with other work, not speed measurements.", "",
+             "| algorithm | task | seed | steps | final eval return | reached target at | "
+             "K-FAC share | wall s |", "|---|---|---|---|---|---|---|---|"]
+    summary, reached_by = [], {}
+    for algo, env_id, target in PLAN:
+        finals, reached_all = [], []
+        for seed in args.seeds:
+            out = run_dir(args.out, algo, env_id, seed)
+            path = os.path.join(out, "eval.json")
+            if not os.path.exists(path):
+                lines.append(f"| {algo} | {env_id} | {seed} | - | not run | - | - | - |")
+                continue
+            ev = json.load(open(path))
+            cfg = json.load(open(os.path.join(out, "config.json")))["config"]
+            wall = json.load(open(os.path.join(out, "wall.json")))["wall_s"] \
+                if os.path.exists(os.path.join(out, "wall.json")) else float("nan")
+            rows = progress_rows(out)
+            reached = first_step_reaching(rows, target)
+            share = rows[-1].get("kfac_time_fraction")
+            finals.append(ev["return_mean"])
+            reached_all.append(float("inf") if reached is None else reached)
+            lines.append(f"| {algo} | {env_id} | {seed} | {cfg['total_steps']} | "
+                         f"{ev['return_mean']:.1f} +- {ev['return_std']:.1f} | "
+                         f"{reached or 'never'} | "
+                         f"{'-' if not share else f'{float(share):.0%}'} | {wall:.0f} |")
+        if finals:
+            med, med_reached = statistics.median(finals), statistics.median(reached_all)
+            reached_by[(algo, env_id)] = med_reached
+            summary.append(f"| {algo} | {env_id} | {len(finals)} | {med:.1f} | "
+                           f"{med_reached:.0f} | >= {target:g} | "
+                           f"{'met' if med >= target else 'MISSED'} |")
+        else:
+            summary.append(f"| {algo} | {env_id} | 0 | - | - | >= {target:g} | not run |")
+    lines += ["", "## Against the targets", "",
+              "| algorithm | task | seeds | median final eval return | median step reaching "
+              "the target | target | result |", "|---|---|---|---|---|---|---|"] + summary
+    acktr_cp, a2c_cp = reached_by.get(("acktr", "CartPole-v1")), \
+        reached_by.get(("a2c", "CartPole-v1"))
+    if acktr_cp is not None and a2c_cp is not None:
+        verdict = "met" if acktr_cp < a2c_cp else "MISSED"
+        lines += ["", f"Sample efficiency on CartPole-v1 (the paper's claim): ACKTR's median "
+                      f"step reaching 475 is {acktr_cp:.0f}, A2C's preset's {a2c_cp:.0f} "
+                      f"(ratio {acktr_cp / a2c_cp:.2f}): {verdict}."]
+    timing = os.path.join(args.out, TIMING_JSON)
+    if os.path.exists(timing):
+        t = json.load(open(timing))
+        s = t["share"]
+        lines += ["", "## How much of an update K-FAC takes", "",
+                  f"`timing`: one ACKTR update (policy step + value step) on the CartPole "
+                  f"preset's networks (64-64 tanh) and batch ({t['acktr_batch']} samples), "
+                  f"inverses refreshed every {t['refresh_every']} updates, median of 7 repeats "
+                  f"of 100 updates: {t['update_ms']:.2f} ms, of which K-FAC "
+                  f"{s['kfac']:.0%}:", "",
+                  "| part | share of the update |", "|---|---|",
+                  f"| update_curvature (the sampled log-likelihood's extra backward pass, "
+                  f"A and G) | {s['update_curvature']:.0%} |",
+                  f"| natural_gradient (A~^-1 V G~^-1; includes the refresh) | "
+                  f"{s['natural_gradient']:.0%} |",
+                  f"| of which refresh_inverses (eigendecompositions, every "
+                  f"{t['refresh_every']} updates) | {s['refresh_inverses']:.0%} |",
+                  f"| fisher_quadratic (d^T F d) | {s['fisher_quadratic']:.0%} |",
+                  f"| step | {s['step']:.0%} |",
+                  f"| the rest: forward passes, the losses' backward passes | "
+                  f"{1 - s['kfac']:.0%} |", "",
+                  f"For scale: one A2C update (its preset's {t['a2c_batch']}-sample batch: loss, "
+                  f"backward, clip, RMSprop) takes {t['a2c_update_ms']:.2f} ms on the same "
+                  f"machine in the same process."]
+    lines += ["", NOTES]
+    path = os.path.join(HERE, "results", "acktr_learning.md")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=("run", "timing", "report"))
+    p.add_argument("--only", nargs="*", help="algo:task pairs, e.g. acktr:CartPole-v1")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", default="/tmp/minipg-acktr-runs",
+                   help="where the run directories go (outside the work tree)")
+    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    {"run": cmd_run, "timing": cmd_timing, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
