@@ -73,6 +73,9 @@ def plot_runs(run_dirs, out, title=None):
     if not os.path.isdir(folder):
         raise PlotError(f"--out {out}: the directory {folder} does not exist; accepted: a "
                         f"path in an existing directory")
+    groups = {}
+    for run_dir in run_dirs:
+        groups.setdefault(_label(run_dir), []).append(read_progress(run_dir))
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -80,9 +83,6 @@ def plot_runs(run_dirs, out, title=None):
     except ImportError:
         raise PlotUnavailable("minipg plot needs matplotlib: pip install 'minipg[plot]' "
                               "(or pip install matplotlib)") from None
-    groups = {}
-    for run_dir in run_dirs:
-        groups.setdefault(_label(run_dir), []).append(read_progress(run_dir))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, curves in groups.items():
         curves = [(s, r) for s, r in curves if len(s)]

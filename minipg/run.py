@@ -437,6 +437,10 @@ def resumed_settings(algo_cls, out, total_steps):
     except (KeyError, ValueError, TypeError):
         raise RunDirectoryError(f"checkpoint {path} does not fit this run (no step "
                                 f"counter); it must come from `minipg train`") from None
+    if total_steps is not None and done >= config.total_steps:
+        raise RunDirectoryError(
+            f"--resume {out}: --total-steps {total_steps} is not above the {done} steps the "
+            f"run has trained; accepted: --total-steps above {done}")
     if done >= config.total_steps and os.path.exists(os.path.join(out, EVAL)):
         raise RunDirectoryError(
             f"--resume {out}: the run has finished its {config.total_steps} steps (it "
@@ -787,6 +791,9 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
         result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
                                 seed=run.seed + 10_000, wrappers=run.wrappers)
         write_json(os.path.join(run.out, EVAL), result)
+    except RunWriteError as exc:
+        raise RunWriteError(exc.errno, f"{exc.strerror}; once it can be written, continue "
+                            f"with: minipg train {run.algo_cls.name} --resume {run.out}") from None
     finally:
         run.close()
     stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "

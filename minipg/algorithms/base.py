@@ -294,7 +294,8 @@ def memory_estimate(config, obs_dim, act_dim):
     parts = {
         "networks": (4 * n_nets * params * item, ("hidden",)),
         "activations": (4 * n_nets * rows * (sum(hidden) + obs_dim + act_dim) * item,
-                        ("hidden",) + tuple(k for k in batch_keys if hasattr(config, k))),
+                        ("hidden",) + tuple(k for k in batch_keys if hasattr(config, k))
+                        + ("n_envs",)),
         "rollout buffer": (rollout * per_step * item, ("n_steps", "n_envs")),
         "episode batch": (batch_steps * per_step * item, ("batch_steps",)),
         "replay buffer": (int(getattr(config, "buffer_size", 0)) * (2 * obs_dim + act_dim + 3)
