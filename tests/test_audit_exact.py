@@ -65,6 +65,21 @@ def off_policy(states, actions, behaviour_probs, q_values, features, theta, rati
     return g.sum(axis=0) if total else g.mean(axis=0)
 
 
+def emphatic(states, actions, behaviour_probs, q_values, t, features, theta, gamma, n_samples,
+             trace="follow-on", total=False):
+    """ACE (Imani et al. 2018): rho_H M_H Q_H psi_H at each history's last step H."""
+    psi, pi = score(features, theta, states, actions)
+    rho = (pi[states, actions] / behaviour_probs).reshape(n_samples, -1)
+    M = np.ones(n_samples)
+    for k in range(1, rho.shape[1]):
+        M = 1.0 + gamma * (rho[:, k - 1] if trace == "follow-on" else 1.0) * M
+    if trace == "none":
+        M = np.ones(n_samples)
+    last = t == t.max()
+    g = (rho[:, -1] * M * q_values[last])[:, None] * psi[last]
+    return g.sum(axis=0) if total else g.mean(axis=0)
+
+
 def dpg(states, grad_u_q, gamma, scale=1.0, total=False):
     g = np.einsum("nk,nj->kj", grad_u_q, states)
     return scale * (g if total else g / len(states))
@@ -176,6 +191,7 @@ def test_minipg_estimator_passes(name):
 CORRECT_NUMPY = {
     "reinforce": reinforce, "reinforce_no_gamma_t": with_(reinforce, drop_gamma_t=True),
     "actor_critic": actor_critic, "gae_policy_gradient": gae_pg, "off_policy": off_policy,
+    "off_policy_emphatic": emphatic,
     "dpg": dpg, "fisher_vector_product": fvp, "natural_gradient": natural_gradient,
     "returns": returns_target, "gae": gae_target, "n_step": n_step_target,
     "retrace": retrace_target,
@@ -206,6 +222,9 @@ WRONG = [
     ("off_policy", with_(off_policy, ratio="none"), "importance weight pi/b is missing"),
     ("off_policy", with_(off_policy, ratio="b/pi"), "inverted"),
     ("off_policy", with_(off_policy, total=True), "batch_size x g"),
+    ("off_policy_emphatic", with_(emphatic, trace="none"), "Q^pi -- Off-PAC's g: the follow"),
+    ("off_policy_emphatic", with_(emphatic, trace="no ratio"), "(1 - gamma^(H+1))"),
+    ("off_policy_emphatic", with_(emphatic, total=True), "batch_size x grad J_beta"),
     ("dpg", with_(dpg, scale=10.0), "grad_K J -- the 1/(1 - gamma)"),     # 1/(1-gamma) = 10
     ("dpg", with_(dpg, scale=-1.0), "-(1 - gamma) grad_K J"),
     ("dpg", with_(dpg, total=True), "batch_size x (1 - gamma) grad_K J"),
