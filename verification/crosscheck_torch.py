@@ -70,6 +70,8 @@ NEGATIVE_CONTROLS = [     # (key, case, profile, what)
     ("sac_no_tanh_correction", "sac_policy", "minipg", "SAC log-prob without the tanh correction"),
     ("acktr_empirical_fisher", "acktr", "minipg",
      "ACKTR's K-FAC G from the taken actions (the empirical Fisher)"),
+    ("trpo_kl_reversed", "trpo_gaussian", "minipg",
+     "TRPO's line search on KL(pi_new || pi_old), the reversed KL (same Hessian at theta_old)"),
     # a convention of another profile applied where the manifest states a different one
     ("ignore_profile_std", "ppo_objective", "sb3",
      "sb3 profile computed with the population std (ddof = 0)"),
@@ -845,6 +847,127 @@ def acktr(c):
     c.grad("critic_loss", closs, c.params("value"))
     _kfac_step(c, "value", "critic", log_lik, closs, inputs, pre, c.hp["value_max_kl"],
                c.hp["value_eta_max"])
+
+
+# ------------------------------------------------------------------ TRPO
+
+def _trpo_policy(c, kind, params):
+    """(log pi(a|s), the old-policy quantities' builder) of the case's policy from the
+    parameter tensors ``params`` (name -> tensor)."""
+    out = Net(c.manifest["networks"]["policy"], params)(c.t("obs"))
+    if kind == "categorical":
+        logp_all = out - torch.logsumexp(out, dim=-1, keepdim=True)
+        return torch.gather(logp_all, -1, c.t("actions").unsqueeze(-1)).squeeze(-1), \
+            (logp_all,)
+    log_std = params["policy.log_std"]
+    z = (c.t("actions") - out) / torch.exp(log_std)
+    return (-0.5 * z ** 2 - log_std - 0.5 * LOG_2PI).sum(-1), (out, log_std)
+
+
+def _trpo_mean_kl(kind, old, new):
+    """mean_s KL(pi_old || pi_new), closed form (old held constant)."""
+    if kind == "categorical":
+        (lp,), (lq,) = old, new
+        if "trpo_kl_reversed" in WRONG:
+            lp, lq = lq, lp
+        return (lp.exp() * (lp - lq)).sum(-1).mean()
+    (mp, sp), (mq, sq) = old, new
+    if "trpo_kl_reversed" in WRONG:
+        (mp, sp), (mq, sq) = (mq, sq), (mp, sp)
+    per_dim = sq - sp + (torch.exp(2 * sp) + (mp - mq) ** 2) / (2 * torch.exp(2 * sq)) - 0.5
+    return per_dim.sum(-1).mean()
+
+
+def _trpo(c, kind):
+    """Schulman et al. 2015, eq. 14 and Appendix C: F v by double backward of the mean KL,
+    CG written out (Hestenes-Stiefel), the step and the KL-checked line search."""
+    hp = c.hp
+    names = c.params("policy") + (["policy.log_std"] if kind == "gaussian" else [])
+    leaves = [c.leaf(n) for n in names]
+    shapes = [x.shape for x in leaves]
+    sizes = [x.numel() for x in leaves]
+
+    def flat(ts):
+        return torch.cat([t.reshape(-1) for t in ts])
+
+    def split(v):
+        return dict(zip(names, (p.reshape(s) for p, s in zip(torch.split(v, sizes), shapes))))
+
+    log_prob_old, A = c.t("log_prob_old"), c.t("advantages")
+    log_prob, old_terms = _trpo_policy(c, kind, dict(zip(names, leaves)))
+    c.out("log_prob", log_prob)
+    surrogate = (torch.exp(log_prob - log_prob_old) * A).mean()
+    c.out("surrogate", surrogate)
+    c.grad("surrogate", surrogate, names)
+    g = flat(torch.autograd.grad(surrogate, leaves, retain_graph=True)).detach()
+    old = tuple(t.detach() for t in old_terms)
+
+    kl = _trpo_mean_kl(kind, old, old_terms)                      # 0 at theta_old, Hessian F
+    grad_kl = flat(torch.autograd.grad(kl, leaves, create_graph=True))
+
+    def fvp(v):                                                   # F v = d(grad_kl . v)
+        return flat(torch.autograd.grad((grad_kl * v).sum(), leaves, retain_graph=True))
+
+    for name, value in split(fvp(flat([c.t(f"fvp_vector.{n}") for n in names]))).items():
+        c.out(f"fvp.{name}", value)
+
+    def A_of(v):
+        return fvp(v) + hp["cg_damping"] * v
+
+    x = torch.zeros_like(g)
+    r, p = g.clone(), g.clone()
+    rr = r @ r
+    for _ in range(hp["cg_iterations"]):
+        Ap = A_of(p)
+        alpha = rr / (p @ Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    for name, value in split(x).items():
+        c.out(f"cg_solution.{name}", value)
+    Ax = A_of(x)
+    c.out("cg_residual", torch.linalg.norm(g - Ax))
+    xAx = x @ Ax
+    c.out("xAx", xAx)
+    scale = torch.sqrt(2 * hp["max_kl"] / xAx)
+    c.out("step_scale", scale)
+    step = scale * x
+    for name, value in split(step).items():
+        c.out(f"step.{name}", value)
+
+    theta_old = flat(leaves).detach()
+    kls, values, fraction, theta_new, kl_new, improvement = [], [], 0.0, theta_old, 0.0, 0.0
+    with torch.no_grad():
+        for j in range(hp["line_search_max_steps"]):
+            f = hp["line_search_shrink"] ** j
+            theta = theta_old + f * step
+            lp, terms = _trpo_policy(c, kind, split(theta))
+            value = (torch.exp(lp - log_prob_old) * A).mean()
+            kl_j = _trpo_mean_kl(kind, old, terms)
+            kls.append(kl_j)
+            values.append(value)
+            if kl_j <= hp["max_kl"] and value > surrogate:
+                fraction, theta_new, kl_new, improvement = f, theta, kl_j, value - surrogate
+                break
+    c.out("line_search_kl", torch.stack(kls))
+    c.out("line_search_surrogate", torch.stack(values))
+    c.out("line_search_fraction", fraction)
+    for name, value in split(theta_new).items():
+        c.out(f"theta_new.{name}", value)
+    c.out("kl", kl_new)
+    c.out("surrogate_improvement", improvement)
+
+
+@case
+def trpo_categorical(c):
+    _trpo(c, "categorical")
+
+
+@case
+def trpo_gaussian(c):
+    _trpo(c, "gaussian")
 
 
 # ------------------------------------------------------------------ main

@@ -49,9 +49,10 @@ from minipg.autodiff import Tensor, backward_cotangents, enable_grad, forward_ta
 
 from . import checks as _c
 
+# the estimators (each named by a reference case); the results' dataclasses (CGResult,
+# LineSearchResult) and the settings' checks (check_*) are public too, not estimators
 __all__ = ["surrogate_objective", "mean_kl", "FisherOperator", "conjugate_gradient",
-           "CGResult", "max_step", "LineSearchResult", "backtracking_line_search",
-           "check_max_kl", "check_damping", "check_cg_iterations", "check_shrink"]
+           "max_step", "backtracking_line_search"]
 
 
 # ------------------------------------------------------------------ settings' checks
