@@ -45,7 +45,7 @@ is not installed and says so.  float32 as SB3 builds its models (the
 statistical checks allow it; the target checks' tolerance, 1e-5 relative,
 covers float32 rounding).
 
-Run (about 1 minute)::
+Run (1.5 to 3.5 minutes on a shared 2-core machine)::
 
     python verification/audit_outside.py      # writes results/audit_outside.md
 
