@@ -547,3 +547,26 @@ def test_the_memory_estimate_covers_what_a_run_allocates(tmp_path):
         key = "rollout buffer" if name == "ppo" else "replay buffer"
         assert held <= parts[key][0] + parts.get("activations", (0,))[0], name
         assert params * 4 <= parts["networks"][0], name
+
+
+def test_evaluate_video_says_where_it_went_without_sdl_noise(tmp_path):
+    pytest.importorskip("pygame")
+    pytest.importorskip("PIL")
+    out = quick_train(tmp_path / "run", total_steps=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "minipg", "evaluate", out, "--episodes", "1",
+                           "--render", "rgb_array", "--video", "x.gif"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "XDG_RUNTIME_DIR" not in proc.stdout + proc.stderr
+    assert f"frames to {tmp_path / 'x.gif'}" in proc.stdout
+    assert (tmp_path / "x.gif").read_bytes()[:6] == b"GIF89a"
+
+
+def test_a_run_stopped_during_its_evaluation_resumes_to_the_evaluation(tmp_path):
+    out = quick_train(tmp_path / "run", total_steps=1000)
+    expected = json.load(open(os.path.join(out, EVAL)))
+    os.remove(os.path.join(out, EVAL))                 # as if killed while evaluating
+    rows_before = rows(out)
+    train("reinforce", out=out, resume=True, stream=io.StringIO())
+    assert json.load(open(os.path.join(out, EVAL))) == expected and rows(out) == rows_before
