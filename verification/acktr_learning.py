@@ -155,19 +155,34 @@ def cmd_timing(args):
 
 NOTES = """\
 Notes.
-* Presets were fixed from trials before these runs (not in the table; seeds 0-2 of
-  CartPole, 0 of Acrobot, 0-1 of InvertedPendulum).  With baselines' K-FAC settings
+* Presets were fixed from trials before these runs (not in the table; CartPole seeds
+  0-2, Acrobot seeds 0-1, InvertedPendulum seeds 0-1, with the same settings: the runs
+  here repeat those numbers exactly, being seeded).  With baselines' K-FAC settings
   (momentum 0.9, statistics decay 0.99) CartPole seed 0 collapsed to a deterministic
-  policy returning ~9 within 20k steps and never recovered; a diagnostic run
+  policy returning ~9 within 6k steps and stayed there to the end of its 20k-step
+  trial; with momentum 0.9 and decay 0.9 (inverses every update), 150k-step trials
+  ended at training returns 142 (seed 0) and 10 (seed 1).  A diagnostic run
   measured the true mean KL of each actor step against the 1/2 eta^2 d^T F d = delta
   the K-FAC approximation promised: equal at the first update (1.06e-3 vs 1e-3),
   then 10-150x larger as the slowly averaged factors went stale (the near-uniform
   initial policy gives tiny hidden-layer G's that grow as the output weights grow).
   With fresh factors each update (decay 0) the promise held within 2-3x.  Momentum 0
-  and decay 0.95 (minipg's defaults) gave the runs below; decay 0.9 with inverses
-  refreshed every update also worked (CartPole seeds 0-1: 475 at 30k and ~26k).
-* 'reached' is read from progress rows logged every 2000 steps (2048 for ACKTR's
-  CartPole and InvertedPendulum batches), so a step count is exact to one row."""
+  and decay 0.95 (minipg's defaults) gave the runs above; momentum 0 with decay 0.9 and
+  inverses refreshed every update also worked (CartPole seeds 0-1: 475 at 30080 and
+  28032).
+* 'reached' is read from progress rows logged every 2000 steps (the first row at or
+  after each 2000 for ACKTR's 128- and 256-step batches), so a step count is exact to
+  one row.  A2C's three counts are those of verification/results/onpolicy_learning.md
+  (44000, 70000, 66000): the same preset and seeds.
+* Fewer environment steps is not less computation: an ACKTR update here costs about
+  six A2C updates (table above), and ACKTR's batches are 3.2x larger, so per
+  environment step ACKTR's updates cost about twice A2C's on CartPole.
+* The K-FAC share is high because these networks are small (64-64): the extra backward
+  pass of the sampled log-likelihood costs as much as the loss's own, and the
+  eigendecompositions of the 65 x 65 factors (every 10 updates) are not amortised by
+  large matrix products elsewhere.  The extra backward pass also computes the
+  parameter gradients of the sampled log-likelihood, which K-FAC does not use (a
+  possible saving, neither measured nor made here)."""
 
 
 def cmd_report(args):
