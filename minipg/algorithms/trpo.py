@@ -56,7 +56,9 @@ Choices, against the references:
   shrink 0.8, 10 line-search steps, 2048-step rollouts, GAE lambda 0.95,
   Adam 1e-3 with 10 value epochs of 128-sample minibatches, eps 1e-5); the
   paper used 10 CG steps, damping 0.1 and a halving line search.
-  sb3-contrib accepts KL < delta strictly; here KL <= delta.
+  sb3-contrib accepts KL < delta strictly; here KL <= delta.  The advantages are
+  standardised with the population standard deviation (sb3-contrib: the sample one,
+  ddof = 1; a factor sqrt((n - 1) / n), 0.9995 for n = 1024).
 * The damped operator gives both x and the step length, as in the paper's
   code and sb3-contrib: 1/2 s^T (F + lambda I) s = delta, so the quadratic
   model of the KL at s, 1/2 s^T F s, is at most delta.
