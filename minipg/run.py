@@ -575,6 +575,7 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
         created = create_run_dir(out)
         run.lock_fd = lock_run_dir(out)
         if resume:
+            remove_files(out, [name + ".tmp" for name in RUN_FILES])   # a write cut by kill -9
             restore_arrays(agent, os.path.join(out, CHECKPOINT), arrays, collector)
             run.wall_before = float(arrays["counter/wall_s"])
             cut_progress(os.path.join(out, PROGRESS), collector.steps)
@@ -588,10 +589,8 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
                 write_json(os.path.join(out, CONFIG), saved)
         else:
             check_out_dir(out, force)            # again, now that the lock is held
-            for name in RUN_FILES + (CHECKPOINT + ".tmp", PROGRESS + ".tmp"):
-                path = os.path.join(out, name)   # --force: the old run's files go first
-                if os.path.lexists(path):
-                    os.remove(path)
+            # --force: the old run's files go first
+            remove_files(out, list(RUN_FILES) + [name + ".tmp" for name in RUN_FILES])
             write_run_config(run)
             TrainingLoop(run, None).checkpoint(wall=0.0)
     except BaseException:
@@ -606,6 +605,14 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
                 pass
         raise
     return run
+
+
+def remove_files(out, names):
+    """Remove the files ``names`` of the directory ``out`` where they exist."""
+    for name in names:
+        path = os.path.join(out, name)
+        if os.path.lexists(path):
+            os.remove(path)
 
 
 def write_json(path, obj):
