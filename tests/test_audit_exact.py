@@ -439,3 +439,30 @@ def test_readme_example_runs_passes_and_fails_without_gamma_t(capsys):
     assert broken != code
     exec(compile(broken, "README.md", "exec"), namespace)
     assert not namespace["result"].passed and "eta_1" in namespace["result"].diagnosis
+
+
+# ------------------------------------------------------------ the tabular policy
+
+TABULAR = [n for n in exact.check_names() if "tabular" in exact.CHECKS[n].policies]
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_tabular_policy_passes_minipg_and_numpy_estimators(name):
+    """policy="tabular": the same pi with one-hot features (theta = its logits); the logits
+    of the terminal state never move and are not tested."""
+    for fn in (exact.minipg_estimator(name), CORRECT_NUMPY[name]):
+        result = exact.check(name, fn, policy="tabular", n_batches=1000)
+        assert result.passed, str(result)
+        assert "tabular softmax (" in result.test
+
+
+def test_tabular_policy_fails_a_dropped_gamma_t_naming_it():
+    result = exact.check("reinforce", with_(reinforce, drop_gamma_t=True), policy="tabular")
+    assert not result.passed and "eta_1" in result.diagnosis
+    assert "3 components constant and exact" in result.test
+
+
+def test_a_check_without_a_tabular_variant_says_so():
+    assert TABULAR and "dpg" not in TABULAR and "natural_gradient" not in TABULAR
+    with pytest.raises(ValueError, match="takes policy 'linear'"):
+        exact.check("dpg", dpg, policy="tabular")

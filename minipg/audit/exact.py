@@ -18,7 +18,11 @@ each batch and compares what it returns with the exact quantity::
     assert result.passed
 
 The function receives the batch as keyword arguments; it may name only the
-ones it uses (or take ``**kwargs``).  :func:`describe` lists, for each check,
+ones it uses (or take ``**kwargs``).  The tabular policy-gradient checks
+take ``policy="linear"`` (default: pi(a|s) ∝ exp(phi(s,a)^T theta) with 4
+random features) or ``policy="tabular"`` (the same pi with one-hot features,
+theta its logits ``theta[s * A + a]``; the logits of a state never acted in
+are constant, equal to the target there, and left out of the test).  :func:`describe` lists, for each check,
 every argument and what must be returned; :data:`CHECKS` holds the checks in
 order and :func:`minipg_estimator` returns minipg's own correct estimator of
 each (its reference implementation, the one the checks are shown to pass).
@@ -105,7 +109,7 @@ import numpy as np
 from minipg.autodiff import Tensor, grad, ops
 from minipg.autodiff.functional import fisher_vector_product
 from minipg.distributions import Categorical
-from minipg.envs.tabular import LinearSoftmaxPolicy
+from minipg.envs.tabular import LinearSoftmaxPolicy, one_hot_features
 from minipg.estimators.actor_critic import actor_objective
 from minipg.estimators.dpg import dpg_actor_gradient
 from minipg.estimators.off_policy import off_policy_actor_objective
@@ -321,8 +325,13 @@ def mean_check(name, fn, samples, target, target_name, wrong, confidence, what):
     samples = np.asarray(samples, dtype=np.float64)
     flat = samples.reshape(len(samples), -1)
     target = np.asarray(target, dtype=np.float64)
-    test = safe_hotelling(flat, target.ravel(), confidence)
     mean = flat.mean(axis=0).reshape(target.shape)
+    # components that never vary and equal the target exactly (the logits of a state that is
+    # never acted in, with a tabular policy) agree exactly; the test is on the others
+    constant = np.all(flat == flat[0], axis=0) & (flat[0] == target.ravel())
+    keep = ~constant if not constant.all() else np.ones_like(constant)
+    flat = flat[:, keep]
+    test = safe_hotelling(flat, target.ravel()[keep], confidence)
     if test is None:                     # constant estimates: no T^2, and certainly no pass
         statistic, threshold, passed = float("inf"), 0.0, False
         described = (f"Hotelling T^2 cannot be formed: a component of the estimates is constant "
@@ -334,12 +343,14 @@ def mean_check(name, fn, samples, target, target_name, wrong, confidence, what):
     matches = []
     if not passed:
         for wrong_target, value in wrong:
-            value = np.asarray(value, dtype=np.float64).ravel()
+            value = np.asarray(value, dtype=np.float64).ravel()[keep]
             w_test = safe_hotelling(flat, value, confidence)
             close = (np.allclose(flat.mean(axis=0), value, rtol=1e-9, atol=1e-12)
                      if w_test is None else not w_test.rejected)
             if close:
                 matches.append(wrong_target)
+    if constant.any() and not constant.all():
+        what += f"; {int(constant.sum())} components constant and exact (not tested)"
     return AuditResult(name, function_name(fn), passed, statistic, threshold,
                        f"{described}; {what}", target, mean, target_name, confidence, len(flat),
                        matches, diagnose(passed, matches, "mean"))
@@ -370,17 +381,39 @@ class ExactCheck:
     run: object
     reference: object
     default_size: dict
+    policies: tuple = ("linear",)
 
 
 CHECKS = {}
 
 
-def register(name, summary, arguments, returns, wrong_targets, reference, **default_size):
+def register(name, summary, arguments, returns, wrong_targets, reference,
+             policies=("linear",), **default_size):
     def wrap(run):
         CHECKS[name] = ExactCheck(name, summary, dict(arguments), returns, tuple(wrong_targets),
-                                  run, reference, default_size)
+                                  run, reference, default_size, tuple(policies))
         return run
     return wrap
+
+
+BOTH = ("linear", "tabular")
+
+
+def as_policy(kind, policy, theta):
+    """The bed's policy pi as a linear softmax (its random features, ``"linear"``) or as a
+    tabular softmax (``"tabular"``: one-hot features phi(s, a) = e_{s A + a}, theta the
+    logits of the same pi, so that every exact quantity of pi is unchanged)."""
+    if kind == "linear":
+        return policy, theta
+    tabular = LinearSoftmaxPolicy(one_hot_features(policy.n_states, policy.n_actions))
+    return tabular, policy.logits(theta).reshape(-1)
+
+
+def policy_words(policy):
+    d = policy.n_params
+    tabular = np.array_equal(policy.features,
+                             one_hot_features(policy.n_states, policy.n_actions))
+    return f"tabular softmax ({d} logits)" if tabular else f"linear softmax with {d} features"
 
 
 def check_names():
@@ -405,7 +438,8 @@ def describe(name):
     lines += ["", f"returns: {c.returns}", "", "known wrong targets (named on a failure):"]
     lines += [f"  {w.name}: {w.explanation}" for w in c.wrong_targets]
     sizes = ", ".join(f"{k}={v}" for k, v in c.default_size.items())
-    lines += ["", f"default sample size: {sizes or 'none (deterministic)'}"]
+    lines += ["", f"default sample size: {sizes or 'none (deterministic)'}",
+              f"policies: {', '.join(c.policies)}"]
     return "\n".join(lines)
 
 
@@ -414,16 +448,22 @@ def minipg_estimator(name):
     return get_check(name).reference
 
 
-def check(name, fn, seed=0, confidence=CONFIDENCE, **size):
+def check(name, fn, seed=0, confidence=CONFIDENCE, policy="linear", **size):
     r"""Run the check ``name`` on the outside estimator ``fn``; an :class:`AuditResult`.
 
     ``seed`` fixes every batch (the same seed gives the same batches, so a
     decision is reproducible); ``confidence`` is 1 - alpha of the statistical
     tests; ``size`` overrides the default sample size (``n_batches`` and
     ``batch_size`` of the statistical checks, ``n_episodes`` of the target
-    checks; see :func:`describe`).  Raises :class:`UnknownCheckError` for an
+    checks; see :func:`describe`).  ``policy``: ``"linear"`` (a linear softmax
+    with random features) or, for the tabular policy-gradient checks,
+    ``"tabular"`` (one-hot features: theta are the logits theta[s * A + a]) --
+    the same policy pi either way.  Raises :class:`UnknownCheckError` for an
     unknown name and :class:`EstimatorError` for bad output from ``fn``."""
     c = get_check(name)
+    if policy not in c.policies:
+        raise ValueError(f"check {name!r} takes policy {' or '.join(map(repr, c.policies))}; "
+                         f"got {policy!r}")
     confidence = check_confidence(confidence)
     unknown = [k for k in size if k not in c.default_size]
     if unknown:
@@ -437,6 +477,8 @@ def check(name, fn, seed=0, confidence=CONFIDENCE, **size):
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     rng = np.random.default_rng([int(seed), *name.encode("utf-8")])
+    if len(c.policies) > 1:
+        settings["policy"] = policy
     return c.run(fn, rng, confidence, **settings)
 
 
@@ -487,10 +529,11 @@ def episode_batches(mdp, pi, n_batches, batch_size, rng):
     return episodes, starts
 
 
-def policy_gradient_check(name, fn, rng, confidence, n_batches, batch_size, signal=None,
-                          discounted=True, lam=None):
+def policy_gradient_check(name, fn, rng, confidence, n_batches, batch_size, policy_kind,
+                          signal=None, discounted=True, lam=None):
     """The four on-policy checks: the bed's batches, the targets, the wrong targets."""
     mdp, policy, theta = episodic_bed()
+    policy, theta = as_policy(policy_kind, policy, theta)
     pi = policy.probs(theta)
     grad_J = mdp.policy_gradient(policy, theta)
     eta_1_quantity = mdp.reinforce_gradient_without_gamma_t(policy, theta)
@@ -519,7 +562,7 @@ def policy_gradient_check(name, fn, rng, confidence, n_batches, batch_size, sign
     wrong = [(w[0], eta_1_quantity if discounted else grad_J), (w[1], -target),
              (w[2], batch_size * target)]
     what = (f"{n_batches} batches of {batch_size} episodes of random_mdp(6, 3, seed=0, gamma=0.8,"
-            f" 1 terminal), linear softmax with {d} features")
+            f" 1 terminal), {policy_words(policy)}")
     return mean_check(name, fn, samples, target, target_name, wrong, confidence, what)
 
 
@@ -566,9 +609,10 @@ def minipg_gae_policy_gradient(states, actions, rewards, values, next_values, t,
 @register("reinforce", "REINFORCE with gamma^t: mean = grad J",
           POLICY_ARGUMENTS, GRADIENT_RETURNS,
           [NO_GAMMA_T, sign_flip("grad J"), batch_sum("grad J")], minipg_reinforce,
-          n_batches=2000, batch_size=5)
-def run_reinforce(fn, rng, confidence, n_batches, batch_size):
-    return policy_gradient_check("reinforce", fn, rng, confidence, n_batches, batch_size)
+          policies=BOTH, n_batches=2000, batch_size=5)
+def run_reinforce(fn, rng, confidence, n_batches, batch_size, policy):
+    return policy_gradient_check("reinforce", fn, rng, confidence, n_batches, batch_size,
+                                 policy)
 
 
 @register("reinforce_no_gamma_t",
@@ -576,19 +620,19 @@ def run_reinforce(fn, rng, confidence, n_batches, batch_size):
           "grad J; audit an implementation that means to drop gamma^t)",
           POLICY_ARGUMENTS, GRADIENT_RETURNS,
           [WITH_GAMMA_T, sign_flip(NO_GAMMA_T.name), batch_sum(NO_GAMMA_T.name)],
-          minipg_reinforce_no_gamma_t, n_batches=2000, batch_size=5)
-def run_reinforce_no_gamma_t(fn, rng, confidence, n_batches, batch_size):
+          minipg_reinforce_no_gamma_t, policies=BOTH, n_batches=2000, batch_size=5)
+def run_reinforce_no_gamma_t(fn, rng, confidence, n_batches, batch_size, policy):
     return policy_gradient_check("reinforce_no_gamma_t", fn, rng, confidence, n_batches,
-                                 batch_size, discounted=False)
+                                 batch_size, policy, discounted=False)
 
 
 @register("actor_critic", "actor step with the exact critic Q^pi and I_t = gamma^t: mean = grad J",
           {**POLICY_ARGUMENTS, "q_values": "float64 (N,): the exact Q^pi(s_t, a_t)"},
           GRADIENT_RETURNS, [NO_GAMMA_T, sign_flip("grad J"), batch_sum("grad J")],
-          minipg_actor_critic, n_batches=2000, batch_size=5)
-def run_actor_critic(fn, rng, confidence, n_batches, batch_size):
+          minipg_actor_critic, policies=BOTH, n_batches=2000, batch_size=5)
+def run_actor_critic(fn, rng, confidence, n_batches, batch_size, policy):
     return policy_gradient_check("actor_critic", fn, rng, confidence, n_batches, batch_size,
-                                 signal="q")
+                                 policy, signal="q")
 
 
 @register("gae_policy_gradient",
@@ -598,10 +642,10 @@ def run_actor_critic(fn, rng, confidence, n_batches, batch_size):
            "next_values": "float64 (N,): the exact V^pi(s_{t+1}) (0 at a terminal state)",
            "lam": "float: the GAE lambda, 0.9"},
           GRADIENT_RETURNS, [NO_GAMMA_T, sign_flip("grad J"), batch_sum("grad J")],
-          minipg_gae_policy_gradient, n_batches=2000, batch_size=5)
-def run_gae_policy_gradient(fn, rng, confidence, n_batches, batch_size):
+          minipg_gae_policy_gradient, policies=BOTH, n_batches=2000, batch_size=5)
+def run_gae_policy_gradient(fn, rng, confidence, n_batches, batch_size, policy):
     return policy_gradient_check("gae_policy_gradient", fn, rng, confidence, n_batches,
-                                 batch_size, signal="gae", lam=0.9)
+                                 batch_size, policy, signal="gae", lam=0.9)
 
 
 # ============================================================== off-policy (tabular)
@@ -640,9 +684,11 @@ ON_POLICY = WrongTarget("(1 - gamma) grad J_pi", "the on-policy gradient (states
           "the gradient estimate, shaped like theta (d,): the MEAN over the n samples of "
           "rho_i Q_i grad log pi(a_i|s_i), rho_i = pi(a_i|s_i) / b(a_i|s_i)",
           [NO_RATIO, INVERTED_RATIO, EMPHATIC, ON_POLICY, sign_flip("g"),
-           batch_sum("g", "samples")], minipg_off_policy, n_batches=2000, batch_size=10)
-def run_off_policy(fn, rng, confidence, n_batches, batch_size):
-    mdp, policy, theta, behaviour, d_b = continuing_bed()
+           batch_sum("g", "samples")], minipg_off_policy, policies=BOTH, n_batches=2000,
+          batch_size=10)
+def run_off_policy(fn, rng, confidence, n_batches, batch_size, policy):
+    mdp, policy_obj, theta, behaviour, d_b = continuing_bed()
+    policy, theta = as_policy(policy, policy_obj, theta)
     pi = policy.probs(theta)
     Q = mdp.q_value(pi)
     score = policy.grad_log_prob(theta)
@@ -661,10 +707,10 @@ def run_off_policy(fn, rng, confidence, n_batches, batch_size):
     wrong = [(NO_RATIO, np.einsum("s,sa,sa,sai->i", d_b, behaviour, Q, score)),
              (INVERTED_RATIO, np.einsum("s,sa,sa,sai->i", d_b, behaviour ** 2 / pi, Q, score)),
              (EMPHATIC, (1 - mdp.gamma) * mdp.excursion_gradient(policy, theta, d_b)),
-             (ON_POLICY, (1 - mdp.gamma) * mdp.policy_gradient(policy, theta)),
+             (ON_POLICY, (1 - mdp.gamma) * mdp.policy_gradient(policy, theta)),   # mu0 = d_pi
              (sign_flip("g"), -g), (batch_sum("g", "samples"), batch_size * g)]
     what = (f"{n_batches} batches of {batch_size} samples of random_mdp(5, 3, seed=0, gamma=0.8, "
-            f"concentration=0.3), b uniform, linear softmax with {d} features")
+            f"concentration=0.3), b uniform, {policy_words(policy)}")
     return mean_check("off_policy", fn, samples, g, "g = sum_s d_b(s) sum_a grad pi Q^pi "
                       "(exact, Degris et al. 2012)", wrong, confidence, what)
 
@@ -729,9 +775,10 @@ TRACE_WITHOUT_RATIO = WrongTarget("(1 - gamma^(H+1)) / (1 - gamma) g", "the foll
           "trace M_0 = 1, M_t = 1 + gamma rho_{t-1} M_{t-1}",
           [G_NOT_EMPHATIC, TRACE_WITHOUT_RATIO, sign_flip("grad J_beta (to H)"),
            batch_sum("grad J_beta (to H)", "histories")],
-          minipg_off_policy_emphatic, n_batches=2000, batch_size=5)
-def run_off_policy_emphatic(fn, rng, confidence, n_batches, batch_size):
-    mdp, policy, theta, behaviour, d_b = emphatic_bed()
+          minipg_off_policy_emphatic, policies=BOTH, n_batches=2000, batch_size=5)
+def run_off_policy_emphatic(fn, rng, confidence, n_batches, batch_size, policy):
+    mdp, policy_obj, theta, behaviour, d_b = emphatic_bed()
+    policy, theta = as_policy(policy, policy_obj, theta)
     H = EMPHATIC_HORIZON
     pi = policy.probs(theta)
     Q = mdp.q_value(pi)
@@ -760,7 +807,8 @@ def run_off_policy_emphatic(fn, rng, confidence, n_batches, batch_size):
     wrong = [(w[0], g), (w[1], (1 - mdp.gamma ** (H + 1)) / (1 - mdp.gamma) * g),
              (w[2], -target), (w[3], batch_size * target)]
     what = (f"{n_batches} batches of {batch_size} histories of {H + 1} steps of random_mdp(5, "
-            f"3, seed=0, gamma=0.8, concentration=0.3), b = (pi + uniform)/2")
+            f"3, seed=0, gamma=0.8, concentration=0.3), b = (pi + uniform)/2, "
+            f"{policy_words(policy)}")
     return mean_check("off_policy_emphatic", fn, samples, target, "grad J_beta to H = "
                       f"{H}: sum_(k<={H}) gamma^k d_b^T P_pi^k [sum_a grad pi Q^pi] (exact)",
                       wrong, confidence, what)
@@ -865,9 +913,10 @@ def minipg_natural_gradient(features, theta, state_weights, gradient):
            WrongTarget("E[phi phi^T] v", "raw features where the score (phi minus its mean "
                                           "under pi) belongs"),
            sign_flip("F v"), batch_sum("F v", "states")],
-          minipg_fisher_vector_product, n_batches=2000, batch_size=10)
-def run_fisher_vector_product(fn, rng, confidence, n_batches, batch_size):
-    mdp, policy, theta = episodic_bed()
+          minipg_fisher_vector_product, policies=BOTH, n_batches=2000, batch_size=10)
+def run_fisher_vector_product(fn, rng, confidence, n_batches, batch_size, policy):
+    mdp, policy_obj, theta = episodic_bed()
+    policy, theta = as_policy(policy, policy_obj, theta)
     pi = policy.probs(theta)
     d_states = mdp.state_distribution(pi)
     F = mdp.fisher_matrix(policy, theta)
@@ -888,7 +937,7 @@ def run_fisher_vector_product(fn, rng, confidence, n_batches, batch_size):
     wrong = [(w[0], v), (w[1], target / 2), (w[2], raw), (w[3], -target),
              (w[4], batch_size * target)]
     what = (f"{n_batches} batches of {batch_size} states of random_mdp(6, 3, seed=0, gamma=0.8, "
-            f"1 terminal), linear softmax with {d} features")
+            f"1 terminal), {policy_words(policy)}")
     return mean_check("fisher_vector_product", fn, samples, target, "F v (exact Fisher)",
                       wrong, confidence, what)
 
