@@ -170,7 +170,7 @@ def _audit(args):
                 raise exact.UsageError(f"--estimator needs --check NAME; accepted: "
                                        f"{', '.join(exact.check_names())}")
             result = exact.check(args.check, exact.load_estimator(args.estimator),
-                                 seed=args.seed)
+                                 seed=args.seed, policy=args.policy)
         except exact.USER_ERRORS as exc:
             print(f"minipg: error: {exc}", file=sys.stderr)
             return 2
@@ -262,6 +262,9 @@ def build_parser():
     a.add_argument("--check", default=None, metavar="NAME",
                    help="the exact check to run on --estimator (alone: print what the function "
                         "receives and returns); see minipg.audit.exact")
+    a.add_argument("--policy", choices=["linear", "tabular"], default="linear",
+                   help="with --check: the bed's softmax policy, linear in random features or "
+                        "tabular (theta = its logits)")
     a.set_defaults(func=_audit)
 
     r = sub.add_parser("reference", help="write seeded reference inputs and float64 outputs, or "

@@ -420,6 +420,13 @@ def test_cli_audits_an_importable_function(tmp_path, monkeypatch, capsys):
     ]:
         assert main(["audit", *argv]) == 2, argv
         assert words in capsys.readouterr().err, argv
+    (tmp_path / "my_pg.py").write_text("from minipg.audit.exact import minipg_reinforce\n")
+    assert main(["audit", "--estimator", "my_pg:minipg_reinforce", "--check", "reinforce",
+                 "--policy", "tabular", "--seed", "1"]) == 0
+    assert "tabular softmax (18 logits)" in capsys.readouterr().out
+    assert main(["audit", "--estimator", "my_grads:good", "--check", "dpg", "--policy",
+                 "tabular"]) == 2
+    assert "takes policy 'linear'" in capsys.readouterr().err
     assert main(["audit", "--check", "retrace"]) == 0
     assert "target_probs" in capsys.readouterr().out
 
