@@ -97,6 +97,9 @@ CLI_CASES = [
      ["--out afile/run: cannot create the directory", "accepted:"]),
     ("out is /dev/null", ["train", "reinforce", "--out", "/dev/null"], 2,
      ["--out /dev/null exists and is not a directory"]),
+    ("out in /proc", ["train", "reinforce", "--out", "/proc/x/run"], 2,
+     ["--out /proc/x/run: cannot create the directory", "accepted: a path where you can "
+      "create a directory"]),
     ("out not a run", ["train", "reinforce", "--out", "mine"], 2,
      ["--out mine is not empty and is not a minipg run", "holds progress.csv",
       "accepted: a new or empty directory"]),
@@ -115,6 +118,8 @@ CLI_CASES = [
     ("n_steps beyond memory", ["train", "ppo", "--set", "n_steps=1e9"], 2,
      ["this run would need about", "the rollout buffer alone would take",
       "lower n_steps or n_envs; at most about n_steps="]),
+    ("buffer_size past the bound", ["train", "sac", "--set", "buffer_size=1e13"], 2,
+     ["'buffer_size': 10000000000000 is out of range; accepted: [1, 1e9]"]),
     ("buffer_size beyond memory", ["train", "sac", "--set", "buffer_size=1e9"], 2,
      ["the replay buffer alone would take", "buffer_size=1e9", "lower buffer_size"]),
     ("hidden too wide", ["train", "ppo", "--set", "hidden=1e8,1e8"], 2,
@@ -148,7 +153,8 @@ CLI_CASES = [
 # the cases run as subprocesses (each costs ~1 s of imports); the others through main()
 IN_PROCESS_ONLY = {"dict observations", "image observations", "multidiscrete actions",
                    "unbounded box for sac", "seed too large", "out under a file",
-                   "out is /dev/null", "out not a run, --force", "empty env",
+                   "out is /dev/null", "out in /proc", "out not a run, --force",
+                   "buffer_size past the bound", "empty env",
                    "mistyped algorithm", "eval_episodes huge", "n_steps past the bound",
                    "n_steps beyond memory", "hidden too wide", "total-steps negative",
                    "video into a missing directory", "plot --out x.txt",
@@ -455,6 +461,7 @@ def test_a_corrupt_config_json_is_one_line(tmp_path, capsys, damage, needle):
 def test_gif_frames_are_streamed_to_the_file(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     from minipg.envs.video import GifWriter
+    import tracemalloc
     path = str(tmp_path / "x.gif")
     frame = np.full((40, 60, 3), 255, np.uint8)
     with GifWriter(path) as writer:
@@ -462,10 +469,22 @@ def test_gif_frames_are_streamed_to_the_file(tmp_path):
             frame[10:20, :] = 255
             frame[10:20, i:i + 5] = (200, 30, 30)
             writer.append(frame)
-            assert not hasattr(writer, "images")            # nothing kept per frame
         with pytest.raises(ValueError, match="size"):
             writer.append(np.zeros((10, 10, 3), np.uint8))
     assert writer.frames == 30
+    # memory: 300 CartPole-sized frames (400 x 600, 0.7 MB each) cost what 30 do
+    big = np.full((400, 600, 3), 255, np.uint8)
+    peaks = []
+    for n in (30, 300):
+        tracemalloc.start()
+        with GifWriter(str(tmp_path / f"{n}.gif")) as writer:
+            for i in range(n):
+                big[100:200, :] = 255
+                big[100:200, i:i + 50] = (200, 30, 30)
+                writer.append(big)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 2**20, peaks
     gif = Image.open(path)
     assert gif.n_frames == 30 and gif.info["loop"] == 0
     gif.seek(17)
