@@ -264,8 +264,7 @@ def call_estimator(fn, inputs, shape, expected):
     try:
         out = fn(**kwargs)
     except Exception as exc:  # the user's code failed: say where, and what was expected
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if len(frames) > 1 else ""
+        where = where_it_raised(exc)
         raise EstimatorError(f"{name} raised {type(exc).__name__}: {exc}{where}; it was called "
                              f"with {', '.join(sorted(kwargs))} and should return "
                              f"{expected}") from exc
@@ -287,6 +286,21 @@ def call_estimator(fn, inputs, shape, expected):
         raise EstimatorError(f"{name} returned {int(bad.sum())} non-finite entries (NaN or inf; "
                              f"the first at index {first}); expected {expected}, all finite")
     return out.astype(np.float64)
+
+
+def where_it_raised(exc):
+    """The text ' at FILE:LINE' of the innermost frame of the audited code (not minipg's
+    call), and of the innermost frame of all when that is in a library it called."""
+    frames = traceback.extract_tb(exc.__traceback__)[1:]        # [0] is call_estimator
+    if not frames:
+        return ""
+    here = frames[-1]
+    text = f" at {here.filename}:{here.lineno}"
+    library = ("site-packages", "dist-packages", "/lib/python")
+    own = [f for f in frames if not any(part in f.filename for part in library)]
+    if own and own[-1] is not here:
+        text = f" at {own[-1].filename}:{own[-1].lineno} (raised in {here.filename}:{here.lineno})"
+    return text
 
 
 def select_arguments(fn, name, inputs):
