@@ -799,7 +799,7 @@ def _layers_with_pre_activations(c, net_name, x):
 def _kfac_step(c, net_name, prefix, log_lik, loss, inputs, pre, max_kl, eta_max):
     """K-FAC (Martens & Grosse 2015, sec. 3 and 6.3) written out in torch: A = E[abar abar^T],
     G = E[g g^T] with g the per-sample gradient of log_lik at the pre-activation; damped
-    factors by linear solves (minipg uses eigendecompositions); eta (Wu et al. 2017, 3.3)."""
+    factors by linear solves (minipg uses eigendecompositions); eta (Wu et al. 2017, 3.2)."""
     layers = c.manifest["networks"][net_name]["layers"]
     n = log_lik.shape[0]
     g_rows = torch.autograd.grad(log_lik.sum(), pre, retain_graph=True)

@@ -3,7 +3,7 @@ r"""ACKTR: actor-critic with Kronecker-factored trust regions (K-FAC natural gra
 Document: L. Weng, "Policy Gradient Algorithms" (2018), section "ACKTR".
 Paper: Y. Wu, E. Mansimov, S. Liao, R. Grosse, J. Ba, "Scalable trust-region
 method for deep reinforcement learning using Kronecker-factored
-approximation", NeurIPS 2017 (sections 3.1-3.3); K-FAC: J. Martens and
+approximation", NeurIPS 2017 (section 3); K-FAC: J. Martens and
 R. Grosse, "Optimizing Neural Networks with Kronecker-factored Approximate
 Curvature", ICML 2015.  The mathematics is in :mod:`minipg.estimators.acktr`
 and :class:`minipg.optim.KFAC`; formulas in verification/FORMULAS.md
@@ -21,23 +21,24 @@ Each iteration (:class:`~minipg.algorithms.onpolicy_common.SeparateStepsAlgorith
    * one forward pass of pi inside the K-FAC capture; a~ ~ pi(.|s) drawn
      afresh, and K-FAC's running factors A, G updated from
      log pi(a~|s) (the policy's own Fisher, Wu et al. 3.1);
-   * the gradient of L_pi = -E[A log pi(a|s)] - c_H E[H] (eq. 1);
+   * the gradient of L_pi = -E[A log pi(a|s)] - c_H E[H];
    * dtheta = F~^-1 grad per layer, vec_r(A~^-1 V G~^-1) (F~ the damped K-FAC
      approximation); a Gaussian policy's log-std has the exact Fisher 2 I;
    * eta = min(eta_max, sqrt(2 delta / (dtheta^T F dtheta))) with F the K-FAC
-     approximation (section 3.3); theta <- theta - eta dtheta (through
+     approximation (section 3.2); theta <- theta - eta dtheta (through
      K-FAC's momentum buffer when ``momentum`` > 0, as in baselines' ACKTR);
 
 4. the critic step (:meth:`ACKTR.value_step`): the same with
    L_V = 1/2 E[(V - R)^2], its Fisher the Gauss-Newton matrix of a Gaussian
    output N(V, 1), K-FAC's G from targets y~ = V + eps sampled around V
-   (section 3.2), and its own trust region (``value_max_kl``, ``value_lr``).
+   (section 3.1), and its own trust region (``value_max_kl``, ``value_lr``).
 
 eta_max is annealed linearly to 0 with ``anneal_lr`` (baselines' ACKTR).
 
 Choices, against the references: separate actor and critic networks, each
-with its own K-FAC and trust region (the paper's MuJoCo setting; on Atari it
-shared a trunk and one K-FAC); eta_max 0.25, damping 0.01 and entropy 0.01
+with its own K-FAC and trust region (the on-policy base's separate-steps
+shape; on Atari the paper shared a trunk between actor and critic, which
+this shape does not allow); eta_max 0.25, damping 0.01 and entropy 0.01
 are OpenAI baselines' ACKTR values, delta = 0.001 (baselines' ``kfac_clip``
 0.001 is 2 delta in this notation's 1/2 dtheta^T F dtheta <= delta).  Two
 departures, both from CartPole trials (verification/results/acktr_learning.md):
@@ -149,7 +150,7 @@ class ACKTR(SeparateStepsAlgorithm):
         t0 = time.perf_counter()
         direction = opt.natural_gradient()                    # F~^-1 grad
         quadratic = opt.fisher_quadratic(direction)           # dtheta^T F dtheta
-        eta = step_size(quadratic, max_kl, eta_max)           # Wu et al. 3.3
+        eta = step_size(quadratic, max_kl, eta_max)           # Wu et al. 3.2
         opt.step(direction, eta)
         self.kfac_total += time.perf_counter() - t0
         return eta, quadratic

@@ -1,7 +1,7 @@
 r"""``minipg audit`` rows of ACKTR: its losses and the K-FAC curvature they are stepped with.
 
 Document: L. Weng, "Policy Gradient Algorithms" (2018), section "ACKTR"; Wu
-et al. 2017 (sections 3.1-3.3), Martens & Grosse 2015 (section 3).  The
+et al. 2017 (section 3), Martens & Grosse 2015 (section 3).  The
 estimators are those of :mod:`minipg.estimators.acktr` and the curvature
 :class:`minipg.optim.KFAC`, as the algorithm calls them.  What each row takes:
 

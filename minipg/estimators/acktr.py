@@ -4,7 +4,7 @@ Document: L. Weng, "Policy Gradient Algorithms" (2018), section "ACKTR"
 (ACKTR = actor-critic with a Kronecker-factored trust region; the document
 gives no formulas).  Paper: Y. Wu, E. Mansimov, S. Liao, R. Grosse, J. Ba,
 "Scalable trust-region method for deep reinforcement learning using
-Kronecker-factored approximation", NeurIPS 2017, sections 3.1-3.3; K-FAC:
+Kronecker-factored approximation", NeurIPS 2017, section 3; K-FAC:
 J. Martens and R. Grosse, ICML 2015.  Formulas: verification/FORMULAS.md
 "TRPO, K-FAC, ACKTR/ACKTR".
 
@@ -19,10 +19,10 @@ J. Martens and R. Grosse, ICML 2015.  Formulas: verification/FORMULAS.md
   :math:`N(V, 1)`, so its Fisher is the Gauss-Newton matrix
   :math:`\mathbb{E}[J^\top J]`; K-FAC gets it from
   :func:`critic_fisher_log_likelihood`, the log-likelihood of targets
-  :math:`\tilde y = V + \epsilon` sampled around V (Wu et al. section 3.2).
+  :math:`\tilde y = V + \epsilon` sampled around V (Wu et al. section 3.1).
 * The step: :math:`\eta = \min(\eta_{max}, \sqrt{2\delta / (\Delta\theta^\top
   \hat F \Delta\theta)})` with :math:`\hat F` the K-FAC approximation (Wu et
-  al. section 3.3): :func:`step_size`, which is TRPO's rule
+  al. section 3.2): :func:`step_size`, which is TRPO's rule
   (:func:`minipg.estimators.terms.trust_region_step_size`) capped at
   :math:`\eta_{max}`.
 """
@@ -42,7 +42,7 @@ __all__ = ["actor_loss", "critic_loss", "sampled_policy_log_likelihood",
 def actor_loss(log_prob, advantages, entropy, entropy_coef):
     r"""The actor's loss (minimised) and float diagnostics:
     :math:`L_\pi = -\mathbb{E}[\hat A_t\log\pi_\theta(a_t|s_t)] - c_H\,\mathbb{E}[H(\pi_\theta(\cdot|s_t))]`
-    (A2C's policy terms, Mnih et al. 2016 sec. 4; Wu et al. 2017 eq. 1).
+    (A2C's policy terms, Mnih et al. 2016 sec. 4).
 
     ``log_prob`` Tensor (N,) of the taken actions; ``advantages`` plain array (N,),
     held constant; ``entropy`` Tensor (N,) (or a plain array when ``entropy_coef`` is
@@ -62,7 +62,7 @@ def critic_loss(values, returns):
     r""":math:`L_V = \frac12\mathbb{E}[(V_w(s_t) - R_t)^2]` (minimised): the negative
     log-likelihood of :math:`R_t` under :math:`N(V_w(s_t), 1)` up to a constant, so that
     the Fisher of that model, the Gauss-Newton matrix, is its curvature (Wu et al.
-    section 3.2).  ``values`` Tensor (N,); ``returns`` plain array (N,), held constant."""
+    section 3.1).  ``values`` Tensor (N,); ``returns`` plain array (N,), held constant."""
     where = "acktr.critic_loss"
     values = _c.differentiable(values, "values", where)
     returns = _c.held_constant(returns, "returns", where, values.shape, values.dtype)
@@ -83,7 +83,7 @@ def critic_fisher_log_likelihood(values, noise):
     V_i)^2` with :math:`\tilde y_i = V_i + \epsilon_i` (V held at its value),
     :math:`\epsilon_i \sim N(0, 1)` given as ``noise``: its gradient in V is
     :math:`\epsilon_i`, so :math:`\mathbb{E}[g g^\top]` over the noise is the
-    Gauss-Newton matrix of the unit-variance Gaussian critic (Wu et al. section 3.2).
+    Gauss-Newton matrix of the unit-variance Gaussian critic (Wu et al. section 3.1).
     ``values`` Tensor (N,); ``noise`` plain array (N,)."""
     where = "acktr.critic_fisher_log_likelihood"
     values = _c.differentiable(values, "values", where)
@@ -94,7 +94,7 @@ def critic_fisher_log_likelihood(values, noise):
 
 def step_size(quadratic, max_kl, eta_max):
     r""":math:`\eta = \min(\eta_{max}, \sqrt{2\delta / (\Delta\theta^\top \hat F
-    \Delta\theta)})` (Wu et al. section 3.3) with ``quadratic`` =
+    \Delta\theta)})` (Wu et al. section 3.2) with ``quadratic`` =
     :math:`\Delta\theta^\top\hat F\Delta\theta` from the K-FAC approximation and
     ``max_kl`` = :math:`\delta`; so :math:`\frac12\eta^2\Delta\theta^\top\hat
     F\Delta\theta \le \delta`."""

@@ -204,7 +204,7 @@ def trust_region_step_size(quadratic, max_kl, eta_max=np.inf, where="trust_regio
     1/2 eta^2 d^T F d <= delta, capped at eta_max.
 
     TRPO's step (Schulman et al. 2015, Appendix C: s = sqrt(2 delta / x^T F x) x,
-    eta_max = inf) and ACKTR's (Wu et al. 2017, section 3.3, F the K-FAC
+    eta_max = inf) and ACKTR's (Wu et al. 2017, section 3.2, F the K-FAC
     approximation); verification/FORMULAS.md "TRPO, K-FAC, ACKTR".
     ``quadratic`` = d^T F d >= 0 (a zero quadratic, e.g. d = 0, gives eta_max,
     or 0 when eta_max is infinite); ``max_kl`` = delta > 0; ``eta_max`` > 0.

@@ -17,7 +17,7 @@ the layer's Fisher block is
 
     F_l = E[abar abar^T (x) g g^T]  ~=  A (x) G,   A = E[abar abar^T],  G = E[g g^T]
 
-(Martens & Grosse eq. 1 and section 3, written for W of shape (n_in, n_out):
+(Martens & Grosse section 3, written for W of shape (n_in, n_out):
 with W of shape (n_out, n_in), as in the paper, the row-major order is
 G (x) A; FORMULAS.md "K-FAC").  With y drawn from the model the factorization
 is exact for one input; for several inputs it drops the correlation of

@@ -48,7 +48,7 @@ def _kfac_outputs(c, opt, net_name, loss, max_kl, eta_max, prefix):
 @CASES.register(
     "acktr", seed=1040, section="ACKTR",
     title="ACKTR: K-FAC factors, natural-gradient directions and trust-region step sizes",
-    paper="Wu et al. 2017 (ACKTR), sec. 3.1-3.3; Martens & Grosse 2015 (K-FAC), sec. 3, 6.3",
+    paper="Wu et al. 2017 (ACKTR), sec. 3; Martens & Grosse 2015 (K-FAC), sec. 3, 6.3",
     estimators=["minipg.estimators.acktr.actor_loss", "minipg.estimators.acktr.critic_loss",
                 "minipg.estimators.acktr.sampled_policy_log_likelihood",
                 "minipg.estimators.acktr.critic_fisher_log_likelihood",
