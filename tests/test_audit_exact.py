@@ -473,3 +473,12 @@ def test_a_check_without_a_tabular_variant_says_so():
     assert TABULAR and "dpg" not in TABULAR and "natural_gradient" not in TABULAR
     with pytest.raises(ValueError, match="takes policy 'linear'"):
         exact.check("dpg", dpg, policy="tabular")
+
+
+@pytest.mark.parametrize("name", ["returns", "gae", "n_step", "retrace"])
+def test_target_checks_keep_every_wrong_variant_far_from_the_tolerance(name):
+    """The nearest known wrong variant is > 1000 x the tolerance (1e-2 relative) away."""
+    for seed in range(4):
+        result = exact.check(name, exact.minipg_estimator(name), seed=seed, n_episodes=500)
+        factor = float(result.details[0].split(", ")[-1].split(" x ")[0])
+        assert factor > 1000, result.details[0]

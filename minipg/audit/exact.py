@@ -22,10 +22,11 @@ ones it uses (or take ``**kwargs``).  The tabular policy-gradient checks
 take ``policy="linear"`` (default: pi(a|s) ∝ exp(phi(s,a)^T theta) with 4
 random features) or ``policy="tabular"`` (the same pi with one-hot features,
 theta its logits ``theta[s * A + a]``; the logits of a state never acted in
-are constant, equal to the target there, and left out of the test).  :func:`describe` lists, for each check,
-every argument and what must be returned; :data:`CHECKS` holds the checks in
-order and :func:`minipg_estimator` returns minipg's own correct estimator of
-each (its reference implementation, the one the checks are shown to pass).
+are constant, equal to the target there, and left out of the test).
+:func:`describe` lists, for each check, every argument and what must be
+returned; :data:`CHECKS` holds the checks in order and
+:func:`minipg_estimator` returns minipg's own correct estimator of each (its
+reference implementation, the one the checks are shown to pass).
 
 The checks
 ----------
@@ -67,8 +68,9 @@ Deterministic (no sampling noise in the target; compared entry by entry):
 
 ``natural_gradient``
     the exact gradient, the state weights and the policy; the function
-    returns ``F^-1 g``.  Relative tolerance 1e-6 (a conjugate-gradient solve
-    to its usual tolerance; float32 Fisher products reach ~1e-6 too).
+    returns ``F^-1 g``.  Relative tolerance 1e-6: a float64 solve, direct or
+    by conjugate gradient to a small residual (CG on this 4-dimensional F
+    converges in 4 steps to ~1e-15); a float32 computation may not reach it.
 ``returns``, ``gae``, ``n_step``, ``retrace``
     random episodes of the tabular MDP, back to back in one 1-D rollout, with
     terminations AND truncations (a time limit).  Two calls: (1) with an
@@ -78,9 +80,11 @@ Deterministic (no sampling noise in the target; compared entry by entry):
     :func:`~minipg.kernels.discounted_returns`, :func:`~minipg.kernels.gae`,
     :func:`~minipg.kernels.n_step_returns`; Retrace by its recursion,
     "Retrace and ACER/ACER recursion") within a relative 1e-5, which float32
-    arithmetic over these short episodes meets (float32 eps 6e-8 times at most
-    ~30 accumulated terms is < 2e-6) while every known wrong variant misses
-    by more than 1e-2; (2) with the exact critic, the targets must be
+    arithmetic meets (episodes of at most 12 steps: float32 rounding of ~12
+    accumulated terms is < 1e-6; stable-baselines3's float32 buffer is at
+    1.3e-7) while every known wrong variant misses by more than 1e-2 (the
+    report gives the nearest one's distance; the critic is at least 1 at the
+    terminal state); (2) with the exact critic, the targets must be
     unbiased for the exact Q^pi(s_t, a_t) (A^pi for GAE): Hotelling's T^2 of
     the per-episode sums of ``target_t - exact_t``, one component per state,
     against 0.
@@ -1098,8 +1102,10 @@ def target_check(name, fn, rng, confidence, n_episodes, kind):
     lam, n_step = 0.9, 3
     # an arbitrary critic, nonzero at the terminal state (so a bootstrap there shows)
     Q_any = Q_exact + rng.standard_normal(Q_exact.shape)
+    Q_any[mdp.terminal] = 1.0 + np.abs(Q_any[mdp.terminal])      # at least 1 at a terminal s'
     V_any = V_exact + rng.standard_normal(V_exact.shape) if kind != "retrace" else (
         np.sum(pi * Q_any, axis=1))
+    V_any[mdp.terminal] = 1.0 + np.abs(V_any[mdp.terminal])
 
     def inputs_for(Q, V):
         base = dict(rewards=episodes.rewards, terminated=term, truncated=trunc, gamma=mdp.gamma,
@@ -1169,7 +1175,11 @@ def target_check(name, fn, rng, confidence, n_episodes, kind):
     error = float(np.max(np.abs(out - reference))) / scale
     matches = list(dict.fromkeys(w for w, value in wrong
                                  if float(np.max(np.abs(out - value))) / scale <= DEFINITION_RTOL))
-    details = []
+    margins = [(float(np.max(np.abs(reference - value))) / scale, w.name) for w, value in wrong]
+    nearest = min(margins)
+    details = [f"the nearest known wrong variant ({nearest[1]}) differs from the definition "
+               f"by {nearest[0]:.3g} (relative), {nearest[0] / DEFINITION_RTOL:.3g} x the "
+               f"tolerance"]
     if error > DEFINITION_RTOL:
         worst = int(np.argmax(np.abs(out - reference)))
         details.append(f"largest difference at step {worst} (t = {episodes.t[worst]} in its "
