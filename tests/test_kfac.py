@@ -367,3 +367,25 @@ def test_kfac_on_the_off_policy_critic_ensemble():
     ops.mean(0.5 * (q - target) ** 2).backward()
     opt.step(eta=0.5)
     assert np.all(losses() < before)
+
+
+def test_recording_pass_collects_h_and_gives_the_layers_no_gradient():
+    """The curvature pass exists to collect h: the captured weights and biases get no
+    gradient from it (their matrix products are skipped); a later pass is unaffected."""
+    rng = np.random.default_rng(10)
+    mlp = MLP([N_IN, 5, N_OUT], activation="tanh", rng=rng)
+    X, y = rng.normal(size=(6, N_IN)), rng.integers(N_OUT, size=6)
+    opt = KFAC(mlp)
+    cap = opt.capture()
+    with cap:
+        ll = Categorical(mlp(X)).log_prob(y)
+    mlp.zero_grad()
+    cap.recording = True
+    ops.sum(ll).backward(retain_graph=True)
+    cap.recording = False
+    assert len(cap.grads) == 2 and not np.any(mlp.flat_grad)
+    ops.sum(ll).backward()
+    reference = MLP([N_IN, 5, N_OUT], activation="tanh", rng=0)
+    reference.flat_params = mlp.flat_params
+    ops.sum(Categorical(reference(X)).log_prob(y)).backward()
+    np.testing.assert_array_equal(mlp.flat_grad, reference.flat_grad)

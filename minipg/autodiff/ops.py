@@ -399,7 +399,9 @@ class CapturedDense(Dense):
     so every other dense layer keeps the plain op and its speed.  The vjp
     stores h = g f'(.), the cotangent of the pre-activation s = x W + b, in the
     capture while it is recording gradients, then continues as Dense with f
-    the identity (the same arithmetic).
+    the identity (the same arithmetic).  While recording, only the input's
+    cotangent is passed on (the pass exists to collect h; the weight and bias
+    get no gradient from it, and their two matrix products are skipped).
     """
 
     @staticmethod
@@ -408,6 +410,7 @@ class CapturedDense(Dense):
         h = Dense._activation_grad(g, y, activation)      # d/ds, s the pre-activation
         if capture.recording:
             capture.grads[key] = h
+            needs = (needs[0], False, False)
         return Dense.vjp(h, (x, W, None, None), needs)
 
     @staticmethod
@@ -426,7 +429,8 @@ class DenseCapture:
     ``inputs[key]`` is the layer input x (an array, (..., n_in) or
     (K, N, n_in)), ``params[key]`` the (W, b) Tensors of the call, and
     ``grads[key]`` the cotangent of s = x W + b from the latest backward pass
-    run while ``recording`` is True; ``key`` is the weight's ``id``.  A layer
+    run while ``recording`` is True (that pass gives the captured weights and
+    biases no gradient); ``key`` is the weight's ``id``.  A layer
     called twice inside one block is an error (its factors would mix two
     inputs).  Used by :class:`minipg.optim.KFAC`.
     """
