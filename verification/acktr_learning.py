@@ -174,15 +174,21 @@ Notes.
   after each 2000 for ACKTR's 128- and 256-step batches), so a step count is exact to
   one row.  A2C's three counts are those of verification/results/onpolicy_learning.md
   (44000, 70000, 66000): the same preset and seeds.
-* Fewer environment steps is not less computation: an ACKTR update here costs about
+* Fewer environment steps is not less computation: an ACKTR update here costs five to
   six A2C updates (table above), and ACKTR's batches are 3.2x larger, so per
-  environment step ACKTR's updates cost about twice A2C's on CartPole.
+  environment step ACKTR's updates cost 1.6-1.8 times A2C's on CartPole.
 * The K-FAC share is high because these networks are small (64-64): the extra backward
   pass of the sampled log-likelihood costs as much as the loss's own, and the
   eigendecompositions of the 65 x 65 factors (every 10 updates) are not amortised by
-  large matrix products elsewhere.  The extra backward pass also computes the
-  parameter gradients of the sampled log-likelihood, which K-FAC does not use (a
-  possible saving, neither measured nor made here)."""
+  large matrix products elsewhere.  The extra backward pass skips the weights' and
+  biases' products (K-FAC needs only h there; commit d617367): the runs' K-FAC shares
+  in the first table were measured before that change (the learning is the same, the
+  parameter gradients of that pass were never used), the timing table after it; the
+  change did not measurably move update_curvature's share (29-33% in timing runs
+  before and after it on this shared machine).
+* The timing ran on the same 2-core machine with other work going on (load 3-6):
+  the shares are ratios within one process and repeat within a few points; the
+  milliseconds do not (5.9 ms for the same update in an earlier, busier run)."""
 
 
 def cmd_report(args):
