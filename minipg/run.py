@@ -15,7 +15,8 @@ until the step budget is spent -- and writes the run directory
 
 A non-finite diagnostic, parameter or reward stops training with the step and
 the quantity's name (:class:`NonFiniteError`); the last good checkpoint stays.
-Ctrl-C or SIGTERM writes a final checkpoint and raises :class:`Interrupted`.
+Ctrl-C or SIGTERM writes a final checkpoint and stops (``train`` returns, or
+raises :class:`Interrupted` for the command line, which exits 130 / 143).
 A write that fails (a full disk) is a :class:`RunWriteError`: no temporary
 file and no half-written row stay behind, and the previous checkpoint is intact.
 
@@ -54,7 +55,9 @@ from .envs.vector import (Collector, NonFiniteError, action_kind, check_observat
 
 __all__ = ["train", "open_run", "Run", "TrainingLoop", "evaluate_agent", "evaluate_run",
            "load_run", "NonFiniteError", "RunDirectoryError", "RunWriteError", "Interrupted",
-           "check_seed", "CHECKPOINT", "PROGRESS", "CONFIG", "EVAL", "SEED_HIGH"]
+           "check_seed", "ProgressLog", "cut_progress", "write_checkpoint", "read_checkpoint",
+           "write_atomic", "write_json", "check_out_dir", "CHECKPOINT", "PROGRESS", "CONFIG",
+           "EVAL", "SEED_HIGH"]
 
 CHECKPOINT, PROGRESS, CONFIG, EVAL = "checkpoint.npz", "progress.csv", "config.json", "eval.json"
 BASE_COLUMNS = ["step", "episodes", "return_mean", "return_std", "length_mean", "wall_s",
@@ -875,7 +878,7 @@ def evaluate_run(out, episodes=10, seed=None, render=None, video=None):
         except OSError as exc:
             raise ConfigError(f"--video {video}: cannot write it ({exc.strerror}); accepted: "
                               f"a .gif path you can write to") from None
-    frames = writer if writer is not None else ([] if render else None)
+    frames = writer if writer is not None else (FrameCount() if render else None)
     try:
         result = evaluate_agent(agent, saved["env_id"], episodes, seed,
                                 type(agent).env_wrappers(agent.config), render, frames)
@@ -885,7 +888,22 @@ def evaluate_run(out, episodes=10, seed=None, render=None, video=None):
     finally:
         if writer is not None:
             writer.close()
+            if writer.frames == 0 and os.path.exists(video):
+                os.remove(video)                # no empty GIF left behind
     if writer is not None:
+        if writer.frames == 0:
+            raise ConfigError(f"--video {video}: {saved['env_id']} rendered no frames; "
+                              f"accepted: a task that renders in rgb_array mode")
         result["video"] = video
         result["video_frames"] = writer.frames
     return result
+
+
+class FrameCount:
+    """A frame sink for ``--render`` without ``--video``: counts the frames, keeps none."""
+
+    def __init__(self):
+        self.frames = 0
+
+    def append(self, frame):
+        self.frames += frame is not None

@@ -594,3 +594,23 @@ def test_a_run_stopped_during_its_evaluation_resumes_to_the_evaluation(tmp_path)
     rows_before = rows(out)
     train("reinforce", out=out, resume=True, stream=io.StringIO())
     assert json.load(open(os.path.join(out, EVAL))) == expected and rows(out) == rows_before
+
+
+def test_a_task_that_renders_nothing_leaves_no_empty_gif(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("PIL")
+    monkeypatch.syspath_prepend(HERE)
+    for env_id, needle in (
+            ("NoFrames-v0", "rendered no frames; accepted: a task that renders in rgb_array "
+                            "mode"),
+            ("NoRenderMode-v0", "does not take render_mode='rgb_array'; accepted: a task "
+                                "that renders in rgb_array mode"),
+            ("NoRenderModes-v0", "does not render in rgb_array mode (its render modes: "
+                                 "none); accepted: a task that renders in rgb_array mode")):
+        out = str(tmp_path / env_id)
+        assert main(["train", "reinforce", "--env", f"run_fault_envs:{env_id}", "--out", out,
+                     "--total-steps", "600", *QUICK_ARGS]) == 0
+        video = str(tmp_path / "x.gif")
+        assert main(["evaluate", out, "--episodes", "1", "--render", "rgb_array",
+                     "--video", video]) == 2
+        assert needle in capsys.readouterr().err, env_id
+        assert not os.path.exists(video)

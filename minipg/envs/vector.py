@@ -129,6 +129,19 @@ def make_env(env_id, wrappers=(), render_mode=None):
                                                                     render_mode=render_mode)
     except gym_error.DependencyNotInstalled as exc:
         raise _dependency_error(env_id, exc) from None
+    except TypeError as exc:
+        if render_mode is None or "render_mode" not in str(exc):
+            raise
+        raise UnsupportedEnvironmentError(
+            f"{env_id} does not take render_mode={render_mode!r}; accepted: a task that "
+            f"renders in rgb_array mode") from None
+    modes = env.metadata.get("render_modes") or []
+    if render_mode is not None and render_mode not in modes:
+        env.close()
+        raise UnsupportedEnvironmentError(
+            f"{env_id} does not render in {render_mode} mode (its render modes: "
+            f"{', '.join(map(str, modes)) or 'none'}); accepted: a task that renders in "
+            f"rgb_array mode")
     env = gym.wrappers.RecordEpisodeStatistics(env)
     for wrap in wrappers:
         env = wrap(env)
