@@ -47,7 +47,7 @@ batches; its estimates g_1 .. g_n are tested with Hotelling's T^2 of
     exact Q^pi; the estimate is the sample mean of ``rho Q grad log pi``.
     Target: Degris et al.'s ``g = sum_s d_b(s) sum_a grad pi Q^pi``.
 ``off_policy_emphatic``
-    histories of 21 behaviour steps from d_b (b = (pi + uniform) / 2); the
+    histories of 21 behaviour steps from d_b (b = (pi + 3 uniform) / 4); the
     estimate is ACE's ``rho_H M_H Q^pi grad log pi`` at each history's last
     step, with the follow-on trace ``M_t = 1 + gamma rho_{t-1} M_{t-1}``.
     Target: the emphatic gradient to that horizon, ``sum_{k<=20} gamma^k
@@ -739,10 +739,11 @@ EMPHATIC_HORIZON = 20                      # steps of history before each sample
 
 
 def emphatic_bed():
-    """(mdp, policy, theta, behaviour, d_b): the continuing bed with b = (pi + uniform) / 2,
-    so that gamma^2 E_b[rho^2] < 1 (0.77) and the follow-on trace has a bounded variance."""
+    """(mdp, policy, theta, behaviour, d_b): the continuing bed with b = (pi + 3 uniform) / 4:
+    gamma^2 E_b[rho^2] = 0.92 < 1, so the follow-on trace has a bounded variance, and b is
+    far enough from pi for g and grad J_beta to differ clearly (b uniform: 1.19, unbounded)."""
     mdp, policy, theta, uniform, _ = continuing_bed()
-    behaviour = 0.5 * policy.probs(theta) + 0.5 * uniform
+    behaviour = 0.25 * policy.probs(theta) + 0.75 * uniform
     return mdp, policy, theta, behaviour, mdp.stationary_distribution(behaviour)
 
 
@@ -781,7 +782,7 @@ TRACE_WITHOUT_RATIO = WrongTarget("(1 - gamma^(H+1)) / (1 - gamma) g", "the foll
           "target, the gamma^21 ~ 1% rest is not asked for)",
           {"states": "int64 (n (H+1),): n histories of H + 1 = 21 behaviour steps each, the "
                      "first state ~ d_b (stationary), back to back",
-           "actions": "int64: a_t ~ b(.|s_t), b = (pi + uniform) / 2",
+           "actions": "int64: a_t ~ b(.|s_t), b = (pi + 3 uniform) / 4",
            "behaviour_probs": "float64: b(a_t|s_t)",
            "q_values": "float64: the exact Q^pi(s_t, a_t)",
            "t": "int64: the step within its history (0 .. H)",
@@ -793,7 +794,7 @@ TRACE_WITHOUT_RATIO = WrongTarget("(1 - gamma^(H+1)) / (1 - gamma) g", "the foll
           "trace M_0 = 1, M_t = 1 + gamma rho_{t-1} M_{t-1}",
           [G_NOT_EMPHATIC, TRACE_WITHOUT_RATIO, sign_flip("grad J_beta (to H)"),
            batch_sum("grad J_beta (to H)", "histories")],
-          minipg_off_policy_emphatic, policies=BOTH, n_batches=2000, batch_size=5)
+          minipg_off_policy_emphatic, policies=BOTH, n_batches=2000, batch_size=10)
 def run_off_policy_emphatic(fn, rng, confidence, n_batches, batch_size, policy):
     mdp, policy_obj, theta, behaviour, d_b = emphatic_bed()
     policy, theta = as_policy(policy, policy_obj, theta)
@@ -825,7 +826,7 @@ def run_off_policy_emphatic(fn, rng, confidence, n_batches, batch_size, policy):
     wrong = [(w[0], g), (w[1], (1 - mdp.gamma ** (H + 1)) / (1 - mdp.gamma) * g),
              (w[2], -target), (w[3], batch_size * target)]
     what = (f"{n_batches} batches of {batch_size} histories of {H + 1} steps of random_mdp(5, "
-            f"3, seed=0, gamma=0.8, concentration=0.3), b = (pi + uniform)/2, "
+            f"3, seed=0, gamma=0.8, concentration=0.3), b = (pi + 3 uniform)/4, "
             f"{policy_words(policy)}")
     return mean_check("off_policy_emphatic", fn, samples, target, "grad J_beta to H = "
                       f"{H}: sum_(k<={H}) gamma^k d_b^T P_pi^k [sum_a grad pi Q^pi] (exact)",
