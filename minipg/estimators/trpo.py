@@ -154,8 +154,8 @@ def mean_kl(dist_old, dist_new):
 class FisherOperator:
     r"""v -> (F + lambda I) v at theta_old, F the batch-mean Fisher of the policy.
 
-    ``F v = J^T M (J v)`` (Schulman et al. 2015, Appendix C.1: "the Fisher
-    information matrix ... analytically computed ... J^T M J v"): J is the
+    ``F v = J^T M (J v)`` (Schulman et al. 2015, Appendix C.1, where the Fisher is
+    written through the Jacobian of the distribution's parameters): J is the
     Jacobian of the distribution's parameters (``outputs_fn()``: the logits,
     or the pair (mean, log_std)) with respect to ``params``, M the Fisher of
     the distribution in those parameters averaged over the batch
@@ -231,7 +231,7 @@ class CGResult:
 
 def conjugate_gradient(operator, g, iterations):
     r"""x ~ A^-1 g by ``iterations`` steps of conjugate gradient from x = 0 (Schulman et al.
-    2015, Appendix C: "k = 10 iterations"), with ``scipy.sparse.linalg.cg``.
+    2015, Appendix C, which used 10), with ``scipy.sparse.linalg.cg``.
 
     ``operator`` is a callable v -> A v (A symmetric positive definite, e.g.
     a :class:`FisherOperator` with damping > 0) or a LinearOperator.  CG runs
@@ -290,8 +290,8 @@ class LineSearchResult:
 def backtracking_line_search(evaluate, theta_old, full_step, surrogate_old, max_kl,
                              shrink=0.8, max_backtracks=10):
     r"""theta_old + f s for the first f in 1, c, c^2, ..., c^(n-1) with exact mean KL <= delta
-    and L(theta) > L(theta_old) (Schulman et al. 2015, Appendix C: "we use a line search ...
-    checking that the KL constraint is satisfied and the surrogate improves").
+    and L(theta) > L(theta_old) (Schulman et al. 2015, Appendix C: a backtracking line
+    search on the true KL constraint and the surrogate, from the maximal step).
 
     ``evaluate(theta) -> (L(theta), mean KL(pi_old || pi_theta))`` computes both
     exactly on the batch; ``surrogate_old`` is L(theta_old).  When no fraction
