@@ -48,9 +48,10 @@ step's minibatches), ``explained_variance``.
 
 Choices, against the references:
 
-* Schulman et al. (2015) fitted V by L-BFGS on a trust region of its own
-  (the GAE paper); here, as in stable-baselines3-contrib's TRPO, V is
-  fitted by Adam minibatches (``value_lr``, ``value_epochs``,
+* The GAE paper (Schulman et al. 2016, sec. 5) fitted V by a trust-region
+  step of its own solved by conjugate gradient, and the authors' code by
+  L-BFGS; here, as in stable-baselines3-contrib's TRPO, V is fitted by Adam
+  minibatches (``value_lr``, ``value_epochs``,
   ``value_minibatch_size``); the policy step is the paper's.
 * The defaults are sb3-contrib's (max_kl 0.01, 15 CG steps, damping 0.1,
   shrink 0.8, 10 line-search steps, 2048-step rollouts, GAE lambda 0.95,
