@@ -578,3 +578,19 @@ def test_vectorized_cartpole_equals_gym_make_transition_by_transition(env_id, n_
                 np.testing.assert_array_equal(collector.obs[i], step.next_obs[i])
     assert counts["terminated"] > 2 and counts["truncated"] > 0, counts
     collector.close()
+
+
+def test_rollout_step_array_path_equals_the_tensor_path():
+    """Acting on plain arrays (Categorical policy, separate value net) gives the Tensor
+    path's actions, log-probabilities and values bit for bit, and draws the same numbers."""
+    env = gym.make("CartPole-v1")
+    agents = [A2C(A2CConfig(n_envs=3), env.observation_space, env.action_space, seed=4)
+              for _ in range(2)]
+    assert agents[0].acts_on_arrays
+    agents[1].acts_on_arrays = False
+    obs = np.random.default_rng(0).normal(size=(3, 4))
+    for _ in range(10):
+        fast, slow = (agent.rollout_step(obs) for agent in agents)
+        for x, y in zip(fast, slow):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype and x.shape == y.shape

@@ -657,3 +657,17 @@ def test_log_prob_without_validation_equals_the_validated_one():
     np.testing.assert_array_equal(gauss.log_prob(x).data, gauss.log_prob(x, validate=False).data)
     with pytest.raises(ValueError):
         gauss.log_prob(np.zeros((6, 5)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_categorical_sample_from_logits_matches_the_tensor_path(dtype):
+    """Acting's plain-array path: the same draws and log-probabilities, bit for bit."""
+    logits = np.random.default_rng(3).normal(size=(7, 3)).astype(dtype)
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(20):
+        d = Categorical(logits)
+        a = d.sample(rng_a)
+        actions, log_prob = Categorical.sample_from_logits(logits, rng_b)
+        np.testing.assert_array_equal(actions, a)
+        np.testing.assert_array_equal(log_prob, d.log_prob(a).data)
+        assert log_prob.dtype == dtype

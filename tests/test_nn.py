@@ -202,3 +202,15 @@ def test_no_grad_forward_is_bitwise_the_recorded_forward(activation, dtype):
     # one layer: only the output activation applies
     expected = 3.0 * (x64 @ custom.layer0.weight.data + custom.layer0.bias.data)
     np.testing.assert_allclose(recorded.data, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_mlp_forward_array_equals_forward(activation):
+    """The acting path (plain arrays) gives the recorded forward's values bit for bit."""
+    mlp = MLP([4, 16, 16, 2], activation=activation, rng=0)
+    x = np.random.default_rng(1).normal(size=(5, 4))
+    out = mlp.forward_array(x)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, mlp(Tensor(x)).data)
+    mlp_callable = MLP([4, 8, 1], activation=lambda t: ops.tanh(t) * 2.0, rng=0)
+    np.testing.assert_array_equal(mlp_callable.forward_array(x), mlp_callable(Tensor(x)).data)

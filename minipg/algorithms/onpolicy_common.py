@@ -51,10 +51,12 @@ import numpy as np
 
 from ..autodiff import no_grad
 from ..buffers.rollout import RolloutBuffer
+from ..distributions import Categorical
 from ..kernels import gae, n_step_returns
 from ..optim import clip_grad_norm
 from .base import Algorithm, BaseConfig, ConfigError, setting
-from .networks import ObservationNormalizer, SharedActorCritic, ValueNet, make_policy
+from .networks import (CategoricalPolicy, ObservationNormalizer, SharedActorCritic, ValueNet,
+                       make_policy)
 
 __all__ = ["OnPolicyConfig", "JointLossConfig", "RolloutBatch", "OnPolicyAlgorithm",
            "JointLossAlgorithm", "SeparateStepsAlgorithm", "linear_decay",
@@ -157,6 +159,9 @@ class OnPolicyAlgorithm(Algorithm):
             self.value = ValueNet(self.obs_dim, cfg.hidden, cfg.activation, self.rng,
                                   self.dtype)
             self._modules = {"policy": self.policy, "value": self.value}
+        # the plain-array acting path of rollout_step: exactly these two networks
+        self.acts_on_arrays = (not self.shared_trunk and type(self.policy) is CategoricalPolicy
+                               and type(self.value) is ValueNet)
         self.build_optimizers()
         self.normalizer = (ObservationNormalizer(observation_space.shape, cfg.obs_clip,
                                                  dtype=self.dtype)
@@ -232,6 +237,12 @@ class OnPolicyAlgorithm(Algorithm):
 
     def rollout_step(self, obs):
         """(a ~ pi(.|s), log pi(a|s), V(s)) for prepared observations, no gradient."""
+        if self.acts_on_arrays:
+            # acting on plain arrays (two calls per vector step: Python overhead, not
+            # arithmetic, is the cost); the same values as the Tensor path below
+            actions, log_prob = Categorical.sample_from_logits(
+                self.policy.net.forward_array(obs), self.rng)
+            return actions, log_prob, self.value.net.forward_array(obs).reshape(-1)
         with no_grad():
             dist, values = self.distribution_and_values(obs)
             actions = dist.sample(self.rng)

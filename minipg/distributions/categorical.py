@@ -159,20 +159,24 @@ class Categorical:
         the cumulative sum can never pick an action of probability 0).  The
         cumulative sum is taken in float64 whatever the logits' precision.
         """
-        rng = check_generator(rng)
-        log_probs = self.log_probs.data
-        shape = tuple(sample_shape) + self.batch_shape
-        u = rng.random(shape)
-        if not shape or sample_shape or log_probs.dtype not in KERNEL_FLOATS:
-            cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=-1)
-            return np.sum(cdf[..., :-1] <= (u * cdf[..., -1])[..., None],
-                          axis=-1).astype(np.int64)
-        # one draw per row (acting): the same formula, one numba pass per row (its exp
-        # may differ from NumPy's in the last bit, so a u on a boundary could differ)
-        rows = np.ascontiguousarray(log_probs).reshape(-1, self.n)
-        actions = np.empty(rows.shape[0], dtype=np.int64)
-        categorical_sample_rows_numba(rows, u.reshape(-1), actions)
-        return actions.reshape(shape)
+        return _draw(self.log_probs.data, check_generator(rng), tuple(sample_shape))
+
+    @staticmethod
+    def sample_from_logits(logits, rng):
+        """(a ~ softmax(logits) in each row, log p_a) as plain arrays, nothing recorded.
+
+        Acting's path: for logits (B, n) the same log-probabilities, draws and
+        values as ``d = Categorical(logits); a = d.sample(rng); d.log_prob(a)``,
+        without the Tensors.
+        """
+        logits = np.asarray(logits)
+        if logits.ndim != 2 or logits.dtype not in KERNEL_FLOATS:
+            d = Categorical(logits)
+            a = d.sample(rng)
+            return a, d.log_prob(a, validate=False).data
+        log_probs = ops.LogSoftmax.forward(logits, -1)[0]
+        actions = _draw(log_probs, check_generator(rng), ())
+        return actions, log_probs[np.arange(len(actions)), actions]
 
     def mode(self):
         """Most probable action, ``argmax(logits)`` (ties: the lowest index); int64 ndarray."""
@@ -204,3 +208,19 @@ class Categorical:
         p /= p.sum(axis=-1, keepdims=True)
         mu = (p * u - p * np.sum(p * u, axis=-1, keepdims=True)) / batch_size(logits.shape)
         return (mu,) if tup else mu
+
+
+def _draw(log_probs, rng, sample_shape):
+    """Inverse-CDF draws from log-probabilities (..., n): see :meth:`Categorical.sample`."""
+    n = log_probs.shape[-1]
+    shape = sample_shape + log_probs.shape[:-1]
+    u = rng.random(shape)
+    if not shape or sample_shape or log_probs.dtype not in KERNEL_FLOATS:
+        cdf = np.cumsum(np.exp(log_probs.astype(np.float64)), axis=-1)
+        return np.sum(cdf[..., :-1] <= (u * cdf[..., -1])[..., None], axis=-1).astype(np.int64)
+    # one draw per row (acting): the same formula, one numba pass per row (its exp
+    # may differ from NumPy's in the last bit, so a u on a boundary could differ)
+    rows = np.ascontiguousarray(log_probs).reshape(-1, n)
+    actions = np.empty(rows.shape[0], dtype=np.int64)
+    categorical_sample_rows_numba(rows, u.reshape(-1), actions)
+    return actions.reshape(shape)

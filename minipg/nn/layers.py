@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import ops
-from ..autodiff.tensor import Parameter, Tensor, is_grad_enabled, wrap
+from ..autodiff.tensor import Parameter, Tensor, is_grad_enabled, no_grad, wrap
 from .init import fan_in_uniform, orthogonal
 from .module import Module
 
@@ -120,18 +120,28 @@ class MLP(Module):
     def layers(self):
         return [self._modules[name] for name, _ in self._plan]
 
+    def forward_array(self, x):
+        """The MLP's output as a plain array, nothing recorded (acting's path).
+
+        The ops' forward functions run on plain arrays: the same arithmetic as
+        :meth:`forward`, without a Tensor per layer.
+        """
+        if self._array_plan is None:             # an activation without an op class
+            with no_grad():
+                return self.forward(x).data
+        modules = self._modules
+        h = x.data if isinstance(x, Tensor) else np.asarray(x)
+        for name, fused, act_op in self._array_plan:
+            layer = modules[name]
+            h = ops.Dense.forward(h, layer.weight.data, layer.bias.data, fused)[0]
+            if fused is None and act_op is not None:
+                h = act_op.forward(h)[0]
+        return h
+
     def forward(self, x):
         modules = self._modules
         if self._array_plan is not None and not is_grad_enabled():
-            # Acting: nothing is recorded, so run the ops' forward functions on
-            # plain arrays (the same arithmetic, without a Tensor per layer).
-            h = x.data if isinstance(x, Tensor) else np.asarray(x)
-            for name, fused, act_op in self._array_plan:
-                layer = modules[name]
-                h = ops.Dense.forward(h, layer.weight.data, layer.bias.data, fused)[0]
-                if fused is None and act_op is not None:
-                    h = act_op.forward(h)[0]
-            return wrap(h)
+            return wrap(self.forward_array(x))   # nothing is recorded: plain arrays
         for name, act in self._plan:
             layer = modules[name]
             fused = _FUSED.get(act, False)
