@@ -942,3 +942,32 @@ def test_property_test_catches_a_wrong_sign_in_mul_jvp_alone(monkeypatch):
     with pytest.raises(GradcheckError, match="jvp"):
         _run_property(binary_property, "mul")
 
+
+
+@pytest.mark.parametrize("activation", [None, "tanh", "relu"])
+def test_dense_jvp_vjp_reused_and_inputs_untouched(activation):
+    """Dense's jvp sums its terms in place and both products reuse f' computed once: the
+    same arrays as the written-out formulas, however often the recorded node is used, with
+    the tangents and cotangents given left unchanged (also float32 data, float64 tangents)."""
+    rng = np.random.default_rng(5)
+    for dtype, tdtype in ((np.float64, np.float64), (np.float32, np.float64)):
+        x, W, b = (rng.normal(size=s).astype(dtype) for s in ((6, 3), (3, 4), (4,)))
+        out, saved = ops.Dense.forward(x, W, b, activation)
+        d = {None: 1.0, "tanh": 1.0 - out * out, "relu": out > 0}[activation]
+        dx, dW, db = (rng.normal(size=s).astype(tdtype) for s in ((6, 3), (3, 4), (4,)))
+        copies = [t.copy() for t in (dx, dW, db)]
+        g = rng.normal(size=(6, 4)).astype(tdtype)
+        g_copy = g.copy()
+        for _ in range(3):
+            np.testing.assert_array_equal(ops.Dense.jvp(saved, dx, dW, db),
+                                          ((dx @ W + x @ dW) + db) * d)
+            np.testing.assert_array_equal(ops.Dense.jvp(saved, None, None, db),
+                                          np.broadcast_to(db, (6, 4)) * d)
+            assert ops.Dense.jvp(saved, None, None, None) is None
+            gx, gW, gb = ops.Dense.vjp(g, saved, (True, True, True))
+            h = g * d
+            np.testing.assert_array_equal(gx, h @ W.T)
+            np.testing.assert_array_equal(gW, x.T @ h)
+            np.testing.assert_allclose(gb, h.sum(axis=0), rtol=1e-12)
+        for t, c in zip((dx, dW, db, g), (*copies, g_copy)):
+            np.testing.assert_array_equal(t, c)

@@ -350,20 +350,34 @@ class Dense:
             np.tanh(out, out=out)
         elif activation == "relu":
             np.maximum(out, 0, out=out)
-        return out, (x, W, out if activation else None, activation)
+        # the last slot keeps f' once computed: a recorded forward used by many products
+        # (TRPO's F v, one jvp and one vjp each) computes it once
+        return out, (x, W, out if activation else None, activation, [])
 
     @staticmethod
-    def _activation_grad(g, y, activation):
-        if activation == "tanh":
-            return g * (1.0 - y * y)             # Tanh.derivative
-        if activation == "relu":
-            return g * (y > 0)                   # Relu.derivative
-        return g
+    def derivative(saved):
+        """f' read off the output z (tanh: 1 - z^2; relu: z > 0), computed once per forward."""
+        _x, _W, y, activation, cache = saved[:5]
+        if not cache:
+            cache.append(1.0 - y * y if activation == "tanh" else y > 0)   # Tanh, Relu
+        return cache[0]
+
+    @staticmethod
+    def _activation_grad(g, saved, owned=False):
+        """g f'(.); in place when ``owned`` (g is a fresh array of the result's shape)."""
+        if saved[3] is None:
+            return g
+        d = Dense.derivative(saved)
+        if owned and g.shape == np.broadcast_shapes(g.shape, d.shape) \
+                and np.result_type(g, d) == g.dtype:
+            g *= d
+            return g
+        return g * d
 
     @staticmethod
     def vjp(g, saved, needs):
-        x, W, y, activation = saved
-        g = Dense._activation_grad(g, y, activation)
+        x, W = saved[0], saved[1]
+        g = Dense._activation_grad(g, saved)
         if W.ndim == 3:                          # a stack of K layers (an ensemble)
             gx = None
             if needs[0]:                         # one output unit: an outer product (below)
@@ -384,11 +398,26 @@ class Dense:
 
     @staticmethod
     def jvp(saved, dx, dW, db):
-        x, W, y, activation = saved
+        x, W = saved[0], saved[1]
         shape = (x.shape[:-1] if W.ndim == 2 else W.shape[:1] + x.shape[-2:-1]) + W.shape[-1:]
-        dz = _tangent_sum(shape, None if dx is None else dx @ W,
-                          None if dW is None else x @ dW, db)
-        return None if dz is None else Dense._activation_grad(dz, y, activation)
+        # dz = (dx W + x dW) + db, summed in that order into the first product (no temporaries)
+        dz, owned = None, False
+        for term, fresh in ((None if dx is None else dx @ W, True),
+                            (None if dW is None else x @ dW, True), (db, False)):
+            if term is None:
+                continue
+            if dz is None:
+                dz, owned = term, fresh
+            elif owned and dz.shape == np.broadcast_shapes(dz.shape, term.shape) \
+                    and np.result_type(dz, term) == dz.dtype:
+                dz += term
+            else:
+                dz, owned = dz + term, True
+        if dz is None:
+            return None
+        if dz.shape != shape:
+            dz, owned = np.broadcast_to(dz, shape), False
+        return Dense._activation_grad(dz, saved, owned)
 
 
 class CapturedDense(Dense):
@@ -406,16 +435,16 @@ class CapturedDense(Dense):
 
     @staticmethod
     def vjp(g, saved, needs):
-        x, W, y, activation, capture, key = saved
-        h = Dense._activation_grad(g, y, activation)      # d/ds, s the pre-activation
+        x, W, _y, _activation, _cache, capture, key = saved
+        h = Dense._activation_grad(g, saved)              # d/ds, s the pre-activation
         if capture.recording:
             capture.grads[key] = h
             needs = (needs[0], False, False)
-        return Dense.vjp(h, (x, W, None, None), needs)
+        return Dense.vjp(h, (x, W, None, None, []), needs)
 
     @staticmethod
     def jvp(saved, dx, dW, db):
-        return Dense.jvp(saved[:4], dx, dW, db)
+        return Dense.jvp(saved[:5], dx, dW, db)
 
 
 # the DenseCapture objects in effect (a `with` block each); empty for everyone else
