@@ -48,6 +48,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 from minipg.autodiff import Tensor, backward_cotangents, enable_grad, forward_tangents, ops
 
 from . import checks as _c
+from .terms import trust_region_step_size
 
 # the estimators (each named by a reference case); the results' dataclasses (CGResult,
 # LineSearchResult) and the settings' checks (check_*) are public too, not estimators
@@ -259,12 +260,10 @@ def max_step(x, xAx, max_kl):
     sqrt(2 delta / x^T A x)).  A zero direction (x^T A x = 0, e.g. g = 0) gives s = 0.
     """
     delta = check_max_kl(max_kl, "max_step")
-    if not np.isfinite(xAx) or xAx < 0:
-        raise ValueError(f"max_step: x^T A x must be finite and >= 0 (A positive semi-definite); "
-                         f"got {xAx!r}")
-    if xAx == 0:
+    # the shared trust-region step size (ACKTR's too), with no cap: 1/2 s^T A s = delta
+    scale = trust_region_step_size(xAx, delta, where="max_step")
+    if scale == 0:                                                # a zero direction
         return np.zeros_like(x), 0.0
-    scale = float(np.sqrt(2.0 * delta / xAx))                     # 1/2 s^T A s = delta
     return scale * np.asarray(x), scale
 
 
