@@ -20,62 +20,30 @@ CartPole preset's networks and batch), split into its parts.
     python verification/acktr_learning.py report      # writes results/acktr_learning.md
 """
 
+import json
 import os
+import statistics
+import time
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")          # one BLAS thread: small matrices, shared cores
+import learning_runs as lr
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+lr.one_blas_thread()
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 PLAN = [("acktr", "CartPole-v1", 475.0), ("a2c", "CartPole-v1", 475.0),
         ("acktr", "Acrobot-v1", -100.0), ("acktr", "InvertedPendulum-v5", 950.0)]
 TIMING_JSON = "acktr_timing.json"
 
 
-def run_dir(out, algo, env_id, seed):
-    return os.path.join(out, f"{algo}-{env_id}-{seed}")
-
-
-def progress_rows(out):
-    with open(os.path.join(out, "progress.csv"), newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def first_step_reaching(rows, level):
-    for row in rows:
-        if row["return_mean"] and float(row["return_mean"]) >= level:
-            return int(row["step"])
-    return None
-
-
 def cmd_run(args):
-    from minipg.run import train
     selected = [tuple(x.split(":")) for x in args.only] if args.only else \
         [(a, e) for a, e, _ in PLAN]
-    for algo, env_id in selected:
-        for seed in args.seeds:
-            out = run_dir(args.out, algo, env_id, seed)
-            if os.path.exists(os.path.join(out, "eval.json")) and not args.force:
-                print(f"{out}: done already", flush=True)
-                continue
-            start = time.perf_counter()
-            try:
-                train(algo, env_id, seed=seed, out=out, force=True, stream=io.StringIO())
-            except Exception as exc:  # e.g. mujoco missing: say so and go on
-                print(f"{algo} {env_id} seed {seed}: {type(exc).__name__}: {exc}", flush=True)
-                continue
-            wall = time.perf_counter() - start
-            with open(os.path.join(out, "wall.json"), "w") as fh:
-                json.dump({"wall_s": wall}, fh)
-            ev = json.load(open(os.path.join(out, "eval.json")))
-            print(f"{algo} {env_id} seed {seed}: eval {ev['return_mean']:.1f} wall {wall:.0f}s",
-                  flush=True)
+    lr.run_presets(selected, args.seeds, args.out, args.force)
+
+
+def kfac_share(out, rows):
+    """The run's kfac_time_fraction at its last progress row."""
+    share = rows[-1].get("kfac_time_fraction")
+    return "-" if not share else f"{float(share):.0%}"
 
 
 def cmd_timing(args):
@@ -91,6 +59,7 @@ def cmd_timing(args):
     from minipg.optim import KFAC
     from minipg.run import resolve_config
 
+    os.makedirs(args.out, exist_ok=True)
     parts = {"update_curvature": 0.0, "refresh_inverses": 0.0, "natural_gradient": 0.0,
              "fisher_quadratic": 0.0, "step": 0.0}
     originals = {name: getattr(KFAC, name) for name in parts}
@@ -195,49 +164,14 @@ def cmd_report(args):
     lines = ["# ACKTR: learning on CartPole-v1, Acrobot-v1 and InvertedPendulum-v5, against A2C",
              "", "Commands: `python verification/acktr_learning.py run` (split over two "
              "processes running at the same time), `python verification/acktr_learning.py "
-             "timing`, then `python verification/acktr_learning.py report`. Each run is the "
-             "preset as `minipg train ALGO --env ENV --seed S` runs it, no other setting; "
-             f"float64; seeds {args.seeds}; one BLAS thread. Final evaluation: deterministic "
-             "policy, 10 episodes, seed + 10000. 'reached' is the first logged step at which "
-             "the mean training return of the last 20 episodes (stochastic policy) reached "
-             "the target. 'K-FAC share' is the run's kfac_time_fraction at its last row: the "
+             "timing`, then `python verification/acktr_learning.py report`. "
+             + lr.preset_method(args.seeds)
+             + " 'K-FAC share' is the run's kfac_time_fraction at its last row: the "
              "share of all its updates' wall time spent in K-FAC. Wall times: the 2-core "
-             "machine shared with other work, not speed measurements.", "",
-             "| algorithm | task | seed | steps | final eval return | reached target at | "
-             "K-FAC share | wall s |", "|---|---|---|---|---|---|---|---|"]
-    summary, reached_by = [], {}
-    for algo, env_id, target in PLAN:
-        finals, reached_all = [], []
-        for seed in args.seeds:
-            out = run_dir(args.out, algo, env_id, seed)
-            path = os.path.join(out, "eval.json")
-            if not os.path.exists(path):
-                lines.append(f"| {algo} | {env_id} | {seed} | - | not run | - | - | - |")
-                continue
-            ev = json.load(open(path))
-            cfg = json.load(open(os.path.join(out, "config.json")))["config"]
-            wall = json.load(open(os.path.join(out, "wall.json")))["wall_s"] \
-                if os.path.exists(os.path.join(out, "wall.json")) else float("nan")
-            rows = progress_rows(out)
-            reached = first_step_reaching(rows, target)
-            share = rows[-1].get("kfac_time_fraction")
-            finals.append(ev["return_mean"])
-            reached_all.append(float("inf") if reached is None else reached)
-            lines.append(f"| {algo} | {env_id} | {seed} | {cfg['total_steps']} | "
-                         f"{ev['return_mean']:.1f} +- {ev['return_std']:.1f} | "
-                         f"{reached or 'never'} | "
-                         f"{'-' if not share else f'{float(share):.0%}'} | {wall:.0f} |")
-        if finals:
-            med, med_reached = statistics.median(finals), statistics.median(reached_all)
-            reached_by[(algo, env_id)] = med_reached
-            summary.append(f"| {algo} | {env_id} | {len(finals)} | {med:.1f} | "
-                           f"{med_reached:.0f} | >= {target:g} | "
-                           f"{'met' if med >= target else 'MISSED'} |")
-        else:
-            summary.append(f"| {algo} | {env_id} | 0 | - | - | >= {target:g} | not run |")
-    lines += ["", "## Against the targets", "",
-              "| algorithm | task | seeds | median final eval return | median step reaching "
-              "the target | target | result |", "|---|---|---|---|---|---|---|"] + summary
+             "machine shared with other work, not speed measurements.", ""]
+    runs, summary, reached_by = lr.preset_tables(PLAN, args.seeds, args.out,
+                                                 extra=[("K-FAC share", kfac_share)])
+    lines += runs + ["", "## Against the targets", ""] + lr.summary_table(summary, True)
     acktr_cp, a2c_cp = reached_by.get(("acktr", "CartPole-v1")), \
         reached_by.get(("a2c", "CartPole-v1"))
     if acktr_cp is not None and a2c_cp is not None:
@@ -270,24 +204,9 @@ def cmd_report(args):
                   f"backward, clip, RMSprop) takes {t['a2c_update_ms']:.2f} ms on the same "
                   f"machine in the same process."]
     lines += ["", NOTES]
-    path = os.path.join(HERE, "results", "acktr_learning.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "timing", "report"))
-    p.add_argument("--only", nargs="*", help="algo:task pairs, e.g. acktr:CartPole-v1")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default="/tmp/minipg-acktr-runs",
-                   help="where the run directories go (outside the work tree)")
-    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    args = p.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    {"run": cmd_run, "timing": cmd_timing, "report": cmd_report}[args.command](args)
+    lr.write_report(lines, lr.results_path("acktr_learning.md"))
 
 
 if __name__ == "__main__":
-    main()
+    lr.main(__doc__, {"run": cmd_run, "timing": cmd_timing, "report": cmd_report},
+            "algo:task pairs, e.g. acktr:CartPole-v1", "/tmp/minipg-acktr-runs")

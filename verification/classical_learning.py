@@ -12,24 +12,14 @@ Writes verification/results/classical_learning.md.
 """
 
 import argparse
-import csv
 import io
 import json
 import os
 import statistics
 import time
 
+import learning_runs as lr
 from minipg.run import train
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def first_step_reaching(progress_csv, level=475.0):
-    with open(progress_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["return_mean"] and float(row["return_mean"]) >= level:
-                return int(row["step"])
-    return None
 
 
 def main():
@@ -48,7 +38,7 @@ def main():
                   stream=io.StringIO())
             wall = time.perf_counter() - start
             ev = json.load(open(os.path.join(out, "eval.json")))
-            reached = first_step_reaching(os.path.join(out, "progress.csv"))
+            reached = lr.first_step_reaching(lr.read_progress(out), 475.0)
             rows.append((algo, seed, steps, ev["return_mean"], reached, wall))
             print(rows[-1], flush=True)
     lines = ["# Classical estimators: learning on CartPole-v1", "",
@@ -56,8 +46,8 @@ def main():
              f"seeds {args.seeds}). Final evaluation: deterministic policy, 10 episodes. "
              "'reached 475' is the first logged step (rows every 2000 steps) at which the mean "
              "training return of the last 20 episodes was >= 475.", "",
-             "| algorithm | seed | steps | final eval return | reached 475 at step | wall s |",
-             "|---|---|---|---|---|---|"]
+             *lr.table_head("algorithm", "seed", "steps", "final eval return",
+                            "reached 475 at step", "wall s")]
     for algo, seed, steps, ret, reached, wall in rows:
         lines.append(f"| {algo} | {seed} | {steps} | {ret:.1f} | {reached or 'never'} | "
                      f"{wall:.0f} |")
@@ -68,10 +58,7 @@ def main():
         lines.append(f"- {algo}: median final eval return {statistics.median(finals):.1f}; "
                      f"median step reaching 475: "
                      f"{statistics.median(reached) if len(reached) == len(finals) else 'n/a'}")
-    path = os.path.join(HERE, "results", "classical_learning.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lr.write_report(lines, lr.results_path("classical_learning.md"))
 
 
 if __name__ == "__main__":

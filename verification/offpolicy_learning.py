@@ -19,21 +19,14 @@ thread each; a finished run (its eval.json exists) is skipped unless --force.
     python verification/offpolicy_learning.py report [--out DIR] [--machine TEXT]
 """
 
+import concurrent.futures
 import os
+import platform
+import statistics
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")          # one BLAS thread per run: runs go in parallel
+import learning_runs as lr
 
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import csv  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+lr.one_blas_thread()          # one BLAS thread per run: runs go in parallel
 
 # (target on the median final return or None, what it is compared with)
 TARGETS = {
@@ -63,33 +56,13 @@ def parse_run(spec):
     return algo, env_id, dtype, steps
 
 
-def run_dir(out, spec, seed):
-    return os.path.join(out, f"{spec.replace(':', '-').replace('/', '_')}-{seed}")
-
-
-def first_step_reaching(progress_csv, level):
-    with open(progress_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["return_mean"] and float(row["return_mean"]) >= level:
-                return int(row["step"])
-    return None
-
-
 def train_one(spec, seed, out):
     """One run in its own process; returns a line for the log."""
-    from minipg.run import train
     algo, env_id, dtype, steps = parse_run(spec)
     overrides = {"dtype": dtype}
     if steps is not None:
         overrides["total_steps"] = steps
-    start = time.perf_counter()
-    cpu = time.process_time()
-    train(algo, env_id, seed=seed, out=out, force=True, overrides=overrides,
-          stream=io.StringIO())
-    times = {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
-    with open(os.path.join(out, "wall.json"), "w") as fh:
-        json.dump(times, fh)
-    ev = json.load(open(os.path.join(out, "eval.json")))
+    ev, times = lr.train_timed(algo, env_id, seed, out, overrides=overrides, cpu=True)
     return f"{spec} seed {seed}: eval {ev['return_mean']:.1f} wall {times['wall_s']:.0f}s"
 
 
@@ -102,9 +75,8 @@ def cmd_run(args):
             continue
         parse_run(spec)
         jobs += [(spec, seed) for seed in args.seeds]
-    todo = [(spec, seed, run_dir(args.out, spec, seed)) for spec, seed in jobs
-            if args.force or not os.path.exists(os.path.join(run_dir(args.out, spec, seed),
-                                                             "eval.json"))]
+    todo = [(spec, seed, lr.run_dir(args.out, spec, seed)) for spec, seed in jobs
+            if args.force or not lr.finished(lr.run_dir(args.out, spec, seed))]
     # longest first, so the slow runs do not start last
     todo.sort(key=lambda j: -(parse_run(j[0])[3] or 20_000))
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
@@ -126,8 +98,8 @@ def cmd_report(args):
              "first logged step (every 1000) at which the mean training return of the last 20 "
              "episodes (exploring policy) was at the target.", "",
              f"Machine: {args.machine}.", "",
-             "| run | seed | final eval return | reached target at | wall s | CPU s |",
-             "|---|---|---|---|---|---|"]
+             *lr.table_head("run", "seed", "final eval return", "reached target at", "wall s",
+                            "CPU s")]
     summary = []
     for spec in list(DEFAULT_RUNS) + FLOAT64_RUNS:
         algo, env_id, dtype, steps = parse_run(spec)
@@ -135,55 +107,45 @@ def cmd_report(args):
         seeds = (0,) if spec in FLOAT64_RUNS else SEEDS
         finals = []
         for seed in seeds:
-            out = run_dir(args.out, spec, seed)
-            path = os.path.join(out, "eval.json")
-            if not os.path.exists(path):
+            out = lr.run_dir(args.out, spec, seed)
+            if not lr.finished(out):
                 lines.append(f"| {spec} | {seed} | not run | - | - | - |")
                 continue
-            ev = json.load(open(path))
-            times = json.load(open(os.path.join(out, "wall.json")))
-            reached = (first_step_reaching(os.path.join(out, "progress.csv"), target)
+            ev = lr.read_json(out, "eval.json")
+            times = lr.read_json(out, "wall.json")
+            reached = (lr.first_step_reaching(lr.read_progress(out), target)
                        if target is not None else None)
             finals.append(ev["return_mean"])
             lines.append(f"| {spec} | {seed} | {ev['return_mean']:.1f} +- "
                          f"{ev['return_std']:.1f} | "
                          f"{'-' if target is None else reached or 'never'} | "
                          f"{times['wall_s']:.0f} | {times.get('cpu_s', float('nan')):.0f} |")
-        config = json.load(open(os.path.join(run_dir(args.out, spec, seeds[0]),
-                                             "config.json"))) if finals else {}
+        config = lr.read_json(lr.run_dir(args.out, spec, seeds[0]),
+                              "config.json") if finals else {}
         budget = config.get("config", config).get("total_steps", steps)
         if not finals:
             result, med = "not run", "-"
         else:
             med = f"{statistics.median(finals):.1f}"
             result = ("reported" if target is None else
-                      "met" if statistics.median(finals) >= target else "MISSED")
+                      lr.verdict(statistics.median(finals), target))
         summary.append(f"| {spec} | {budget} | {len(finals)} | {med} | "
                        f"{'-' if target is None else f'>= {target:g}'} | {result} | "
                        f"{published} |")
-    lines += ["", "## Against the targets and the published figures", "",
-              "| run | steps | seeds | median final eval return | target | result | "
-              "published |", "|---|---|---|---|---|---|---|"] + summary
-    path = args.results or os.path.join(HERE, "results", "offpolicy_learning.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", "## Against the targets and the published figures", ""] + lr.table_head(
+        "run", "steps", "seeds", "median final eval return", "target", "result",
+        "published") + summary
+    lr.write_report(lines, args.results or lr.results_path("offpolicy_learning.md"))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "report"))
-    p.add_argument("--only", nargs="*", help="runs ALGO:ENV:DTYPE[:STEPS], or 'float64'")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+def more_options(p):
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
-    p.add_argument("--out", default="runs/verification/offpolicy")
-    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     p.add_argument("--results", help="report file (default results/offpolicy_learning.md)")
     p.add_argument("--machine", default=f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}")
-    args = p.parse_args()
-    cmd_run(args) if args.command == "run" else cmd_report(args)
 
 
 if __name__ == "__main__":
-    main()
+    lr.main(__doc__, {"run": cmd_run, "report": cmd_report},
+            "runs ALGO:ENV:DTYPE[:STEPS], or 'float64'", "runs/verification/offpolicy",
+            out_help=None, seeds=SEEDS, more_options=more_options)
