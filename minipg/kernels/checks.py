@@ -25,6 +25,7 @@ __all__ = [
     "check_params",
     "check_real",
     "check_rewards",
+    "check_rollout",
     "check_same_shape_float",
     "check_state",
     "check_unit_interval",
@@ -121,6 +122,24 @@ def check_unit_interval(x, name):
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     return value
+
+
+def check_rollout(rewards, terminated, truncated, gamma, **arrays):
+    """The checks every rollout kernel's public wrapper makes, in this order: ``rewards``
+    (``check_rewards``), each of ``arrays`` (name=array, in the order given; float arrays
+    of the rewards' shape, ``check_same_shape_float``), ``terminated`` and ``truncated``
+    (``check_mask``), ``gamma`` (``check_unit_interval``).
+
+    Returns ``(r, args, gamma)``: the checked rewards (for ``from_kernel_layout``), the
+    arrays ``r, *arrays, terminated, truncated`` in the kernels' layout
+    (``to_kernel_layout``), and gamma as a float.
+    """
+    r = check_rewards(rewards)
+    floats = [check_same_shape_float(x, name, r.shape) for name, x in arrays.items()]
+    term = check_mask(terminated, "terminated", r.shape)
+    trunc = check_mask(truncated, "truncated", r.shape)
+    gamma = check_unit_interval(gamma, "gamma")
+    return r, [to_kernel_layout(a) for a in (r, *floats, term, trunc)], gamma
 
 
 # --------------------------------------------------------------------------

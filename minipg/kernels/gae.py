@@ -28,14 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .checks import (
-    check_mask,
-    check_rewards,
-    check_same_shape_float,
-    check_unit_interval,
-    from_kernel_layout,
-    to_kernel_layout,
-)
+from .checks import check_rollout, check_unit_interval, from_kernel_layout
 
 __all__ = ["gae", "gae_numba", "gae_numpy"]
 
@@ -149,12 +142,7 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
     advantages : array of ``rewards.dtype``, same shape (add ``values`` to
     get the lambda-returns used as value targets).
     """
-    r = check_rewards(rewards)
-    v = check_same_shape_float(values, "values", r.shape)
-    nv = check_same_shape_float(next_values, "next_values", r.shape)
-    term = check_mask(terminated, "terminated", r.shape)
-    trunc = check_mask(truncated, "truncated", r.shape)
-    gamma = check_unit_interval(gamma, "gamma")
+    r, args, gamma = check_rollout(rewards, terminated, truncated, gamma,
+                                   values=values, next_values=next_values)
     lam = check_unit_interval(lam, "lam")
-    args = [to_kernel_layout(a) for a in (r, v, nv, term, trunc)]
     return from_kernel_layout(gae_numba(*args, gamma, lam), r)

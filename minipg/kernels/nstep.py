@@ -23,14 +23,7 @@ import numbers
 import numpy as np
 from numba import njit
 
-from .checks import (
-    check_mask,
-    check_rewards,
-    check_same_shape_float,
-    check_unit_interval,
-    from_kernel_layout,
-    to_kernel_layout,
-)
+from .checks import check_rollout, from_kernel_layout
 
 __all__ = ["n_step_returns", "n_step_returns_numba", "n_step_returns_numpy"]
 
@@ -141,11 +134,8 @@ def n_step_returns(rewards, next_values, terminated, truncated, gamma, n):
     -------
     returns : array of ``rewards.dtype``, same shape.
     """
-    r = check_rewards(rewards)
-    nv = check_same_shape_float(next_values, "next_values", r.shape)
-    term = check_mask(terminated, "terminated", r.shape)
-    trunc = check_mask(truncated, "truncated", r.shape)
-    gamma = check_unit_interval(gamma, "gamma")
+    r, args, gamma = check_rollout(rewards, terminated, truncated, gamma,
+                                   next_values=next_values)
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     if n < 1:
@@ -153,5 +143,4 @@ def n_step_returns(rewards, next_values, terminated, truncated, gamma, n):
     # A window never extends past the rollout, so n > T acts like n = T;
     # clipping keeps huge Python ints inside numba's int64.
     n_eff = min(int(n), max(r.shape[0], 1))
-    args = [to_kernel_layout(a) for a in (r, nv, term, trunc)]
     return from_kernel_layout(n_step_returns_numba(*args, gamma, n_eff), r)

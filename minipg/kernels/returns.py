@@ -22,10 +22,8 @@ import numpy as np
 from numba import njit
 
 from .checks import (
-    check_mask,
-    check_rewards,
+    check_rollout,
     check_same_shape_float,
-    check_unit_interval,
     from_kernel_layout,
     to_kernel_layout,
 )
@@ -172,11 +170,7 @@ def discounted_returns(rewards, terminated, truncated, gamma, next_values=None):
     -------
     returns : array of ``rewards.dtype``, same shape.
     """
-    r = check_rewards(rewards)
-    term = check_mask(terminated, "terminated", r.shape)
-    trunc = check_mask(truncated, "truncated", r.shape)
-    gamma = check_unit_interval(gamma, "gamma")
-    args = [to_kernel_layout(a) for a in (r, term, trunc)]
+    r, args, gamma = check_rollout(rewards, terminated, truncated, gamma)
     if next_values is None:
         out = discounted_returns_numba(*args, gamma)
     else:
