@@ -594,3 +594,13 @@ def test_rollout_step_array_path_equals_the_tensor_path():
         for x, y in zip(fast, slow):
             np.testing.assert_array_equal(x, y)
             assert x.dtype == y.dtype and x.shape == y.shape
+
+
+@pytest.mark.parametrize("bad", [[0, 2], [-1, 0], [0.0, 1.0], [0, 1, 1], [[0, 1]]])
+def test_vectorized_cartpole_refuses_bad_actions(bad):
+    """The adapter steps the carts itself: actions other than N integers in {0, 1} are refused."""
+    envs = make_vector_env("CartPole-v1", 2)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="integers in"):
+        envs.step(np.array(bad))
+    envs.close()
