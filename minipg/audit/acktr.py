@@ -42,7 +42,7 @@ from ..optim import KFAC
 from . import audit_check
 from .beds import split_gradient
 from .levels import exact_result, formula_result, gradcheck_function, gradcheck_module
-from .onpolicy import EXACT_SAMPLES, exact_bed, linear_softmax_batch, sample_transitions
+from .onpolicy import EXACT_SAMPLES, exact_gradient_result, linear_softmax_batch
 from .stats import hotelling_test
 
 __all__ = ["actor_closed_form", "kfac_one_input_error", "gauss_newton_error",
@@ -184,22 +184,18 @@ def gauss_newton_formula(full, rng):
 # ----------------------------------------------------------------- level 3: exact
 @audit_check("acktr", "actor_loss", "exact")
 def actor_exact(full, rng):
-    mdp, policy, theta = exact_bed()
-    states, actions, _, Z = sample_transitions(mdp, policy, theta, EXACT_SAMPLES[full], rng)
-    pi = policy.probs(theta)
-    advantages = mdp.advantage(pi)[states, actions]
-    n = len(states)
+    def estimates(mdp, policy, theta, states, actions):
+        pi = policy.probs(theta)
+        advantages = mdp.advantage(pi)[states, actions]
+        n = len(states)
 
-    def objective(log_prob):                 # minus the loss: the policy-gradient ascent
-        return -actor_loss(log_prob, advantages, np.zeros(n), 0.0)[0]
+        def objective(log_prob):             # minus the loss: the policy-gradient ascent
+            return -actor_loss(log_prob, advantages, np.zeros(n), 0.0)[0]
 
-    samples = Z * split_gradient(objective, policy, theta, states, actions, np.arange(n), n,
-                                 scale=n)
-    grad_J = mdp.policy_gradient(policy, theta)
-    flipped = hotelling_test(-samples, grad_J)
-    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
-                        f" (-grad of the actor loss with A^pi, (s, a) ~ eta pi, 6-state MDP, "
-                        f"linear softmax); sign flip T^2 {flipped.t2:.3g}")
+        return split_gradient(objective, policy, theta, states, actions, np.arange(n), n,
+                              scale=n)
+
+    return exact_gradient_result(estimates, full, rng, "-grad of the actor loss with A^pi")
 
 
 @audit_check("acktr", "sampled_policy_log_likelihood (K-FAC G)", "exact")

@@ -65,7 +65,8 @@ from .stats import hotelling_test
 
 __all__ = ["linear_softmax_batch", "a2c_closed_form", "ppo_closed_form", "ppo_formula_error",
            "exact_bed", "expected_ppo_gradient_at_ratio_one", "expected_a2c_gradient",
-           "sample_transitions", "a2c_estimates", "ppo_estimates_at_ratio_one",
+           "sample_transitions", "exact_gradient_result", "a2c_estimates",
+           "ppo_estimates_at_ratio_one",
            "IDENTITY_THRESHOLD", "EXACT_SAMPLES"]
 
 IDENTITY_THRESHOLD = FORMULA_RTOL                  # closed form vs autodiff, no differences
@@ -355,6 +356,22 @@ def sample_transitions(mdp, policy, theta, n, rng):
     return states, actions, next_states, float(eta.sum())
 
 
+def exact_gradient_result(estimates, full, rng, what):
+    """The exact row of an estimator of grad J on :func:`exact_bed`: per-sample estimates
+    ``estimates(mdp, policy, theta, states, actions)``, shape (n, d), from n =
+    ``EXACT_SAMPLES[full]`` i.i.d. (s, a) ~ eta pi (:func:`sample_transitions`), times Z,
+    against the exact grad J (Hotelling T^2), with the sign-flipped samples' T^2 beside
+    it; ``what`` names the estimate in the row's text."""
+    mdp, policy, theta = exact_bed()
+    states, actions, _, Z = sample_transitions(mdp, policy, theta, EXACT_SAMPLES[full], rng)
+    samples = Z * estimates(mdp, policy, theta, states, actions)
+    grad_J = mdp.policy_gradient(policy, theta)
+    flipped = hotelling_test(-samples, grad_J)
+    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
+                        f" ({what}, (s, a) ~ eta pi, 6-state MDP, linear softmax); "
+                        f"sign flip T^2 {flipped.t2:.3g}")
+
+
 def a2c_estimates(mdp, policy, theta, states, actions, next_states, flag_terminations=True):
     """Per-sample A2C policy-gradient estimates A_i grad log pi(a_i|s_i), shape (n, d),
     through :func:`a2c_loss` with the kernel's one-step advantages (V = V^pi exact)."""
@@ -389,14 +406,8 @@ def ppo_estimates_at_ratio_one(mdp, policy, theta, states, actions, objective=cl
 
 @audit_check("ppo", "clip_objective (J^CLIP)", "exact")
 def ppo_exact(full, rng):
-    mdp, policy, theta = exact_bed()
-    states, actions, _, Z = sample_transitions(mdp, policy, theta, EXACT_SAMPLES[full], rng)
-    samples = Z * ppo_estimates_at_ratio_one(mdp, policy, theta, states, actions)
-    grad_J = mdp.policy_gradient(policy, theta)
-    flipped = hotelling_test(-samples, grad_J)
-    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
-                        f" (J^CLIP at ratio 1 with A^pi, (s, a) ~ eta pi, 6-state MDP, linear "
-                        f"softmax); sign flip T^2 {flipped.t2:.3g}")
+    return exact_gradient_result(ppo_estimates_at_ratio_one, full, rng,
+                                 "J^CLIP at ratio 1 with A^pi")
 
 
 @audit_check("a2c", "a2c_loss + n_step_returns", "exact")

@@ -37,7 +37,7 @@ from ..estimators.trpo import FisherOperator, conjugate_gradient, surrogate_obje
 from . import audit_check
 from .beds import split_gradient
 from .levels import exact_result, formula_result, gradcheck_function, relative_error
-from .onpolicy import EXACT_SAMPLES, exact_bed, linear_softmax_batch, sample_transitions
+from .onpolicy import EXACT_SAMPLES, exact_bed, exact_gradient_result, linear_softmax_batch
 from .stats import hotelling_test
 
 __all__ = ["surrogate_closed_form", "fisher_closed_form", "tabular_natural_gradient_error",
@@ -176,14 +176,8 @@ def trpo_natural_gradient_formula(full, rng):
 # ----------------------------------------------------------------- level 3: exact
 @audit_check("trpo", "surrogate_objective (L)", "exact")
 def trpo_surrogate_exact(full, rng):
-    mdp, policy, theta = exact_bed()
-    states, actions, _, Z = sample_transitions(mdp, policy, theta, EXACT_SAMPLES[full], rng)
-    samples = Z * surrogate_estimates_at_theta_old(mdp, policy, theta, states, actions)
-    grad_J = mdp.policy_gradient(policy, theta)
-    flipped = hotelling_test(-samples, grad_J)
-    return exact_result(hotelling_test(samples, grad_J), "exact grad J",
-                        f" (L at theta_old with A^pi, (s, a) ~ eta pi, 6-state MDP, linear "
-                        f"softmax); sign flip T^2 {flipped.t2:.3g}")
+    return exact_gradient_result(surrogate_estimates_at_theta_old, full, rng,
+                                 "L at theta_old with A^pi")
 
 
 @audit_check("trpo", "FisherOperator (F v)", "exact")
