@@ -24,7 +24,7 @@ from .format import (MANIFEST, ROLES, MissingArrayError, ReferenceFormatError,
                      ReferenceUsageError, load_array, load_manifest)
 
 __all__ = ["Row", "check", "compare_arrays", "format_table", "format_summary", "format_unchecked",
-           "render_table", "report", "summarize", "selects"]
+           "render_table", "report", "summarize", "selects", "select_cases"]
 
 
 # ---------------------------------------------------------------- checking
@@ -92,6 +92,19 @@ def compare_arrays(a, b, rtol, atol):
     flat = int(np.argmax(excess))
     index = tuple(int(i) for i in np.unravel_index(flat, a64.shape))
     return float(np.max(err)), float(np.max(rel)), index, passed
+
+
+def select_cases(names, only, refusal):
+    """The cases of ``names`` named in ``only`` (all of ``names`` when ``only`` is empty),
+    in the order of ``names``; names of ``only`` that are not in ``names`` are a
+    :class:`ReferenceUsageError` with the message ``refusal(those names)``.  The writer's
+    and the checker's ``only``."""
+    if not only:
+        return names
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ReferenceUsageError(refusal(unknown))
+    return [n for n in names if n in set(only)]
 
 
 def selects(patterns, case, array):
@@ -207,13 +220,10 @@ def check(dir_a, dir_b, only=None, arrays=None, present_only=False):
     minipg versions).
     """
     sides = (_scan("DIR_A", dir_a), _scan("DIR_B", dir_b))
-    names = sorted(set(sides[0].cases) | set(sides[1].cases))
-    if only:
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise ReferenceUsageError(f"--only {', '.join(unknown)}: no such case in either "
-                                      f"directory; found: {', '.join(names) or 'none'}")
-        names = [n for n in names if n in set(only)]
+    found = sorted(set(sides[0].cases) | set(sides[1].cases))
+    names = select_cases(found, only, lambda unknown: (
+        f"--only {', '.join(unknown)}: no such case in either directory; found: "
+        f"{', '.join(found) or 'none'}"))
     if not names:
         raise ReferenceUsageError(f"no reference cases (sub-directories with {MANIFEST}) in "
                                   f"{dir_a} or {dir_b}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .case import CASES, build
+from .check import select_cases
 from .format import MANIFEST, ReferenceUsageError, is_reference_case, save_case
 from .profiles import DEFAULT_PROFILE, PROFILES
 
@@ -32,13 +33,10 @@ def write(out, only=None, profile=DEFAULT_PROFILE):
     if profile not in PROFILES:
         raise ReferenceUsageError(f"unknown reference profile {profile!r}; accepted: "
                                   f"{', '.join(PROFILES)}")
-    names = case_names()
-    if only:
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise ReferenceUsageError(f"unknown reference case {', '.join(map(repr, unknown))}; "
-                                      f"accepted: {', '.join(names)}")
-        names = [n for n in names if n in set(only)]
+    accepted = case_names()
+    names = select_cases(accepted, only, lambda unknown: (
+        f"unknown reference case {', '.join(map(repr, unknown))}; accepted: "
+        f"{', '.join(accepted)}"))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReferenceUsageError(f"--out {out} exists and is not a directory")
