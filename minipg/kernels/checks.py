@@ -147,21 +147,31 @@ def check_rollout(rewards, terminated, truncated, gamma, **arrays):
 # --------------------------------------------------------------------------
 
 
-def check_params(params, name="params"):
-    """A writeable C-contiguous float ndarray, updated in place (parameters, a target)."""
-    if not isinstance(params, np.ndarray):
+def _require_ndarray(buf, name):
+    """The first check of a buffer updated in place: it is an ndarray."""
+    if not isinstance(buf, np.ndarray):
         raise ValueError(
             f"{name} must be a numpy.ndarray (it is updated in place), "
-            f"got {type(params).__name__}"
+            f"got {type(buf).__name__}"
         )
+
+
+def _require_flat_writeable(buf, name):
+    """The last checks of a buffer updated in place: C-contiguous and writeable."""
+    if not buf.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (a flat buffer), got a strided view")
+    if not buf.flags.writeable:
+        raise ValueError(f"{name} must be writeable (it is updated in place)")
+
+
+def check_params(params, name="params"):
+    """A writeable C-contiguous float ndarray, updated in place (parameters, a target)."""
+    _require_ndarray(params, name)
     if params.dtype not in FLOAT_DTYPES:
         raise ValueError(
             f"{name} must have a float dtype (float32 or float64), got dtype {params.dtype}"
         )
-    if not params.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (a flat buffer), got a strided view")
-    if not params.flags.writeable:
-        raise ValueError(f"{name} must be writeable (it is updated in place)")
+    _require_flat_writeable(params, name)
     return params
 
 
@@ -187,11 +197,7 @@ def check_state(buf, name, ref, used):
         arr = np.asarray(buf)
         if arr.size == 0:
             return np.empty(0, dtype=ref.dtype)
-    if not isinstance(buf, np.ndarray):
-        raise ValueError(
-            f"{name} must be a numpy.ndarray (it is updated in place), "
-            f"got {type(buf).__name__}"
-        )
+    _require_ndarray(buf, name)
     if buf.shape != ref.shape:
         raise ValueError(
             f"{name} must have the same shape as params {ref.shape}, got shape {buf.shape} "
@@ -201,10 +207,7 @@ def check_state(buf, name, ref, used):
         raise ValueError(
             f"{name} must have the same dtype as params ({ref.dtype}), got dtype {buf.dtype}"
         )
-    if not buf.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (a flat buffer), got a strided view")
-    if not buf.flags.writeable:
-        raise ValueError(f"{name} must be writeable (it is updated in place)")
+    _require_flat_writeable(buf, name)
     return buf.reshape(-1)
 
 
