@@ -604,3 +604,32 @@ def test_vectorized_cartpole_refuses_bad_actions(bad):
     with pytest.raises(ValueError, match="integers in"):
         envs.step(np.array(bad))
     envs.close()
+
+
+def test_vectorized_cartpole_float_and_array_paths_agree():
+    """The cart equations on Python floats (few carts) and on arrays (many) give the same
+    observations, rewards, flags and states bit for bit, resets included."""
+    pair = [make_vector_env("CartPole-v1", 12) for _ in range(2)]
+    pair[1].FLOAT_CARTS = 0                                # the array path
+    for envs in pair:
+        envs.reset(seed=3)
+    raw = gym.make_vec("CartPole-v1", num_envs=12, vectorization_mode="vector_entry_point")
+    raw.reset(seed=3)                                      # gymnasium's own, until a cart ends
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, 12)
+        if ends == 0:
+            raw.step(actions)
+        (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) = (envs.step(actions) for envs in pair)
+        for a, b in ((o1, o2), (r1, r2), (te1, te2), (tr1, tr2),
+                     (pair[0].unwrapped.state, pair[1].unwrapped.state)):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype
+        ends += int((te1 | tr1).sum())
+        if ends == 0:
+            np.testing.assert_array_equal(raw.unwrapped.state, pair[0].unwrapped.state)
+    assert ends > 10
+    raw.close()
+    for envs in pair:
+        envs.close()

@@ -27,7 +27,7 @@ from gymnasium.vector import AutoresetMode
 
 __all__ = ["make_env", "make_vector_env", "probe_spaces", "action_kind", "check_observation_space", "Collector",
            "Step", "UnknownEnvironmentError", "UnsupportedEnvironmentError", "NonFiniteError",
-           "SameStepCartPole"]
+           "SameStepCartPole", "cartpole_equations"]
 
 
 class UnknownEnvironmentError(ValueError):
@@ -265,43 +265,62 @@ class SameStepCartPole(gym.vector.VectorWrapper):
         return obs, rewards, terminated, truncated, info
 
 
+    # up to this many carts, the equations run on Python floats, one cart at a time: a
+    # NumPy call on 2 numbers costs as much as ~20 float operations
+    FLOAT_CARTS = 8
+
     def _carts_step(self, actions):
-        """gymnasium's ``CartPoleVectorEnv.step`` (gymnasium 1.x), the same expressions in
-        the same order, so the same floats: without its per-call ``action_space.contains``
-        (a third of the call's time; a cheap check of the actions replaces it) and without
-        its NEXT_STEP reset, which :meth:`step` does at once instead."""
+        """gymnasium's ``CartPoleVectorEnv.step`` (gymnasium 1.x) with the same floats
+        (:func:`cartpole_equations`), without its per-call ``action_space.contains``
+        (a cheap check of the actions replaces it) and without its NEXT_STEP reset,
+        which :meth:`step` does at once instead."""
         env = self.env.unwrapped
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iu" \
                 or (actions >> 1).any():                       # only 0 and 1 pass
             raise ValueError(f"CartPole: actions must be {self.num_envs} integers in {{0, 1}}; "
                              f"got {actions!r}")
-        x, x_dot, theta, theta_dot = env.state
         force = np.sign(actions - 0.5) * env.force_mag
-        costheta = np.cos(theta)
-        sintheta = np.sin(theta)
-        temp = (force + env.polemass_length * np.square(theta_dot) * sintheta) / env.total_mass
-        thetaacc = (env.gravity * sintheta - costheta * temp) / (
-            env.length * (4.0 / 3.0 - env.masspole * np.square(costheta) / env.total_mass))
-        xacc = temp - env.polemass_length * thetaacc * costheta / env.total_mass
-        if env.kinematics_integrator == "euler":
-            x = x + env.tau * x_dot
-            x_dot = x_dot + env.tau * xacc
-            theta = theta + env.tau * theta_dot
-            theta_dot = theta_dot + env.tau * thetaacc
-        else:                                                   # semi-implicit Euler
-            x_dot = x_dot + env.tau * xacc
-            x = x + env.tau * x_dot
-            theta_dot = theta_dot + env.tau * thetaacc
-            theta = theta + env.tau * theta_dot
-        env.state = np.stack((x, x_dot, theta, theta_dot))
-        terminated = ((x < -env.x_threshold) | (x > env.x_threshold)
-                      | (theta < -env.theta_threshold_radians)
-                      | (theta > env.theta_threshold_radians))
+        theta = env.state[2]
+        costheta, sintheta = np.cos(theta), np.sin(theta)      # NumPy's, as gymnasium's
+        if self.num_envs <= self.FLOAT_CARTS:
+            carts = [cartpole_equations(env, *cart) for cart in zip(
+                *env.state.tolist(), force.tolist(), costheta.tolist(), sintheta.tolist())]
+            *state, terminated = zip(*carts)
+            env.state = np.array(state)
+            terminated = np.array(terminated)
+        else:
+            *state, terminated = cartpole_equations(env, *env.state, force, costheta, sintheta)
+            env.state = np.stack(state)
         env.steps += 1
         truncated = env.steps >= env.max_episode_steps
         reward = np.ones_like(terminated, dtype=np.float32)     # +1 per step (checked above)
         return env.state.T.astype(np.float32), reward, terminated, truncated
+
+
+def cartpole_equations(env, x, x_dot, theta, theta_dot, force, costheta, sintheta):
+    """One Euler step of gymnasium's CartPole (``CartPoleVectorEnv.step``, gymnasium 1.x):
+    the same expressions in the same order (np.square(v) as v * v, the same rounding), on
+    arrays of carts or on one cart's floats alike; returns (x, x_dot, theta, theta_dot,
+    terminated)."""
+    temp = (force + env.polemass_length * (theta_dot * theta_dot) * sintheta) / env.total_mass
+    thetaacc = (env.gravity * sintheta - costheta * temp) / (
+        env.length * (4.0 / 3.0 - env.masspole * (costheta * costheta) / env.total_mass))
+    xacc = temp - env.polemass_length * thetaacc * costheta / env.total_mass
+    if env.kinematics_integrator == "euler":
+        x = x + env.tau * x_dot
+        x_dot = x_dot + env.tau * xacc
+        theta = theta + env.tau * theta_dot
+        theta_dot = theta_dot + env.tau * thetaacc
+    else:                                                       # semi-implicit Euler
+        x_dot = x_dot + env.tau * xacc
+        x = x + env.tau * x_dot
+        theta_dot = theta_dot + env.tau * thetaacc
+        theta = theta + env.tau * theta_dot
+    terminated = ((x < -env.x_threshold) | (x > env.x_threshold)
+                  | (theta < -env.theta_threshold_radians)
+                  | (theta > env.theta_threshold_radians))
+    return x, x_dot, theta, theta_dot, terminated
 
 
 @dataclass
