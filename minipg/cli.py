@@ -3,16 +3,21 @@
     minipg train ALGO [--env ENV_ID] [--total-steps N] [--seed S] [--out DIR]
                       [--set key=value ...] [--resume DIR] [--force]
     minipg train ALGO --help          (every setting of ALGO: help, default, range)
-    minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH]
-    minipg plot DIR... [--out PNG]
+    minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH.gif]
+    minipg plot DIR... [--out PNG] [--title TITLE]
     minipg list
-    minipg audit [ALGO ...] [--full]
+    minipg audit [ALGO ...] [--full] [--seed S]
+    minipg audit --estimator MODULE:FUNCTION --check NAME [--policy linear|tabular] [--seed S]
+                                      (your own estimator on an exact bed; no ALGO, no --full)
+    minipg audit --check NAME         (what the check passes to the function, and expects)
     minipg reference --out DIR [--only NAME ...] [--profile minipg|sb3|cleanrl]
     minipg reference --check DIR_A DIR_B [--only NAME ...] [--arrays PATTERN ...] [--present-only]
     minipg bench [--repeats N] [--quick] [--case a b c] [--dtype float64 float32]
                  [--no-kernels] [--threads N]
+    minipg --version
 
-Exit status (README.md, "The command line"): 0 finished; 2 bad input (an
+Exit status (README.md, "The command line"): 0 finished; 1 ``audit`` or
+``reference --check`` found a failing check; 2 bad input (an
 unknown algorithm, task or setting, a bad value, a run that would not fit in
 memory, an occupied, locked or corrupt run directory: one clear line, no
 traceback); 3 training stopped on a NaN or infinity; 4 the run directory
