@@ -4,8 +4,8 @@ The levels are defined in ``CONTRIBUTING.md, "Verification levels"`` (1
 gradcheck: the engine's gradient against central finite differences; 2
 formula: the autodiff gradient against the document's closed form; 3 exact:
 the Monte-Carlo mean against the exact gradient on a test bed, at a stated
-confidence).  Every row of every family (``minipg/audit/classical.py``,
-``onpolicy.py``, ``offpolicy.py``) is built by the runner of its level here,
+confidence).  Every row of every family (the modules listed in
+``minipg.audit.CHECK_MODULES``) is built by the runner of its level here,
 so a level's statistic, threshold and wording are the same in every family:
 
 1. ``gradcheck`` -- :func:`gradcheck_function` (a loss of plain arrays) and
