@@ -274,19 +274,35 @@ Notes.
   5-8 on the 2 cores measured minipg 15.7, 20.5 and 31.1 s against sb3-contrib 831, 142 and
   294 s (ratios 0.019, 0.144, 0.106): torch's two intra-op threads suffer far more from a
   busy machine than minipg's single thread.
-* One BLAS thread is what `minipg train` now uses unless OPENBLAS_NUM_THREADS is set
-  (minipg/cli.py). On the loaded machine a 20k-step run took 40 s with OpenBLAS's default
-  thread pool and 6 s with one thread; on the quiet machine 100k-step runs took 15-17 s
-  either way.
+* What brought minipg from 14.2 s (ratio 0.46, 2026-12-05 before 08:00 UTC) to the rows
+  above; each change leaves progress.csv of `minipg train trpo --env CartPole-v1
+  --total-steps 8192 --seed 1` (and of ppo and a2c, 4096 steps) identical except the wall
+  times, and the checkpoints bit for bit:
+  - the engine's dense op computes f' (1 - z^2 for tanh) once per recorded forward and
+    reuses it, and its jvp sums dx W + x dW + b in place: one F v product on the
+    1024-sample batch 2.6 -> 1.2 ms (the elementwise passes and their 1024x64 temporaries
+    were half of it);
+  - acting on plain arrays (MLP.forward_array, Categorical.sample_from_logits, the
+    on-policy rollout_step): policy + value + sampling 45 -> 29 us a call;
+  - the vectorized CartPole steps its carts with gymnasium's own equations (the same
+    floats, NumPy's cos and sin), on Python floats for up to 8 carts and without
+    gymnasium's per-call action_space.contains: a vector step of 2 carts 44 -> 18 us.
+* What is left is mostly arithmetic: the four 1024x64x64 matrix products of a product
+  take ~0.19 ms each (OpenBLAS, one thread, ~22 GFLOP/s at this size), ~0.8 of its
+  ~1.2 ms; a value step (Adam on 512 samples) ~0.65 ms, ~0.5 ms of it 512x64x64
+  products and tanh; the rollouts are ~50k acting calls and ~50k vector steps of 2
+  carts, Python and NumPy call overhead on arrays of 2 rows.
+* The in-process sections (cProfile, F v and CG, parts) run with one BLAS thread, as the
+  command line does; before 2026-12-05 08:24 UTC this script set the variable after NumPy
+  was imported, so those sections ran with OpenBLAS's default threads (noisier timings).
+* One BLAS thread is what `minipg train` uses unless OPENBLAS_NUM_THREADS is set
+  (minipg/cli.py). Before the changes above, on the loaded machine a 20k-step run took
+  40 s with OpenBLAS's default thread pool and 6 s with one thread; on the quiet machine
+  100k-step runs took 15-17 s either way.
 * Final returns: seed 1 ends at 122 for minipg, as in trpo_learning.md (it reached 500 and
-  fell back before the end); sb3-contrib's seed 2 ended at 267 on both of its runs. The
-  other pairs both end at 500.
-* Where the time goes: the Fisher-vector products are ~90% of the policy step but only
-  about 30% of the run (28% and 32% in two runs of the parts' timing); with 2 environments the 50k acting calls and environment steps of the
-  rollouts take about half, and the value step (40 Adam steps on 512 samples per rollout)
-  a fifth. A product costs ~2.6 ms for the 1024-sample batch (two passes
-  through the 4-64-64-2 network, forward-mode then reverse-mode, bound by the 1024x64x64
-  matrix products and the elementwise passes over 1024x64 arrays, not by Python).
+  fell back before the end; the changes above leave every number of a run as it was);
+  sb3-contrib's seed 2 ended at 267 in each run of this script. The other pairs both end
+  at 500.
 * CG: scipy.sparse.linalg.cg over a LinearOperator costs the same as the written-out
   Hestenes-Stiefel loop plus the one product after it (for x^T A x and the true residual),
   and gives the same iterates bit for bit, so the scipy solver stays."""
@@ -309,6 +325,11 @@ def main():
             os.environ.setdefault(var, "1")
         print(cg_timings(args.seed))
         return
+    # this process's own timings (profile, F v and CG, parts) run with one BLAS thread, as
+    # `minipg train` does; set before NumPy is first imported here, which fixes the thread
+    # count (the contenders' processes get neither variable: clean_env)
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "1")
     rows = {"minipg": [], "sb3-contrib": []}
     for r in range(args.repeats):
         seed = args.seed + r
