@@ -483,3 +483,14 @@ def test_target_checks_keep_every_wrong_variant_far_from_the_tolerance(name):
         result = exact.check(name, exact.minipg_estimator(name), seed=seed, n_episodes=500)
         factor = float(result.details[0].split(", ")[-1].split(" x ")[0])
         assert factor > 1000, result.details[0]
+
+
+@pytest.mark.parametrize("name, size", [("fisher_vector_product", {"n_batches": 4}),
+                                        ("reinforce", {"n_batches": 3}),
+                                        ("gae", {"n_episodes": 5})])
+def test_a_sample_too_small_for_the_test_is_a_usage_error_not_a_failing_estimator(name, size):
+    # with n <= p + 1 Hotelling's T^2 cannot be formed; minipg's own correct estimator must
+    # not be reported as failing (or biased) then: the size is refused, naming its minimum
+    (key, value), = size.items()
+    with pytest.raises(ValueError, match=rf"{key}={value} is too small.*accepted: {key} >= \d+"):
+        exact.check(name, exact.minipg_estimator(name), **size)

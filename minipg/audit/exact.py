@@ -328,9 +328,14 @@ def select_arguments(fn, name, inputs):
 
 # ============================================================== the statistical tests
 
-def safe_hotelling(samples, target, confidence):
+def safe_hotelling(samples, target, confidence, size_name="n_batches"):
     """Hotelling's T^2 in the samples' span, or None when it cannot be formed (a constant
-    component: the estimates do not vary)."""
+    component: the estimates do not vary).  Too few samples for the test is the caller's
+    setting, not the estimator's fault: a ValueError naming ``size_name`` and its minimum."""
+    n, p = np.shape(samples)
+    if n <= p + 1:
+        raise ValueError(f"{size_name}={n} is too small for Hotelling's T^2 on {p} "
+                         f"components; accepted: {size_name} >= {p + 2}")
     try:
         return hotelling_test(samples, target, confidence, span_only=True)
     except ValueError:
@@ -1194,7 +1199,7 @@ def target_check(name, fn, rng, confidence, n_episodes, kind):
     n_live = int(np.sum(~mdp.terminal))
     residual_sums = np.zeros((n_episodes, n_live))
     np.add.at(residual_sums, (episodes.episode, s), out_exact - truth)
-    test = safe_hotelling(residual_sums, np.zeros(n_live), confidence)
+    test = safe_hotelling(residual_sums, np.zeros(n_live), confidence, "n_episodes")
     unbiased = test is not None and not test.rejected
     exact_name = "A^pi(s_t, a_t)" if kind == "gae" else "Q^pi(s_t, a_t)"
     details.append(f"with the exact critic, per-episode sums of (target - {exact_name}) per "
