@@ -20,10 +20,12 @@ Then each numba kernel is timed against its NumPy twin.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
+
+from .threads import blas_threads as current_blas_threads
+from .threads import limit
 
 CASES = {
     "a": dict(sizes=(4, 64, 64, 2), activation="tanh", batch=64, train=True),
@@ -263,14 +265,19 @@ def _fmt_ratio(x):
 
 
 def run(repeats=7, quick=False, cases=("a", "b", "c"), dtypes=("float64", "float32"),
-        kernels=True, out=print, threads=1):
+        kernels=True, out=print, threads=1, blas_threads=None):
     """Print the benchmark tables; return the rows as a list of dicts.
 
-    `threads` is given to PyTorch; NumPy's BLAS threads come from the
-    environment (OPENBLAS_NUM_THREADS, set by `minipg bench --threads`).
+    `threads` is given to PyTorch; NumPy's BLAS runs on `blas_threads` threads
+    (minipg.threads.limit; None: the count in effect).  The header prints the
+    count threadpoolctl reports in effect.
     """
+    if blas_threads is not None:
+        with limit(blas_threads):
+            return run(repeats, quick, cases, dtypes, kernels, out, threads)
     rows = []
-    blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset (all cores)")
+    blas = current_blas_threads()
+    blas = "no BLAS pool found" if blas is None else blas
     out(f"minipg bench: median of {repeats} repeats; times in us; NumPy BLAS threads: {blas}; "
         f"PyTorch threads: {threads}")
     out(f"{'case':<6}{'dtype':<9}{'minipg':>10}{'floor':>10}{'torch':>10}"

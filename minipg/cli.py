@@ -1,9 +1,9 @@
 """The `minipg` command line.
 
     minipg train ALGO [--env ENV_ID] [--total-steps N] [--seed S] [--out DIR]
-                      [--set key=value ...] [--resume DIR] [--force]
+                      [--set key=value ...] [--resume DIR] [--force] [--threads N]
     minipg train ALGO --help          (every setting of ALGO: help, default, range)
-    minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH.gif]
+    minipg evaluate DIR [--episodes N] [--render rgb_array --video PATH.gif] [--threads N]
     minipg plot DIR... [--out PNG] [--title TITLE]
     minipg list
     minipg audit [ALGO ...] [--full] [--seed S]
@@ -33,19 +33,27 @@ import os
 import signal
 import sys
 import textwrap
+import warnings
 
 from . import __version__
+from . import threads as blas
+
+THREADS_HELP = ("BLAS threads for NumPy's matrix products: an integer from 1 to the machine's "
+                "cores (more: a warning and the cap)")
+THREADS_DEFAULT = ("default: OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS where "
+                   "you set one (--threads overrides it), else 1, or 2 where an update's "
+                   "batch x width x width reaches 256**3 (SAC and TD3 at 256-256, batch 256; "
+                   "minipg.threads)")
 
 
 def _bench(args):
-    if "numpy" not in sys.modules:
-        # One BLAS thread, like the one-thread PyTorch it is compared with.
-        # These must be set before NumPy loads its BLAS.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(args.threads))
     from . import bench
+    threads = args.threads
+    if threads is None:                 # one thread, like the one-thread PyTorch compared
+        threads = blas.user_env_threads() or 1
+    threads = min(threads, blas.cpu_count())
     bench.run(repeats=args.repeats, quick=args.quick, cases=args.case, dtypes=args.dtype,
-              kernels=not args.no_kernels, threads=args.threads)
+              kernels=not args.no_kernels, threads=threads, blas_threads=threads)
     return 0
 
 
@@ -102,7 +110,8 @@ def _train(args):
     if args.resume is not None:
         fixed = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
                                           ("--out", args.out), ("--set", args.set or None),
-                                          ("--force", args.force or None))
+                                          ("--force", args.force or None),
+                                          ("--threads", args.threads))
                  if value is not None]
         if fixed:
             raise ConfigError(
@@ -113,14 +122,15 @@ def _train(args):
     seed = 0 if args.seed is None else check_seed(args.seed)
     train(algo.name, env_id=args.env, total_steps=args.total_steps, seed=seed,
           out=args.resume or args.out, overrides=parse_assignments(args.set),
-          resume=args.resume is not None, force=args.force, raise_on_interrupt=True)
+          resume=args.resume is not None, force=args.force, raise_on_interrupt=True,
+          threads=args.threads)
     return 0
 
 
 def _evaluate(args):
     from .run import evaluate_run
     result = evaluate_run(args.run_dir, episodes=args.episodes, render=args.render,
-                          video=args.video)
+                          video=args.video, threads=args.threads)
     print(f"return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
           f"{result['episodes']} episodes")
     if "video" in result:
@@ -244,6 +254,11 @@ def build_parser():
                    help="override a setting (repeatable)")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--force", action="store_true", help="overwrite the run already in --out")
+    t.add_argument("--threads", default=None, metavar="N",
+                   help=f"{THREADS_HELP}; recorded in config.json, and --resume uses the "
+                        f"recorded count; {THREADS_DEFAULT}. The results do not depend on it "
+                        f"(checked: a CartPole PPO run writes the same progress.csv on 1 and "
+                        f"2 threads)")
     t.set_defaults(func=_train, parser=t)
 
     e = sub.add_parser("evaluate", help="reload a run and evaluate its deterministic policy")
@@ -253,6 +268,8 @@ def build_parser():
                    help="render the episodes (needs the task's renderer, e.g. pygame)")
     e.add_argument("--video", default=None, metavar="PATH",
                    help="with --render rgb_array: write the frames to PATH (.gif, Pillow)")
+    e.add_argument("--threads", default=None, metavar="N",
+                   help=f"{THREADS_HELP}; default: the count in the run's config.json")
     e.set_defaults(func=_evaluate)
 
     a = sub.add_parser("audit", help="check every estimator's gradient; exit 0 only if all pass",
@@ -319,28 +336,53 @@ def build_parser():
     b.add_argument("--dtype", nargs="+", choices=["float64", "float32"],
                    default=["float64", "float32"])
     b.add_argument("--no-kernels", action="store_true", help="skip the kernel table")
-    b.add_argument("--threads", type=int, default=1,
-                   help="threads for PyTorch, and for NumPy's BLAS unless OPENBLAS_NUM_THREADS "
-                        "is already set (the header prints both)")
+    b.add_argument("--threads", default=None, metavar="N",
+                   help=f"threads for PyTorch and NumPy's BLAS: an integer from 1 to the "
+                        f"machine's cores (default: OPENBLAS_NUM_THREADS where you set it, "
+                        f"else 1; --threads overrides it; the header prints the count in "
+                        f"effect)")
     b.set_defaults(func=_bench)
     return parser
 
 
-def _one_blas_thread(argv):
-    """NumPy's BLAS on one thread unless the environment says otherwise (``minipg bench``
-    chooses its own with --threads).  minipg's matrices are small: with a BLAS thread per
-    core, the threads spin on them and on a busy 2-core machine a TRPO run took 6x longer
-    (verification/results/trpo_speed.md).  Must run before NumPy loads its BLAS."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "numpy" not in sys.modules and (not argv or argv[0] != "bench"):
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+def _one_blas_thread():
+    """Note the thread variables the user set (:func:`minipg.threads.note_environment`:
+    one the user set wins over the default rule), then start NumPy's BLAS on one
+    thread: each command then sets the count it uses (:mod:`minipg.threads`, through
+    threadpoolctl), so no thread is started to spin at load, and the environments' worker
+    processes (vectorization=async) stay on one.  minipg's matrices are small: with a
+    BLAS thread per core, the threads spin on them and on a busy 2-core machine a TRPO
+    run took 6x longer (verification/results/trpo_speed.md)."""
+    blas.note_environment()
+    if "numpy" not in sys.modules:
+        for var in blas.ENV_VARS:
             os.environ.setdefault(var, "1")
 
 
+def _check_threads(args):
+    """--threads checked (minipg.threads.check_threads): 2 and one line for a bad value,
+    a warning line and the cap above the machine's cores; else None."""
+    from .algorithms.base import ConfigError
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            args.threads = blas.check_threads(args.threads)
+        except ConfigError as exc:
+            print(f"minipg: error: {exc}", file=sys.stderr)
+            return 2
+    for w in caught:
+        print(f"minipg: warning: {w.message}", file=sys.stderr)
+    return None
+
+
 def main(argv=None):
-    _one_blas_thread(argv)
+    _one_blas_thread()
     args = build_parser().parse_args(argv)
-    for flag in ("repeats", "threads", "episodes"):
+    if getattr(args, "threads", None) is not None:
+        status = _check_threads(args)
+        if status is not None:
+            return status
+    for flag in ("repeats", "episodes"):
         if getattr(args, flag, 1) < 1:
             print(f"minipg: error: --{flag} must be >= 1, got {getattr(args, flag)}",
                   file=sys.stderr)

@@ -47,6 +47,7 @@ import numpy as np
 from gymnasium import error as gym_error
 
 from . import __version__
+from . import threads as blas
 from .algorithms import get as get_algorithm
 from .algorithms.base import (ConfigError, check_memory, config_from, config_to_dict,
                               parse_int)
@@ -361,6 +362,7 @@ class Run:
     agent: object
     collector: Collector
     resumed: bool
+    threads: int = 1
     wall_before: float = 0.0
     lock_fd: int = None
 
@@ -400,6 +402,10 @@ def read_run_config(out):
     if not 0 <= saved["seed"] <= SEED_HIGH:
         raise RunDirectoryError(f"{path}: seed {saved['seed']} is out of range; accepted: an "
                                 f"integer in [0, {SEED_HIGH}]")
+    n = saved.get("threads")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise RunDirectoryError(f"{path}: threads {n!r} is not a thread count; accepted: an "
+                                f"integer >= 1 (or no threads key: the default rule)")
     return saved
 
 
@@ -540,7 +546,7 @@ def create_run_dir(out):
 
 
 def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
-             resume=False, force=False):
+             resume=False, force=False, threads=None):
     """Validate the settings, build the environments and the agent, prepare the directory.
 
     A new run writes ``config.json`` and a first checkpoint (step 0, so a run
@@ -550,6 +556,10 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
     refused run leaves no directory behind), and the environments are closed
     if opening fails.  The run holds its directory's lock (``Run.lock_fd``)
     until :meth:`Run.close`.
+
+    ``threads``: the BLAS thread count (:mod:`minipg.threads`; None: the user's
+    OPENBLAS_NUM_THREADS if set, else the default rule), recorded in config.json;
+    a resumed run uses the recorded count (``threads`` must be None).
     """
     algo_cls = get_algorithm(algo)
     arrays = None
@@ -560,6 +570,14 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
         env_id, config, out = new_settings(algo_cls, env_id, total_steps, seed, out, overrides,
                                            force)
     check_task(algo_cls, env_id, config)
+    if resume:
+        if threads is not None:
+            raise ConfigError("--resume continues a run with the thread count in its "
+                              "config.json; --threads cannot change on resume")
+        n_threads = read_run_config(out).get("threads")
+        n_threads = blas.resolve_threads(config, n_threads)
+    else:
+        n_threads = blas.resolve_threads(config, threads)
     wrappers = algo_cls.env_wrappers(config)
     envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
     try:
@@ -572,7 +590,8 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
     except BaseException:
         envs.close()
         raise
-    run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume)
+    run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume,
+              threads=n_threads)
     created = False
     try:
         created = create_run_dir(out)
@@ -625,10 +644,12 @@ def write_json(path, obj):
 
 
 def write_run_config(run):
-    """config.json: the algorithm, the task, the seed, every setting, the versions."""
+    """config.json: the algorithm, the task, the seed, the BLAS thread count, every
+    setting, the versions."""
     write_json(os.path.join(run.out, CONFIG),
                {"algorithm": run.algo_cls.name, "env_id": run.env_id, "seed": run.seed,
-                "config": config_to_dict(run.config), "versions": versions(),
+                "threads": run.threads, "config": config_to_dict(run.config),
+                "versions": versions(),
                 "started": datetime.now(timezone.utc).isoformat()})
 
 
@@ -776,7 +797,8 @@ def warnings_for(run):
 
 
 def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
-          resume=False, force=False, stream=sys.stderr, raise_on_interrupt=False):
+          resume=False, force=False, stream=sys.stderr, raise_on_interrupt=False,
+          threads=None):
     """Train ``algo`` on ``env_id``; returns the run directory. See the module docstring.
 
     :func:`open_run` (new or resumed), then the :class:`TrainingLoop`, then
@@ -784,9 +806,26 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
     (Ctrl-C, SIGTERM) ends training after a final checkpoint, without the
     evaluation: ``train`` then says so on ``stream`` and returns the run
     directory, or raises :class:`Interrupted` with ``raise_on_interrupt``
-    (what the command line does, to exit 130 / 143).
+    (what the command line does, to exit 130 / 143).  The BLAS pools run on
+    ``threads`` threads (:func:`open_run`; recorded in config.json) while it trains
+    and evaluates, and are restored on return.
     """
-    run = open_run(algo, env_id, total_steps, seed, out, overrides, resume, force)
+    run = open_run(algo, env_id, total_steps, seed, out, overrides, resume, force, threads)
+    try:
+        with blas.limit(run.threads):
+            result = _train_open_run(run, stream, raise_on_interrupt)
+    finally:
+        run.close()
+    if result is None:
+        return run.out
+    stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "
+                 f"over {result['episodes']} episodes; run directory {run.out}\n")
+    return run.out
+
+
+def _train_open_run(run, stream, raise_on_interrupt):
+    """The loop and the evaluation of an opened run: eval.json's dict, or None when a
+    stop signal ended training (see :func:`train`)."""
     try:
         for line in warnings_for(run):
             stream.write(line + "\n")
@@ -797,18 +836,14 @@ def train(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=None,
             if raise_on_interrupt:
                 raise stopped
             stream.write(f"{stopped}\n")
-            return run.out
+            return None
         result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
                                 seed=run.seed + 10_000, wrappers=run.wrappers)
         write_json(os.path.join(run.out, EVAL), result)
     except RunWriteError as exc:
         raise RunWriteError(exc.errno, f"{exc.strerror}; once it can be written, continue "
                             f"with: minipg train {run.algo_cls.name} --resume {run.out}") from None
-    finally:
-        run.close()
-    stream.write(f"evaluation: return {result['return_mean']:.1f} +- {result['return_std']:.1f} "
-                 f"over {result['episodes']} episodes; run directory {run.out}\n")
-    return run.out
+    return result
 
 
 def load_run(out):
@@ -857,16 +892,27 @@ def quiet_sdl():
         os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
 
 
-def evaluate_run(out, episodes=10, seed=None, render=None, video=None):
+def evaluate_run(out, episodes=10, seed=None, render=None, video=None, threads=None):
     """Reload the run in ``out`` and evaluate it; with ``video``, stream its frames to a
-    GIF (:class:`minipg.envs.video.GifWriter`: memory independent of the length)."""
+    GIF (:class:`minipg.envs.video.GifWriter`: memory independent of the length).  The
+    BLAS pools run on ``threads`` threads (None: the run's recorded count)."""
     if video is not None and render != "rgb_array":
         raise ConfigError("--video needs --render rgb_array")
     if video is not None:
         check_video_path(video)
+    if threads is not None:
+        threads = blas.check_threads(threads)
     if render is not None:
         quiet_sdl()
     agent, saved = load_run(out)
+    if threads is None:
+        threads = blas.resolve_threads(agent.config, saved.get("threads"))
+    with blas.limit(threads):
+        return _evaluate_loaded(agent, saved, episodes, seed, render, video)
+
+
+def _evaluate_loaded(agent, saved, episodes, seed, render, video):
+    """:func:`evaluate_run` on the run already loaded."""
     seed = saved["seed"] + 10_000 if seed is None else seed
     writer = None
     if video is not None:
