@@ -28,7 +28,6 @@ could not be written (a full disk); 128 + the signal's number when Ctrl-C
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import signal
 import sys
@@ -65,26 +64,15 @@ def _user_errors():
              RunDirectoryError), NonFiniteError)
 
 
-def _algorithm(name):
-    """The algorithm's class; an unknown name is a ConfigError with the closest names."""
-    from . import algorithms
-    try:
-        return algorithms.get(name)
-    except algorithms.UnknownAlgorithmError as exc:
-        close = difflib.get_close_matches(str(name).lower().replace("-", "_"),
-                                          algorithms.names(), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise algorithms.UnknownAlgorithmError(f"{exc}.{hint}") from None
-
-
 def _train_help(args):
     """``minipg train [ALGO] --help``: the options, then ALGO's settings and presets."""
     if args.algorithm is None:
         print(args.parser.format_help(), end="")
         print("\n`minipg train ALGO --help` lists ALGO's settings (`minipg list` names them).")
         return 0
+    from . import algorithms
     from .algorithms.base import config_help
-    cls = _algorithm(args.algorithm)                # an unknown name: a clear error first
+    cls = algorithms.get(args.algorithm)                # an unknown name: a clear error first
     print(args.parser.format_help(), end="")
     print(f"\nsettings of {cls.name} (--set NAME=VALUE; the defaults below, then the task's "
           f"preset, then --set):")
@@ -106,7 +94,8 @@ def _train(args):
         return _train_help(args)
     if args.algorithm is None:
         args.parser.error("the following arguments are required: algorithm")
-    algo = _algorithm(args.algorithm)
+    from . import algorithms
+    algo = algorithms.get(args.algorithm)
     if args.resume is not None:
         fixed = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
                                           ("--out", args.out), ("--set", args.set or None),
@@ -337,10 +326,10 @@ def build_parser():
                    default=["float64", "float32"])
     b.add_argument("--no-kernels", action="store_true", help="skip the kernel table")
     b.add_argument("--threads", default=None, metavar="N",
-                   help=f"threads for PyTorch and NumPy's BLAS: an integer from 1 to the "
-                        f"machine's cores (default: OPENBLAS_NUM_THREADS where you set it, "
-                        f"else 1; --threads overrides it; the header prints the count in "
-                        f"effect)")
+                   help="threads for PyTorch and NumPy's BLAS: an integer from 1 to the "
+                        "machine's cores (default: OPENBLAS_NUM_THREADS where you set it, "
+                        "else 1; --threads overrides it; the header prints the count in "
+                        "effect)")
     b.set_defaults(func=_bench)
     return parser
 

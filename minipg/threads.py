@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = ["ENV_VARS", "LARGE_PRODUCT", "check_threads", "default_threads", "cpu_count",
            "set_threads", "limit", "blas_threads", "user_env_threads", "note_environment",
-           "resolve_threads", "update_rows"]
+           "resolve_threads"]
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LARGE_PRODUCT = 256 * 256 * 256
@@ -65,17 +65,11 @@ def check_threads(n, what="--threads"):
     accepted range otherwise); above the machine's cores a warning and the cap."""
     high = cpu_count()
     accepted = f"accepted: an integer from 1 to {high} (the machine's cores)"
-    if isinstance(n, bool):
-        raise _config_error(f"{what}: {n!r} is not an integer; {accepted}")
-    if isinstance(n, str):
-        try:
-            n = int(n.strip())
-        except ValueError:
-            raise _config_error(f"{what}: {n!r} is not an integer; {accepted}") from None
-    if isinstance(n, float) and n.is_integer():
-        n = int(n)
-    if not isinstance(n, int):
-        raise _config_error(f"{what}: {n!r} is not an integer; {accepted}")
+    from .algorithms.base import parse_int   # late: the command line loads NumPy after us
+    try:
+        n = parse_int(n)
+    except (ValueError, TypeError, OverflowError):
+        raise _config_error(f"{what}: {n!r} is not an integer; {accepted}") from None
     if n < 1:
         raise _config_error(f"{what}: {n} is out of range; {accepted}")
     if n > high:
@@ -84,23 +78,13 @@ def check_threads(n, what="--threads"):
     return n
 
 
-def update_rows(config):
-    """The rows of one update's batch: the minibatch where there is one, else the
-    rollout (``n_steps`` x ``n_envs``) or the episode batch."""
-    for key in ("minibatch_size", "batch_size"):
-        if hasattr(config, key):
-            return int(getattr(config, key))
-    n_envs = int(getattr(config, "n_envs", 1))
-    return max(int(getattr(config, "n_steps", 0)) * n_envs,
-               int(getattr(config, "batch_steps", 0)), n_envs)
-
-
 def default_threads(config):
     """The default rule (module docstring): two threads (at most the cores) where an
     update's largest product, rows x width x width, reaches LARGE_PRODUCT; else one."""
     hidden = tuple(getattr(config, "hidden", ()) or ())
     width = max(hidden, default=0)
-    if update_rows(config) * width * width >= LARGE_PRODUCT:
+    from .algorithms.base import update_rows
+    if update_rows(config)[0] * width * width >= LARGE_PRODUCT:
         return min(2, cpu_count())
     return 1
 

@@ -14,6 +14,8 @@ ones in the document's order.  Modules are imported on first use, so
 
 from __future__ import annotations
 
+import difflib
+
 from ..registry import Registry, UnknownNameError
 from .base import Algorithm, BaseConfig, ConfigError
 
@@ -45,5 +47,7 @@ def get(name):
     try:
         return ALGORITHMS.get(key)
     except UnknownNameError:
+        close = difflib.get_close_matches(key, names(), n=3, cutoff=0.6)
+        hint = f". Did you mean {' or '.join(close)}?" if close else ""
         raise UnknownAlgorithmError(f"unknown algorithm {name!r}; accepted: "
-                                    f"{', '.join(names())}") from None
+                                    f"{', '.join(names())}{hint}") from None

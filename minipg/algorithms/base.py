@@ -24,8 +24,8 @@ import numpy as np
 __all__ = ["Algorithm", "BaseConfig", "ConfigError", "setting", "config_from",
            "config_to_dict", "config_help", "parse_assignments", "validate", "accepted_range",
            "accepted_values", "setting_default", "parse_int", "memory_estimate",
-           "check_memory", "available_memory", "format_bytes", "INT_HIGH", "WIDTH_HIGH",
-           "LAYERS_HIGH"]
+           "check_memory", "available_memory", "format_bytes", "update_rows", "INT_HIGH",
+           "WIDTH_HIGH", "LAYERS_HIGH"]
 
 # Upper bounds every setting has unless it states a smaller one: an integer setting
 # at most INT_HIGH; a layer-size tuple at most LAYERS_HIGH layers of at most WIDTH_HIGH
@@ -263,6 +263,18 @@ def format_bytes(n):
     return f"{n:.1f} EiB"
 
 
+def update_rows(config):
+    """(rows, settings): the rows of one update's batch and the settings that set them --
+    the minibatch where there is one, else the rollout (``n_steps`` x ``n_envs``), the
+    episode batch or the replay minibatch, whichever is largest."""
+    n_envs = int(getattr(config, "n_envs", 1))
+    if hasattr(config, "minibatch_size"):           # updates on minibatches of a rollout
+        return max(int(config.minibatch_size), n_envs), ("minibatch_size",)
+    rollout = int(getattr(config, "n_steps", 0)) * n_envs
+    return (max(rollout, int(getattr(config, "batch_steps", 0)), n_envs,
+                int(getattr(config, "batch_size", 0))), ("n_steps", "batch_steps", "batch_size"))
+
+
 def memory_estimate(config, obs_dim, act_dim):
     """{part: (bytes, settings)} an upper estimate of what a run of ``config`` allocates
     on a task with ``obs_dim`` observation numbers and ``act_dim`` action numbers (the
@@ -286,11 +298,7 @@ def memory_estimate(config, obs_dim, act_dim):
     per_step = obs_dim + act_dim + 8                # obs, action, reward, value, log-prob, ...
     rollout = int(getattr(config, "n_steps", 0)) * n_envs
     batch_steps = int(getattr(config, "batch_steps", 0))
-    if hasattr(config, "minibatch_size"):           # updates on minibatches of a rollout
-        rows, batch_keys = max(int(config.minibatch_size), n_envs), ("minibatch_size",)
-    else:                                           # on the whole rollout, batch or minibatch
-        rows = max(rollout, batch_steps, n_envs, int(getattr(config, "batch_size", 0)))
-        batch_keys = ("n_steps", "batch_steps", "batch_size")
+    rows, batch_keys = update_rows(config)
     parts = {
         "networks": (4 * n_nets * params * item, ("hidden",)),
         "activations": (4 * n_nets * rows * (sum(hidden) + obs_dim + act_dim) * item,
