@@ -56,6 +56,11 @@ def one_step_target(rewards, terminated, next_value, gamma, next_name, owner):
     next_value = _c.held_constant(next_value, next_name, owner, shape, dtype)
     done = _c.flags(terminated, "terminated", shape)
     gamma = _c.unit_interval(gamma, "gamma")
+    return _backup(rewards, done, next_value, gamma, dtype)
+
+
+def _backup(rewards, done, next_value, gamma, dtype):
+    """r + gamma (1 - d) next_value on checked arrays (the callers check, once each)."""
     # (1 - d) as a selection: at termination y = r exactly
     return np.where(done, rewards, rewards + gamma * next_value).astype(dtype, copy=False)
 
@@ -83,8 +88,8 @@ def td_target(reward, q_next, gamma, terminated):
     reward = _c.held_constant(reward, "reward", where, shape, np.float64)
     q_next = _c.held_constant(q_next, "q_next", where, shape, np.float64)
     term = _c.flags(terminated, "terminated", shape)
-    # r + gamma (1 - d) Q(s', a'): the one-step target written once, above
-    return one_step_target(reward, term, q_next, gamma, "q_next", where).reshape(shape)
+    # r + gamma (1 - d) Q(s', a'): the one-step backup written once, above (inputs checked)
+    return _backup(reward, term, q_next, gamma, np.float64).reshape(shape)
 
 
 def td_error(reward, q_next, q, gamma, terminated):
