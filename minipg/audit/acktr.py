@@ -41,7 +41,7 @@ from ..nn import MLP, Linear
 from ..optim import KFAC
 from . import audit_check
 from .beds import split_gradient
-from .levels import exact_result, formula_result, gradcheck_function, gradcheck_module
+from .levels import exact_result, formula_result, gradcheck_module
 from .onpolicy import EXACT_SAMPLES, exact_gradient_result, linear_softmax_batch
 from .stats import hotelling_test
 
