@@ -175,9 +175,7 @@ class Categorical:
             a = d.sample(rng)
             return a, d.log_prob(a, validate=False).data
         log_probs = ops.LogSoftmax.forward(logits, -1)[0]             # C-contiguous (B, n)
-        u = check_generator(rng).random(len(log_probs))                # as sample() draws it
-        actions = np.empty(len(log_probs), dtype=np.int64)
-        categorical_sample_rows_numba(log_probs, u, actions)
+        actions = _draw(log_probs, check_generator(rng), ())           # as sample() draws
         return actions, log_probs[np.arange(len(actions)), actions]
 
     def mode(self):
