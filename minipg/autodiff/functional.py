@@ -17,7 +17,7 @@ import numpy as np
 
 from .tensor import Tensor, backprop, check_recorded, enable_grad, topological_order
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "fisher_vector_product",
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "fisher_vector_product", "fisher_product",
            "forward_tangents", "backward_cotangents", "as_tuple"]
 
 
@@ -184,28 +184,53 @@ def fisher_vector_product(outputs_fn, params, v, metric):
     flat = not isinstance(v, (list, tuple))
     if flat:
         v = np.asarray(v)
-        sizes = [p.data.size for p in params]
-        if v.shape != (sum(sizes),):
-            raise ValueError(f"v has shape {v.shape}; expected ({sum(sizes)},) for these params")
-        pieces, start = [], 0
-        for p, n in zip(params, sizes):
-            pieces.append(v[start:start + n].reshape(p.shape))
-            start += n
+        size = sum(p.data.size for p in params)
+        if v.shape != (size,):
+            raise ValueError(f"v has shape {v.shape}; expected ({size},) for these params")
     else:
-        pieces = [np.asarray(x) for x in v]
+        v = [np.asarray(x) for x in v]
     with enable_grad():
         outs = outputs_fn()
     if isinstance(outs, list):
         outs = tuple(outs)
-    outs_t = as_tuple(outs)
-    for o in outs_t:
+    for o in as_tuple(outs):
         if not isinstance(o, Tensor):
             raise TypeError("fisher_vector_product: outputs_fn must return a Tensor or a tuple "
                             f"of Tensors computed from params, got {type(o).__name__}")
-    jv = forward_tangents(outs_t, {id(p): t for p, t in zip(params, pieces)})
-    mjv = metric(tuple(o.data for o in outs_t) if isinstance(outs, tuple) else outs_t[0].data,
-                 tuple(jv) if isinstance(outs, tuple) else jv[0])
-    fv = backward_cotangents(outs_t, as_tuple(mjv), params)
+    return fisher_product(outs, params, v, metric)
+
+
+def fisher_product(outs, params, v, metric):
+    """F v = J^T M J v through ALREADY-RECORDED outputs (no new forward pass).
+
+    outs : the distribution parameters, a Tensor or a tuple/list of Tensors,
+        recorded (with grad enabled) from the leaf tensors ``params``.
+    v : one array per parameter (a list or tuple), or a flat array of their
+        total size in the order of ``params`` (not checked here).
+    metric : as in :func:`fisher_vector_product`; it gets the output arrays
+        and J v as a tuple where ``outs`` is a tuple/list, as one array
+        where ``outs`` is a single Tensor.
+
+    J v by :func:`forward_tangents`, J^T (M J v) by
+    :func:`backward_cotangents`.  Returns the product in the same form as v
+    (a flat array, or a list of one array per parameter).
+    """
+    params = list(params)
+    multi = isinstance(outs, (tuple, list))
+    outs_t = as_tuple(outs)
+    flat = not isinstance(v, (list, tuple))
+    if flat:
+        pieces, start = [], 0
+        for p in params:
+            n = p.data.size
+            pieces.append(v[start:start + n].reshape(p.shape))
+            start += n
+    else:
+        pieces = list(v)
+    jv = forward_tangents(outs_t, {id(p): t for p, t in zip(params, pieces)})      # J v
+    mjv = metric(tuple(o.data for o in outs_t) if multi else outs_t[0].data,
+                 tuple(jv) if multi else jv[0])                                    # M J v
+    fv = backward_cotangents(outs_t, as_tuple(mjv), params)                       # J^T M J v
     if flat:
         return np.concatenate([f.ravel() for f in fv])
     return fv

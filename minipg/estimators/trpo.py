@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg
 
-from minipg.autodiff import Tensor, backward_cotangents, enable_grad, forward_tangents, ops
+from minipg.autodiff import Tensor, enable_grad, ops
+from minipg.autodiff.functional import fisher_product
 
 from . import checks as _c
 from .terms import trust_region_step_size
@@ -189,26 +190,15 @@ class FisherOperator:
         self.dtype = np.result_type(*[p.data.dtype for p in self.params])
         self.products = 0                     # how many products were taken (profiling)
 
-    def _pieces(self, v):
-        pieces, start = {}, 0
-        for p, n in zip(self.params, self.sizes):
-            pieces[id(p)] = v[start:start + n].reshape(p.shape)
-            start += n
-        return pieces
-
     def fisher(self, v):
         """F v (no damping), flat."""
         v = np.asarray(v, dtype=self.dtype).reshape(-1)
         if v.shape != (self.size,):
             raise ValueError(f"FisherOperator: v has shape {v.shape}; expected ({self.size},)")
-        jv = forward_tangents(self.outputs, self._pieces(v))                  # J v
-        if self.tuple_outputs:
-            mjv = self.metric(self.output_arrays, tuple(jv))                  # M J v
-        else:
-            mjv = (self.metric(self.output_arrays[0], jv[0]),)
-        fv = backward_cotangents(self.outputs, tuple(mjv), self.params)        # J^T M J v
+        outs = self.outputs if self.tuple_outputs else self.outputs[0]
+        fv = fisher_product(outs, self.params, v, self.metric)                # J^T M J v
         self.products += 1
-        return np.concatenate([f.ravel() for f in fv])
+        return fv
 
     def __call__(self, v):
         """(F + lambda I) v, flat."""
