@@ -48,7 +48,7 @@ from minipg.kernels import discounted_returns
 __all__ = [
     "episodic_bed", "continuing_bed", "lqr_bed", "step_log_prob", "split_gradient",
     "reinforce_estimates", "actor_critic_estimates", "off_policy_estimates", "lqr_q_of_action",
-    "dpg_estimates",
+    "dpg_estimates", "dpg_linear_jacobian",
 ]
 
 # sum_i g_i / scale vs the autodiff gradient of the whole batch (and the value vs
@@ -221,6 +221,13 @@ def lqr_q_of_action(lqr, K_critic, x, u):
     return -(x_cost + 2.0 * cross + u_cost + c)
 
 
+def dpg_linear_jacobian(states, n_action):
+    """d mu / d K of the linear actor mu(x) = K x at each state: shape (N, m, m * n), entry
+    [i, a, k * n + j] = 1[a = k] x_i[j] (K flattened row-major)."""
+    x = np.asarray(states, dtype=np.float64)
+    return np.einsum("ik,nj->nikj", np.eye(n_action), x).reshape(len(x), n_action, -1)
+
+
 def dpg_estimates(lqr, K, states):
     r"""Per-state DPG estimates from :func:`dpg_actor_objective`, shape (n, m * n_state).
 
@@ -249,7 +256,7 @@ def dpg_estimates(lqr, K, states):
 
     d_K, d_u = grad(surrogate, argnums=(0, 1))(K, np.zeros((N, lqr.n_action)))
     estimates = (N * d_u[:, :, None] * x[:, None, :]).reshape(N, -1)   # grad_u Q x^T
-    jacobian = np.einsum("ik,nj->nikj", np.eye(lqr.n_action), x).reshape(N, lqr.n_action, -1)
+    jacobian = dpg_linear_jacobian(x, lqr.n_action)
     by_formula = dpg_actor_gradient(lqr.q_value_grad_u(K, x, x @ K.T), jacobian)
     size = max(float(np.max(np.sum(np.abs(estimates), axis=0))) / N, 1e-300)
     mean = estimates.mean(axis=0)

@@ -120,7 +120,7 @@ from minipg.estimators.off_policy import off_policy_actor_objective
 from minipg.estimators.reinforce import episode_discounts, reinforce_objective
 from minipg.kernels import discounted_returns, gae, n_step_returns
 
-from .beds import continuing_bed, episodic_bed, lqr_bed, step_log_prob
+from .beds import continuing_bed, dpg_linear_jacobian, episodic_bed, lqr_bed, step_log_prob
 from .stats import CONFIDENCE, check_confidence, hotelling_test
 
 __all__ = [
@@ -845,7 +845,7 @@ def minipg_dpg(states, K, grad_u_q):
     grad_u Q(x_i, K x_i) x_i^T, shape (m, n)."""
     x = np.asarray(states, dtype=np.float64)
     m, n = np.shape(K)
-    jacobian = np.einsum("ik,nj->nikj", np.eye(m), x).reshape(len(x), m, m * n)  # d mu / d K
+    jacobian = dpg_linear_jacobian(x, m)                        # d mu / d K
     return dpg_actor_gradient(grad_u_q, jacobian).reshape(m, n)
 
 
