@@ -126,11 +126,10 @@ class A2C(JointLossAlgorithm):
     def learn(self, collector):
         cfg = self.config
         lr = self.set_learning_rate(collector.steps)
-        self.collect(collector)
-        advantages, returns = self.targets(cfg.advantage)            # held constant
-        loss, diagnostics = self.loss(self.rollout_batch(advantages, returns))
+        batch = self.collect_batch(collector, cfg.advantage)          # targets held constant
+        loss, diagnostics = self.loss(batch)
         grad_norm = self.descend(loss)                               # one step on the batch
         self.set_learning_rate(collector.steps)       # ends at 0 with the step budget
         diagnostics.update(loss=float(loss.data), grad_norm=grad_norm, lr=lr,
-                           explained_variance=explained_variance(self.buffer.values, returns))
+                           explained_variance=explained_variance(batch.values_old, batch.returns))
         return diagnostics

@@ -197,9 +197,7 @@ class PPO(JointLossAlgorithm):
         cfg = self.config
         lr = self.set_learning_rate(collector.steps)
         clip_eps = self.clip_range(collector.steps)
-        self.collect(collector)
-        advantages, returns = self.targets("gae")                   # GAE; V_target = A + V
-        batch = self.rollout_batch(advantages, returns)
+        batch = self.collect_batch(collector, "gae")                # GAE; V_target = A + V
         n, size = len(batch), cfg.minibatch_size
         # means over the minibatch steps taken (fixed keys: progress.csv has fixed columns)
         sums = dict.fromkeys(("policy_objective", "value_loss", "entropy", "approx_kl",
@@ -224,5 +222,5 @@ class PPO(JointLossAlgorithm):
         metrics = {key: value / max(n_minibatches, 1) for key, value in sums.items()}
         metrics.update(kl_last=kl_last, early_stopped=float(stopped), epochs=float(epochs_done),
                        minibatch_steps=float(n_minibatches), lr=lr, clip_eps=clip_eps,
-                       explained_variance=explained_variance(self.buffer.values, returns))
+                       explained_variance=explained_variance(batch.values_old, batch.returns))
         return metrics
