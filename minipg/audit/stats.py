@@ -38,10 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-__all__ = ["CONFIDENCE", "MeanTest", "hotelling_test", "CoordinateTest", "t_test_bonferroni",
+__all__ = ["CONFIDENCE", "SingularCovarianceError", "MeanTest", "hotelling_test", "CoordinateTest", "t_test_bonferroni",
            "z_test_bonferroni", "VarianceComparison", "variance_comparison"]
 
 CONFIDENCE = 0.999  # the confidence level of every statistical check of the audit
+
+
+class SingularCovarianceError(ValueError):
+    """Hotelling's T^2 without ``span_only`` on samples whose covariance is singular."""
 
 # eigenvalues of the sample covariance below this fraction of the largest are
 # round-off of an exactly degenerate direction (the samples lie in a subspace)
@@ -154,9 +158,10 @@ def hotelling_test(samples, target, confidence=CONFIDENCE, span_only=False):
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     keep = eigenvalues > SPAN_TOL * max(float(eigenvalues[-1]), 0.0)
     if np.any(variances <= 0) or (not span_only and not keep.all()):
-        raise ValueError("the sample covariance is singular (a component is constant or the "
-                         "components are collinear); accepted: samples whose covariance is "
-                         "non-singular, or span_only=True to test within their span")
+        raise SingularCovarianceError(
+            "the sample covariance is singular (a component is constant or the components are "
+            "collinear); accepted: samples whose covariance is non-singular, or span_only=True "
+            "to test within their span")
     diff = mean - g0
     coords = eigenvectors.T @ diff                                  # diff in the eigenbasis
     dof = int(keep.sum())
