@@ -76,7 +76,7 @@ from ..distributions import Categorical, DiagGaussian
 from ..estimators.ppo import normalize_advantages
 from ..estimators.terms import value_loss
 from ..estimators.trpo import (FisherOperator, backtracking_line_search, conjugate_gradient,
-                               max_step, mean_kl, surrogate_objective)
+                               distribution_outputs, max_step, mean_kl, surrogate_objective)
 from ..optim import Adam
 from . import ALGORITHMS
 from .base import ConfigError, setting
@@ -112,17 +112,6 @@ class TRPOConfig(OnPolicyConfig):
             raise ConfigError(f"setting 'value_minibatch_size': {self.value_minibatch_size} is "
                               "larger than a rollout (n_steps * n_envs = "
                               f"{self.n_steps * self.n_envs}); accepted: at most n_steps * n_envs")
-
-
-def distribution_outputs(dist):
-    """(the distribution's parameters as Tensors, its Fisher metric): the logits of a
-    Categorical, (mean, log_std) of a DiagGaussian (log_std as the policy holds it)."""
-    if isinstance(dist, Categorical):
-        return dist.logits, Categorical.fisher_metric
-    if isinstance(dist, DiagGaussian):
-        return (dist.mean, dist.log_std), DiagGaussian.fisher_metric
-    raise TypeError(f"TRPO: no Fisher metric for a {type(dist).__name__} policy; accepted: "
-                    "Categorical or DiagGaussian")
 
 
 def frozen_distribution(dist):

@@ -47,12 +47,14 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from minipg.autodiff import Tensor, enable_grad, ops
 from minipg.autodiff.functional import fisher_product
+from minipg.distributions import Categorical, DiagGaussian
 
 from . import checks as _c
 from .terms import trust_region_step_size
 
 # the estimators (each named by a reference case); the results' dataclasses (CGResult,
-# LineSearchResult) and the settings' checks (check_*) are public too, not estimators
+# LineSearchResult), the settings' checks (check_*) and distribution_outputs are public too,
+# not estimators
 __all__ = ["surrogate_objective", "mean_kl", "FisherOperator", "conjugate_gradient",
            "max_step", "backtracking_line_search"]
 
@@ -152,6 +154,19 @@ def mean_kl(dist_old, dist_new):
 
 
 # ------------------------------------------------------------------ F v and CG
+
+def distribution_outputs(dist):
+    """(the distribution's parameters as Tensors, its Fisher metric): the logits of a
+    Categorical, (mean, log_std) of a DiagGaussian (log_std as the policy holds it).
+
+    The ``outputs`` and ``metric`` of a :class:`FisherOperator` for the policy ``dist``."""
+    if isinstance(dist, Categorical):
+        return dist.logits, Categorical.fisher_metric
+    if isinstance(dist, DiagGaussian):
+        return (dist.mean, dist.log_std), DiagGaussian.fisher_metric
+    raise TypeError(f"TRPO: no Fisher metric for a {type(dist).__name__} policy; accepted: "
+                    "Categorical or DiagGaussian")
+
 
 class FisherOperator:
     r"""v -> (F + lambda I) v at theta_old, F the batch-mean Fisher of the policy.

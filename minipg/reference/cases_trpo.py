@@ -119,9 +119,7 @@ def _trpo_case(c, kind):
     c.gradient("surrogate", surrogate, names, "g, at theta_old")
     g = np.concatenate([c.arrays[f"grad.surrogate.{p}"].ravel() for p in names])
 
-    outputs = with_grad.logits if kind == "categorical" else (with_grad.mean,
-                                                              with_grad.log_std)
-    metric = Categorical.fisher_metric if kind == "categorical" else DiagGaussian.fisher_metric
+    outputs, metric = trpo.distribution_outputs(with_grad)
     fisher = trpo.FisherOperator(lambda: outputs, leaves, metric, damping)
     pieces = [c.input(f"fvp_vector.{p}", c.rng.standard_normal(c.arrays[p].shape),
                       f"a vector v for F v: the piece of parameter {p}") for p in names]
