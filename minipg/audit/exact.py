@@ -910,10 +910,7 @@ def minipg_fisher_vector_product(states, features, theta, vector):
 
 def fisher(features, theta, state_weights):
     """F = sum_s w(s) sum_a pi(a|s) grad log pi grad log pi^T of the linear softmax."""
-    policy = LinearSoftmaxPolicy(features)
-    pi, score = policy.probs(theta), policy.grad_log_prob(theta)
-    return np.einsum("s,sa,sai,saj->ij", np.asarray(state_weights, dtype=np.float64), pi, score,
-                     score)
+    return LinearSoftmaxPolicy(features).fisher_matrix(theta, state_weights)
 
 
 def minipg_natural_gradient(features, theta, state_weights, gradient):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..autodiff import Tensor, ops, value_and_grad
 from ..distributions import Categorical
-from ..envs.tabular import TabularSoftmaxPolicy, random_mdp
+from ..envs.tabular import LinearSoftmaxPolicy, TabularSoftmaxPolicy, random_mdp
 from ..estimators.trpo import FisherOperator, conjugate_gradient, surrogate_objective
 from . import audit_check
 from .beds import split_gradient
@@ -77,8 +77,7 @@ def surrogate_closed_form(phi, theta, actions, log_prob_old, advantages):
 
 def fisher_closed_form(phi, theta):
     """F = (1/N) sum_i sum_a pi(a|s_i) psi_ia psi_ia^T (linear softmax), by hand."""
-    pi, psi = _scores(phi, theta)
-    return np.einsum("na,nai,naj->ij", pi, psi, psi) / len(phi)
+    return LinearSoftmaxPolicy(phi).fisher_matrix(theta, np.ones(len(phi))) / len(phi)
 
 
 def _fisher_operator(phi, theta, damping=0.0):

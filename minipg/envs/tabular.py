@@ -174,6 +174,19 @@ class _SoftmaxPolicy:
     def grad_log_prob(self, theta):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def fisher_matrix(self, theta, state_weights):
+        r"""F = sum_s w(s) sum_a pi(a|s) grad log pi(a|s) grad log pi(a|s)^T, shape (n, n).
+
+        ``state_weights`` w has shape (S,) and is used as given (no normalisation).
+        """
+        w = np.asarray(state_weights, dtype=np.float64)
+        if w.shape != (self.n_states,):
+            raise ValueError(
+                f"state_weights must have shape ({self.n_states},), got shape {w.shape}"
+            )
+        score = self.grad_log_prob(theta)
+        return np.einsum("s,sa,sai,saj->ij", w, self.probs(theta), score, score)
+
 
 class TabularSoftmaxPolicy(_SoftmaxPolicy):
     r"""Tabular softmax: pi(a|s) = exp(theta[s,a]) / sum_b exp(theta[s,b]).
@@ -590,8 +603,7 @@ class TabularMDP:
             if state_weights is None
             else self._check_state_weights(state_weights, "state_weights")
         )
-        score = policy.grad_log_prob(theta)
-        return np.einsum("s,sa,sai,saj->ij", w, pi, score, score)
+        return policy.fisher_matrix(theta, w)
 
     # -- off-policy (stationary behaviour distribution d_b, see module docstring) --
 
