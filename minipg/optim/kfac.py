@@ -172,6 +172,7 @@ class KFAC(Optimizer):
         self.inverse_step = -1                    # the step at which inverses were refreshed
         self.curvature_updates = 0
         self._capture = None
+        self._direction = self._eta = None        # held by step() for _update()
 
     # --- curvature ---------------------------------------------------------------
     def capture(self):
@@ -234,11 +235,9 @@ class KFAC(Optimizer):
         for key, x in cap.inputs.items():
             layer = self._layer_of(*cap.params[key])
             h = cap.grads.get(key)
-            if h is None:
-                h = np.zeros(x.shape[:-1] + layer.W.shape[-1:], dtype=self.data.dtype)
-                if layer.stacked:
-                    h = np.zeros(layer.W.shape[:1] + x.shape[-2:-1] + layer.W.shape[-1:],
-                                 dtype=self.data.dtype)
+            if h is None:                        # no gradient reached the layer: zero
+                lead = (layer.W.shape[:1] + x.shape[-2:-1]) if layer.stacked else x.shape[:-1]
+                h = np.zeros(lead + layer.W.shape[-1:], dtype=self.data.dtype)
             if h.shape[:-1] != ll_shape:
                 raise ValueError(f"KFAC.update_curvature: log_likelihood has shape {ll_shape}, "
                                  f"but layer '{layer.name}' has outputs of leading shape "
@@ -325,17 +324,22 @@ class KFAC(Optimizer):
         d = :meth:`natural_gradient` and eta = ``lr`` unless given."""
         if direction is None:
             direction = self.natural_gradient()
-        eta = self.lr if eta is None else float(eta)
-        self._check_buffers()
+        self._direction = direction
+        self._eta = self.lr if eta is None else float(eta)
+        try:
+            super().step()                       # buffer check, step_count, mark_modified
+        finally:
+            self._direction = self._eta = None
+
+    def _update(self):
+        """The update of :meth:`step`, with the direction and eta it stored."""
+        direction, eta = self._direction, self._eta
         if self.momentum > 0:
             self.momentum_buffer *= self.momentum
             self.momentum_buffer += eta * direction
             self.data -= self.momentum_buffer
         else:
             self.data -= eta * direction
-        self.step_count += 1
-        for p in self.params:                    # invalidates graphs that saved them
-            p.mark_modified()
 
     # --- checkpoints: plain arrays -----------------------------------------------
     def state_dict(self):
