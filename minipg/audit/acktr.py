@@ -41,8 +41,9 @@ from ..nn import MLP, Linear
 from ..optim import KFAC
 from . import audit_check
 from .beds import split_gradient
-from .levels import exact_result, formula_result, gradcheck_module
-from .onpolicy import EXACT_SAMPLES, exact_gradient_result, linear_softmax_batch
+from .levels import exact_result, formula_result, gradcheck_module, relative_error
+from .onpolicy import (EXACT_SAMPLES, exact_gradient_result, linear_softmax_batch,
+                       linear_softmax_distribution, linear_softmax_pieces)
 from .stats import hotelling_test
 
 __all__ = ["actor_closed_form", "kfac_one_input_error", "gauss_newton_error",
@@ -51,29 +52,16 @@ __all__ = ["actor_closed_form", "kfac_one_input_error", "gauss_newton_error",
 ENTROPY_COEF = 0.05
 
 
-def _linear_softmax(phi, theta):
-    return Categorical(ops.sum(phi * theta, axis=-1))
-
-
 def actor_closed_form(phi, theta, actions, advantages, entropy_coef):
     """-(1/N) sum A psi - c_H (1/N) sum grad H for pi(a|s) ∝ exp(theta^T phi(s,a)), by hand:
     psi = phi(s,a) - sum_b pi(b|s) phi(s,b); grad H = -sum_a pi (log pi + H) phi(s,a)."""
-    logits = phi @ theta
-    logits = logits - logits.max(axis=1, keepdims=True)
-    pi = np.exp(logits)
-    pi /= pi.sum(axis=1, keepdims=True)
-    mean_phi = np.einsum("na,nai->ni", pi, phi)
-    rows = np.arange(len(actions))
-    psi = phi[rows, actions] - mean_phi
-    log_pi = np.log(pi)
-    H = -np.sum(pi * log_pi, axis=1)
-    grad_H = -np.einsum("na,nai->ni", pi * (log_pi + H[:, None]), phi)
+    _, _, psi, grad_H = linear_softmax_pieces(phi, theta, actions)
     return -(advantages @ psi) / len(actions) - entropy_coef * grad_H.mean(axis=0)
 
 
 def _actor_fn(phi, actions, advantages):
     def fn(theta):
-        dist = _linear_softmax(phi, theta)
+        dist = linear_softmax_distribution(phi, theta)
         return actor_loss(dist.log_prob(actions), advantages, dist.entropy(), ENTROPY_COEF)[0]
     return fn
 
@@ -164,7 +152,7 @@ def actor_formula(full, rng):
         adv = rng.standard_normal(len(actions))
         _, grad = value_and_grad(_actor_fn(phi, actions, adv))(theta)
         closed = actor_closed_form(phi, theta, actions, adv, ENTROPY_COEF)
-        worst = max(worst, float(np.abs(grad - closed).max() / np.abs(closed).max()))
+        worst = max(worst, relative_error(grad, closed))
     return formula_result(worst, "(-mean A psi - c_H mean grad H), linear softmax")
 
 

@@ -66,7 +66,7 @@ from .stats import hotelling_test
 __all__ = ["linear_softmax_batch", "a2c_closed_form", "ppo_closed_form", "ppo_formula_error",
            "exact_bed", "expected_ppo_gradient_at_ratio_one", "expected_a2c_gradient",
            "sample_transitions", "exact_gradient_result", "a2c_estimates",
-           "ppo_estimates_at_ratio_one",
+           "ppo_estimates_at_ratio_one", "linear_softmax_distribution", "linear_softmax_pieces",
            "IDENTITY_THRESHOLD", "EXACT_SAMPLES"]
 
 IDENTITY_THRESHOLD = FORMULA_RTOL                  # closed form vs autodiff, no differences
@@ -87,7 +87,7 @@ def linear_softmax_batch(rng, n=12, n_actions=3, n_features=4, n_state_features=
     return phi, x, theta, w, actions
 
 
-def _policy(phi, theta):
+def linear_softmax_distribution(phi, theta):
     """Categorical with logits phi @ theta (theta a Tensor keeps the tape)."""
     return Categorical(ops.sum(phi * theta, axis=-1))
 
@@ -96,7 +96,7 @@ def _values(x, w):
     return ops.sum(x * w, axis=-1)
 
 
-def _closed_form_pieces(phi, theta, actions):
+def linear_softmax_pieces(phi, theta, actions):
     """pi, log pi(a_i|s_i), psi_i = grad log pi(a_i|s_i), grad H_i (linear softmax)."""
     logits = phi @ theta
     logits = logits - logits.max(axis=1, keepdims=True)
@@ -112,7 +112,7 @@ def _closed_form_pieces(phi, theta, actions):
 
 def a2c_closed_form(phi, x, theta, w, actions, advantages, returns, value_coef, entropy_coef):
     """(grad_theta, grad_w) of the A2C loss (minimised), by hand."""
-    _, _, psi, grad_entropy = _closed_form_pieces(phi, theta, actions)
+    _, _, psi, grad_entropy = linear_softmax_pieces(phi, theta, actions)
     n = len(actions)
     values = x @ w
     grad_theta = -(advantages[:, None] * psi).sum(0) / n - entropy_coef * grad_entropy.sum(0) / n
@@ -123,7 +123,7 @@ def a2c_closed_form(phi, x, theta, w, actions, advantages, returns, value_coef, 
 def ppo_closed_form(phi, x, theta, w, actions, log_prob_old, advantages, returns, values_old,
                     c1, c2, clip_eps, value_clip):
     """(grad_theta, grad_w) of J^CLIP' (maximised), by hand; ``value_clip`` None: no clipping."""
-    _, log_prob, psi, grad_entropy = _closed_form_pieces(phi, theta, actions)
+    _, log_prob, psi, grad_entropy = linear_softmax_pieces(phi, theta, actions)
     n = len(actions)
     ratio = np.exp(log_prob - log_prob_old)
     unclipped = (((advantages > 0) & (ratio < 1 + clip_eps))
@@ -153,7 +153,7 @@ def _ppo_batch(rng):
     boundaries, each at least KINK_MARGIN from a kink."""
     phi, x, theta, w, actions = linear_softmax_batch(rng)
     n = len(actions)
-    _, log_prob, _, _ = _closed_form_pieces(phi, theta, actions)
+    _, log_prob, _, _ = linear_softmax_pieces(phi, theta, actions)
     # ratios r in [0.6, 1.4], kept KINK_MARGIN away from 1 -+ eps
     ratio = rng.uniform(0.6, 1.4, size=n)
     for bound in (1 - CLIP_EPS, 1 + CLIP_EPS):
@@ -177,7 +177,7 @@ def _ppo_batch(rng):
 
 def _a2c_loss_fn(phi, x, actions, advantages, returns):
     def loss(theta, w):
-        dist = _policy(phi, theta)
+        dist = linear_softmax_distribution(phi, theta)
         value, _ = a2c_loss(dist.log_prob(actions), _values(x, w), dist.entropy(), advantages,
                             returns, C1, C2)
         return value
@@ -187,7 +187,7 @@ def _a2c_loss_fn(phi, x, actions, advantages, returns):
 def _ppo_objective_fn(phi, x, actions, log_prob_old, advantages, returns, values_old,
                       estimator=ppo_objective):
     def objective(theta, w):
-        dist = _policy(phi, theta)
+        dist = linear_softmax_distribution(phi, theta)
         value, _ = estimator(dist.log_prob(actions), log_prob_old, advantages, _values(x, w),
                              returns, dist.entropy(), C1, C2, CLIP_EPS,
                              values_old=values_old, clip_eps_value=VALUE_CLIP)
@@ -235,7 +235,7 @@ def ppo_formula_error(rng, n_batches=5, estimator=ppo_objective):
         closed = ppo_closed_form(phi, x, theta, w, actions, lpo, adv, ret, v_old, C1, C2,
                                  CLIP_EPS, VALUE_CLIP)
         worst = max(worst, relative_error(list(grads), list(closed)))
-        ratio = np.exp(_closed_form_pieces(phi, theta, actions)[1] - lpo)
+        ratio = np.exp(linear_softmax_pieces(phi, theta, actions)[1] - lpo)
         clipped += int(np.sum(((adv > 0) & (ratio > 1 + CLIP_EPS))
                               | ((adv < 0) & (ratio < 1 - CLIP_EPS))))
     return worst, clipped
@@ -306,7 +306,8 @@ def expected_ppo_gradient_at_ratio_one(mdp, policy, theta, objective=clip_object
     scaled = len(states) * weights * advantage
 
     def fn(th):
-        return objective(_policy(phi, th).log_prob(actions), log_prob_old, scaled, CLIP_EPS)
+        return objective(linear_softmax_distribution(phi, th).log_prob(actions), log_prob_old,
+                         scaled, CLIP_EPS)
     _, gradient = value_and_grad(fn)(Tensor(theta))
     return gradient
 
@@ -335,8 +336,8 @@ def expected_a2c_gradient(mdp, policy, theta, gamma=None, flag_terminations=True
     phi = policy.features[s_idx]
 
     def fn(th):
-        loss, _ = a2c_loss(_policy(phi, th).log_prob(a_idx), v[s_idx], np.zeros(n),
-                           n * triple_w * advantages, returns, 0.0, 0.0)
+        loss, _ = a2c_loss(linear_softmax_distribution(phi, th).log_prob(a_idx), v[s_idx],
+                           np.zeros(n), n * triple_w * advantages, returns, 0.0, 0.0)
         return -loss                                  # the policy-gradient objective
     _, gradient = value_and_grad(fn)(Tensor(theta))
     return gradient

@@ -37,7 +37,8 @@ from ..estimators.trpo import FisherOperator, conjugate_gradient, surrogate_obje
 from . import audit_check
 from .beds import split_gradient
 from .levels import exact_result, formula_result, gradcheck_function, relative_error
-from .onpolicy import EXACT_SAMPLES, exact_bed, exact_gradient_result, linear_softmax_batch
+from .onpolicy import (EXACT_SAMPLES, exact_bed, exact_gradient_result, linear_softmax_batch,
+                       linear_softmax_distribution)
 from .stats import hotelling_test
 
 __all__ = ["surrogate_closed_form", "fisher_closed_form", "tabular_natural_gradient_error",
@@ -45,22 +46,13 @@ __all__ = ["surrogate_closed_form", "fisher_closed_form", "tabular_natural_gradi
 
 
 def _log_prob(phi, theta, actions):
-    return Categorical(ops.sum(phi * theta, axis=-1)).log_prob(actions)
-
-
-def _scores(phi, theta):
-    """pi (n, A) and psi[i, a] = grad log pi(a|s_i) (n, A, d) of a linear softmax."""
-    logits = phi @ theta
-    logits = logits - logits.max(axis=1, keepdims=True)
-    pi = np.exp(logits)
-    pi /= pi.sum(axis=1, keepdims=True)
-    return pi, phi - np.einsum("nb,nbi->ni", pi, phi)[:, None, :]
+    return linear_softmax_distribution(phi, theta).log_prob(actions)
 
 
 def _batch(rng):
     """A linear-softmax batch, advantages and log pi_old with ratios in [0.7, 1.3]."""
     phi, _, theta, _, actions = linear_softmax_batch(rng)
-    pi, _ = _scores(phi, theta)
+    pi = LinearSoftmaxPolicy(phi).probs(theta)
     log_prob = np.log(pi[np.arange(len(actions)), actions])
     log_prob_old = log_prob - np.log(rng.uniform(0.7, 1.3, size=len(actions)))
     advantages = rng.standard_normal(len(actions))
@@ -69,7 +61,8 @@ def _batch(rng):
 
 def surrogate_closed_form(phi, theta, actions, log_prob_old, advantages):
     """grad L = (1/N) sum_i A_i r_i psi_i (linear softmax), by hand."""
-    pi, psi = _scores(phi, theta)
+    policy = LinearSoftmaxPolicy(phi)
+    pi, psi = policy.probs(theta), policy.grad_log_prob(theta)
     rows = np.arange(len(actions))
     ratio = pi[rows, actions] / np.exp(log_prob_old)
     return (advantages * ratio) @ psi[rows, actions] / len(actions)
