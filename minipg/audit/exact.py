@@ -121,7 +121,7 @@ from minipg.estimators.reinforce import episode_discounts, reinforce_objective
 from minipg.kernels import discounted_returns, gae, n_step_returns
 
 from .beds import continuing_bed, dpg_linear_jacobian, episodic_bed, lqr_bed, step_log_prob
-from .stats import CONFIDENCE, check_confidence, hotelling_test
+from .stats import CONFIDENCE, SingularCovarianceError, check_confidence, hotelling_test
 
 __all__ = [
     "CHECKS", "ExactCheck", "AuditResult", "WrongTarget", "EstimatorError", "UnknownCheckError",
@@ -338,7 +338,7 @@ def safe_hotelling(samples, target, confidence, size_name="n_batches"):
                          f"components; accepted: {size_name} >= {p + 2}")
     try:
         return hotelling_test(samples, target, confidence, span_only=True)
-    except ValueError:
+    except SingularCovarianceError:      # only that: any other ValueError is a real error
         return None
 
 
