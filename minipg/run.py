@@ -49,10 +49,9 @@ from gymnasium import error as gym_error
 from . import __version__
 from . import threads as blas
 from .algorithms import get as get_algorithm
-from .algorithms.base import (ConfigError, check_memory, config_from, config_to_dict,
+from .algorithms.base import (ConfigError, config_from, config_to_dict,
                               parse_int)
-from .envs.vector import (Collector, NonFiniteError, action_kind, check_observation_space,
-                          make_vector_env, probe_spaces)
+from .envs.vector import Collector, NonFiniteError
 
 __all__ = ["train", "open_run", "Run", "TrainingLoop", "evaluate_agent", "evaluate_run",
            "load_run", "NonFiniteError", "RunDirectoryError", "RunWriteError", "Interrupted",
@@ -114,17 +113,6 @@ def resolve_config(algo_cls, env_id, overrides):
     merged = dict(algo_cls.presets.get(env_id, {}))
     merged.update(overrides)
     return config_from(algo_cls.Config, merged)
-
-
-def check_action_space(algo_cls, env_id, space):
-    try:
-        kind = action_kind(space)
-    except ValueError as exc:
-        raise ConfigError(f"{env_id}: {exc}") from None
-    if kind not in algo_cls.action_kinds:
-        raise ConfigError(
-            f"{algo_cls.name} works with {' or '.join(algo_cls.action_kinds)} actions, but "
-            f"{env_id} has {kind} actions ({space}). Try e.g. `--env {algo_cls.default_env}`.")
 
 
 def default_out_dir(algo, env_id, seed):
@@ -323,21 +311,21 @@ def _duration(seconds):
 
 
 # --- evaluation ------------------------------------------------------------------------
-def evaluate_agent(agent, env_id, episodes, seed, wrappers=(), render=None, frames=None):
+def evaluate_agent(agent, env_id, episodes, seed, render=None, frames=None):
     """Mean and std of ``episodes`` returns of the deterministic policy (one env).
 
     With ``render="rgb_array"`` every frame is appended to ``frames`` (a list, or a
     writer with an ``append`` method such as :class:`minipg.envs.video.GifWriter`).
     """
-    envs = make_vector_env(env_id, 1, wrappers, render_mode=render)
-    collector = Collector(envs, seed=seed, dtype=agent.dtype)
+    collector = type(agent).make_collector(env_id, agent.config, seed, n_envs=1,
+                                           render_mode=render)
     try:
         if frames is not None:
-            frames.append(envs.envs[0].render())
+            frames.append(collector.render())
         while collector.episodes < episodes:
             collector.step(agent.act(collector.obs, deterministic=True))
             if frames is not None:
-                frames.append(envs.envs[0].render())
+                frames.append(collector.render())
         returns = [r for _, r, _ in collector.drain_finished()][:episodes]
     finally:
         collector.close()
@@ -505,15 +493,11 @@ def new_settings(algo_cls, env_id, total_steps, seed, out, overrides, force):
 
 
 def check_task(algo_cls, env_id, config):
-    """One environment of the task, made and closed: an unknown id, a missing package,
-    observations an MLP does not take, actions of the wrong kind, or buffers and
-    networks larger than the machine's memory are refused here, before anything else."""
-    obs_space, act_space = probe_spaces(env_id, algo_cls.env_wrappers(config))
-    check_observation_space(env_id, obs_space)
-    check_action_space(algo_cls, env_id, act_space)
-    obs_dim = int(np.prod(obs_space.shape)) if obs_space.shape else 1
-    act_dim = int(act_space.n) if hasattr(act_space, "n") else int(np.prod(act_space.shape))
-    check_memory(config, obs_dim, act_dim)
+    """Refuse, before anything else is built, a task the algorithm cannot train on
+    (:meth:`minipg.algorithms.base.Algorithm.check_task`: an unknown id, a missing
+    package, observations or actions it does not take, more memory than the machine
+    has)."""
+    algo_cls.check_task(env_id, config)
 
 
 def lock_run_dir(out):
@@ -579,16 +563,14 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
     else:
         n_threads = blas.resolve_threads(config, threads)
     wrappers = algo_cls.env_wrappers(config)
-    envs = make_vector_env(env_id, config.n_envs, wrappers, config.vectorization)
+    collector = algo_cls.make_collector(env_id, config, seed)
     try:
-        try:
-            agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
-                             seed)
-        except ValueError as exc:       # the task's spaces do not suit the algorithm
-            raise ConfigError(f"{algo_cls.name} cannot train on {env_id}: {exc}") from None
-        collector = Collector(envs, seed=seed, dtype=config.dtype)
+        agent = algo_cls(config, collector.observation_space, collector.action_space, seed)
+    except ValueError as exc:       # the task's spaces do not suit the algorithm
+        collector.close()
+        raise ConfigError(f"{algo_cls.name} cannot train on {env_id}: {exc}") from None
     except BaseException:
-        envs.close()
+        collector.close()
         raise
     run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume,
               threads=n_threads)
@@ -744,6 +726,8 @@ class TrainingLoop:
                "length_mean": float(np.mean(collector.recent_lengths))
                if len(collector.recent_lengths) else float("nan"),
                "wall_s": round(wall, 3), "steps_per_s": collector.steps / wall if wall > 0 else 0.0}
+        if hasattr(collector, "progress_columns"):    # e.g. one return column per agent
+            row.update(collector.progress_columns())
         row.update(metrics)
         return row
 
@@ -838,7 +822,7 @@ def _train_open_run(run, stream, raise_on_interrupt):
             stream.write(f"{stopped}\n")
             return None
         result = evaluate_agent(run.agent, run.env_id, run.config.eval_episodes,
-                                seed=run.seed + 10_000, wrappers=run.wrappers)
+                                seed=run.seed + 10_000)
         write_json(os.path.join(run.out, EVAL), result)
     except RunWriteError as exc:
         raise RunWriteError(exc.errno, f"{exc.strerror}; once it can be written, continue "
@@ -855,15 +839,15 @@ def load_run(out):
         raise RunDirectoryError(f"{os.path.join(out, CONFIG)} is not a minipg run config: "
                                 f"{exc}") from None
     config = saved_config(algo_cls, out, saved)
-    envs = make_vector_env(saved["env_id"], 1, algo_cls.env_wrappers(config))
+    collector = algo_cls.make_collector(saved["env_id"], config, saved["seed"], n_envs=1)
     try:
-        agent = algo_cls(config, envs.single_observation_space, envs.single_action_space,
+        agent = algo_cls(config, collector.observation_space, collector.action_space,
                          saved["seed"])
     except ValueError as exc:
         raise RunDirectoryError(f"{algo_cls.name} cannot be rebuilt on {saved['env_id']}: "
                                 f"{exc}") from None
     finally:
-        envs.close()
+        collector.close()
     restore_checkpoint(agent, os.path.join(out, CHECKPOINT))
     return agent, saved
 
@@ -926,8 +910,7 @@ def _evaluate_loaded(agent, saved, episodes, seed, render, video):
                               f"a .gif path you can write to") from None
     frames = writer if writer is not None else (FrameCount() if render else None)
     try:
-        result = evaluate_agent(agent, saved["env_id"], episodes, seed,
-                                type(agent).env_wrappers(agent.config), render, frames)
+        result = evaluate_agent(agent, saved["env_id"], episodes, seed, render, frames)
     except gym_error.DependencyNotInstalled as exc:
         raise ConfigError(f"cannot render {saved['env_id']}: {exc} (minipg's `render` extra "
                           f"installs it: pip install 'minipg[render]')") from None

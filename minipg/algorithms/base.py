@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..envs.vector import (Collector, action_kind, check_observation_space, make_vector_env,
+                           probe_spaces)
+
 __all__ = ["Algorithm", "BaseConfig", "ConfigError", "setting", "config_from",
            "config_to_dict", "config_help", "parse_assignments", "validate", "accepted_range",
            "accepted_values", "setting_default", "parse_int", "memory_estimate",
@@ -385,6 +388,59 @@ class Algorithm:
     def env_wrappers(cls, config):
         """gymnasium wrappers (callables env -> env) applied to every sub-environment."""
         return []
+
+    @classmethod
+    def check_task(cls, env_id, config):
+        """Refuse, with a ConfigError, a task this algorithm cannot train on.
+
+        The default is for one-agent gymnasium tasks: one environment made and
+        closed (an unknown id, a missing package), observations an MLP takes,
+        actions of a kind in ``action_kinds``, buffers and networks that fit in
+        memory.  An algorithm with other tasks (several agents) overrides it
+        together with :meth:`make_collector`.
+        """
+        obs_space, act_space = probe_spaces(env_id, cls.env_wrappers(config))
+        check_observation_space(env_id, obs_space)
+        try:
+            kind = action_kind(act_space)
+        except ValueError as exc:
+            raise ConfigError(f"{env_id}: {exc}") from None
+        if kind not in cls.action_kinds:
+            raise ConfigError(
+                f"{cls.name} works with {' or '.join(cls.action_kinds)} actions, but "
+                f"{env_id} has {kind} actions ({act_space}). Try e.g. "
+                f"`--env {cls.default_env}`.")
+        obs_dim = int(np.prod(obs_space.shape)) if obs_space.shape else 1
+        act_dim = int(act_space.n) if hasattr(act_space, "n") else int(np.prod(act_space.shape))
+        check_memory(config, obs_dim, act_dim)
+
+    @classmethod
+    def make_collector(cls, env_id, config, seed, n_envs=None, render_mode=None):
+        """The collector the run loop trains with (``n_envs=None``: the config's
+        ``n_envs``) or evaluates with (``n_envs=1``, optionally rendering).
+
+        It has the attributes and methods of :class:`minipg.envs.vector.Collector`
+        that the run loop uses: ``observation_space`` and ``action_space`` (passed
+        to the algorithm's constructor), ``obs``, ``steps``, ``episodes``,
+        ``recent_returns``, ``recent_lengths``, ``step(actions)``,
+        ``drain_finished()``, ``render()``, ``state_arrays()``,
+        ``load_state_arrays(arrays)``, ``close()``; and, optionally,
+        ``progress_columns()`` -> {name: float} (extra progress.csv columns, the same
+        keys every time).  The default steps a gymnasium vector environment; an
+        algorithm whose workers own their environments, or whose tasks have several
+        agents, returns its own.
+        """
+        if n_envs is None:
+            n_envs, vectorization = config.n_envs, config.vectorization
+        else:
+            vectorization = "sync"
+        envs = make_vector_env(env_id, n_envs, cls.env_wrappers(config), vectorization,
+                               render_mode=render_mode)
+        try:
+            return Collector(envs, seed=seed, dtype=config.dtype)
+        except BaseException:
+            envs.close()
+            raise
 
     def learn(self, collector):
         """One iteration: collect with ``collector.step``, update; return {name: float}."""

@@ -408,6 +408,10 @@ class Collector:
         return Step(obs_now, actions, np.asarray(rewards, dtype=self.dtype), next_obs,
                     np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool))
 
+    def render(self):
+        """The first sub-environment's frame (environments made with a render mode)."""
+        return self.envs.envs[0].render()
+
     def drain_finished(self):
         """The (step, return, length) of episodes finished since the last call."""
         out, self.finished = self.finished, []
