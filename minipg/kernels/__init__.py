@@ -1,5 +1,5 @@
-"""Numerical kernels of minipg: return/advantage estimators, fused optimizer updates, and the
-row-wise log-softmax and sampling of Categorical policies.
+"""Numerical kernels of minipg: return/advantage estimators, Retrace targets, fused optimizer
+updates, and the row-wise log-softmax and sampling of Categorical policies.
 
 Every kernel exists three times: ``<name>_numba`` (``@njit(cache=True)``,
 no fastmath, no validation), ``<name>_numpy`` (an independently written
@@ -26,6 +26,7 @@ from .polyak import (
     polyak_update_kernel_numba,
     polyak_update_kernel_numpy,
 )
+from .retrace import retrace, retrace_numba, retrace_numpy
 from .returns import (
     discounted_returns,
     discounted_returns_numba,
@@ -53,6 +54,9 @@ __all__ = [
     "n_step_returns",
     "n_step_returns_numba",
     "n_step_returns_numpy",
+    "retrace",
+    "retrace_numba",
+    "retrace_numpy",
     "sgd_update",
     "sgd_update_numba",
     "sgd_update_numpy",
