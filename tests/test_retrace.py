@@ -16,7 +16,6 @@ trace-weighted TD errors, and the expected operator on an exact tabular MDP.
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minipg.audit.acer import contraction_modulus, expected_retrace, retrace_operator
 from minipg.envs.tabular import random_mdp
 from minipg.kernels import retrace, retrace_numba, retrace_numpy
 
@@ -163,48 +163,8 @@ def test_numba_disable_jit_subprocess():
 
 
 # ---------------------------------------------------------------- the exact tabular bed
-
-def expected_retrace(mdp, pi, mu, Q, T, trace_fn=None):
-    """E_mu[Q^ret_0 | x_0 = s, a_0 = a] for every (s, a), exactly: every segment of T steps
-    (x_0, a_0, x_1, a_1, ..., x_T) is enumerated with its probability under P and mu, the
-    kernel runs on all of them at once (one column each), and the targets are averaged."""
-    S, A = Q.shape
-    V = np.sum(pi * Q, axis=1)
-    c = np.minimum(1.0, pi / mu) if trace_fn is None else trace_fn(pi, mu)
-    out = np.zeros((S, A))
-    later = list(itertools.product(range(S), range(A)))
-    for s0, a0 in itertools.product(range(S), range(A)):
-        paths = [((s0, a0),) + mid + ((last, 0),)
-                 for mid in itertools.product(later, repeat=T - 1) for last in range(S)]
-        states = np.array([[p[t][0] for t in range(T + 1)] for p in paths]).T   # (T+1, n)
-        actions = np.array([[p[t][1] for t in range(T)] for p in paths]).T       # (T, n)
-        prob = np.ones(len(paths))
-        for t in range(T):
-            prob *= mdp.P[states[t], actions[t], states[t + 1]]
-            if t + 1 < T:
-                prob *= mu[states[t + 1], actions[t + 1]]
-        now = states[:T]
-        shape = actions.shape
-        targets = retrace(mdp.R[now, actions], Q[now, actions], V[now],
-                          np.where(np.arange(T)[:, None] == T - 1, V[states[1:]], 0.0),
-                          c[now, actions], np.zeros(shape, bool), np.zeros(shape, bool),
-                          mdp.gamma)
-        out[s0, a0] = prob @ targets[0]
-    return out
-
-
-def retrace_operator(mdp, pi, mu, Q, T):
-    """Q + sum_{t<T} (gamma P^{c mu})^t (T^pi Q - Q), c = min(1, pi/mu), on (s, a) pairs."""
-    S, A = Q.shape
-    c = np.minimum(1.0, pi / mu)
-    P_cmu = np.einsum("sat,tb->satb", mdp.P, mu * c).reshape(S * A, S * A)
-    bellman = (mdp.R + mdp.gamma * mdp.P @ np.sum(pi * Q, axis=1) - Q).reshape(-1)
-    total, term = np.zeros(S * A), bellman
-    for _ in range(T):
-        total += term
-        term = mdp.gamma * P_cmu @ term
-    return Q + total.reshape(S, A)
-
+# expected_retrace (every segment enumerated, the kernel on all of them), retrace_operator
+# (the closed form) and contraction_modulus are minipg/audit/acer.py's, used by its rows too
 
 def random_policies(rng, S, A):
     return rng.dirichlet(np.ones(A), size=S), rng.dirichlet(np.ones(A), size=S)
@@ -227,16 +187,6 @@ def test_expected_kernel_target_is_the_retrace_operator_and_contracts_around_q_p
                                    atol=1e-12)
         # ||RQ - Q^pi||_inf <= gamma ||Q - Q^pi||_inf (Munos et al. 2016, Theorem 1)
         assert np.max(np.abs(RQ - q_pi)) <= mdp.gamma * np.max(np.abs(Q - q_pi)) + 1e-12
-
-
-def contraction_modulus(mdp, pi, mu, T, trace_fn=None):
-    """max_i sum_j |M_ij| for the linear part M of the affine map Q -> E[Q^ret](Q): the
-    smallest L with ||RQ - Q^pi||_inf <= L ||Q - Q^pi||_inf for every Q."""
-    q_pi = mdp.q_value(pi)
-    n = q_pi.size
-    columns = [(expected_retrace(mdp, pi, mu, q_pi + np.eye(n)[i].reshape(q_pi.shape), T,
-                                 trace_fn) - q_pi).ravel() for i in range(n)]
-    return float(np.abs(np.array(columns).T).sum(axis=1).max())
 
 
 def test_retrace_contracts_where_untruncated_traces_do_not():
