@@ -72,6 +72,8 @@ NEGATIVE_CONTROLS = [     # (key, case, profile, what)
      "ACKTR's K-FAC G from the taken actions (the empirical Fisher)"),
     ("trpo_kl_reversed", "trpo_gaussian", "minipg",
      "TRPO's line search on KL(pi_new || pi_old), the reversed KL (same Hessian at theta_old)"),
+    ("acer_no_correction", "acer_discrete", "minipg",
+     "ACER without the bias-correction term (truncated importance weights only)"),
     # a convention of another profile applied where the manifest states a different one
     ("ignore_profile_std", "ppo_objective", "sb3",
      "sb3 profile computed with the population std (ddof = 0)"),
@@ -968,6 +970,156 @@ def trpo_categorical(c):
 @case
 def trpo_gaussian(c):
     _trpo(c, "gaussian")
+
+
+# --- ACER ---
+# Wang et al. 2017 (eqs. 5, 9-14, Algorithms 2-3); Munos et al. 2016.  Q^ret is computed
+# here in the document's Delta Q^ret form (an explicit sum of trace-weighted TD errors),
+# not by a backward recursion like minipg's kernel.
+
+def acer_retrace_sum(r, q, v, nv, traces, term, trunc, gamma):
+    """Q^ret_t = q_t + sum_{k>=t} gamma^(k-t) (prod_{t<i<=k} c_i) delta_k per column,
+    delta_k = r_k + gamma B_k - q_k, B_k = 0 (terminated), nv_k (truncated or last step),
+    v_{k+1} (otherwise); the sum stops at the episode's or the segment's end."""
+    T = r.shape[0]
+    out = np.zeros_like(r)
+    for j in np.ndindex(r.shape[1:]):
+        for t in range(T):
+            total, weight = q[(t,) + j], 1.0
+            for k in range(t, T):
+                if k > t:
+                    weight *= gamma * traces[(k,) + j]
+                if term[(k,) + j]:
+                    boot = 0.0
+                elif trunc[(k,) + j] or k == T - 1:
+                    boot = nv[(k,) + j]
+                else:
+                    boot = v[(k + 1,) + j]
+                total += weight * (r[(k,) + j] + gamma * boot - q[(k,) + j])
+                if term[(k,) + j] or trunc[(k,) + j]:
+                    break
+            out[(t,) + j] = total
+    return out
+
+
+def acer_projection(g, k, delta):
+    """z* = g - max(0, (k.g - delta)/||k||^2) k per row (Wang et al. eq. 13)."""
+    scale = torch.clamp((k * g).sum(-1) - delta, min=0.0) / (k * k).sum(-1)
+    return g - scale[:, None] * k, scale
+
+
+@case
+def acer_retrace(c):
+    rho = c.t("pi_taken") / c.t("mu_taken")
+    traces = torch.clamp(rho, max=1.0)
+    c.out("rho", rho)
+    c.out("traces", traces)
+    c.out("q_ret", acer_retrace_sum(c.np("rewards"), c.np("q"), c.np("values"),
+                                    c.np("next_values"), traces.numpy(), c.np("terminated"),
+                                    c.np("truncated"), c.hp["gamma"]))
+
+
+@case
+def acer_discrete(c):
+    cc, delta, beta = c.hp["c"], c.hp["delta"], c.hp["entropy_coef"]
+    a, mu, q_ret = c.t("actions"), c.t("mu_probs"), c.t("q_ret")
+    f = torch.softmax(c.net("policy")(c.t("obs")), dim=-1)
+    q_all = c.net("critic")(c.t("obs"))
+    fd, qd = f.detach(), q_all.detach()
+    V = (fd * qd).sum(-1)
+    rho_all = fd / mu
+    rho = rho_all.gather(-1, a[:, None])[:, 0]
+    for name, value in (("probs", f), ("q", q_all), ("values", V), ("rho", rho)):
+        c.out(name, value)
+    leaf = fd.clone().requires_grad_(True)
+    log_f = torch.log(leaf)
+    truncated = torch.clamp(rho, max=cc) * (q_ret - V) * log_f.gather(-1, a[:, None])[:, 0]
+    weight = torch.clamp(1.0 - cc / rho_all, min=0.0) * fd * (qd - V[:, None])
+    if "acer_no_correction" in WRONG:
+        weight = torch.zeros_like(weight)
+    correction = (weight * log_f).sum(-1)
+    c.out("truncated", truncated)
+    c.out("correction", correction)
+    entropy = -(leaf * log_f).sum(-1)
+    (g,) = torch.autograd.grad((truncated + correction + beta * entropy).sum(), leaf)
+    c.out("g", g)
+    k = -c.t("avg_probs") / fd                                 # d KL(f_avg || f) / d f
+    c.out("k", k)
+    z, scale = acer_projection(g, k, delta)
+    c.out("trust_region_scale", scale)
+    c.out("z", z)
+    surrogate = (z * f).sum() / f.shape[0]
+    c.out("surrogate", surrogate)
+    c.grad("surrogate", surrogate, c.params("policy"))
+    critic_loss = 0.5 * ((q_ret - q_all.gather(-1, a[:, None])[:, 0]) ** 2).mean()
+    c.out("critic_loss", critic_loss)
+    c.grad("critic_loss", critic_loss, c.params("critic"))
+
+
+def _gauss_log_prob(x, mean, log_std):
+    return (-0.5 * ((x - mean) / torch.exp(log_std)) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+@case
+def acer_continuous(c):
+    hp = c.hp
+    cc, delta, beta, gamma, T, B = (hp[k] for k in ("c", "delta", "entropy_coef", "gamma", "T",
+                                                    "B"))
+    obs, actions, sampled, u = c.t("obs"), c.t("actions"), c.t("sampled"), c.t("u")
+    N, d = actions.shape
+    mean = c.net("policy")(obs)
+    log_std = c.leaf("policy.log_std")
+    stats = torch.cat([mean, log_std.expand(N, d)], dim=-1)
+    md, sd = mean.detach(), log_std.detach().expand(N, d)
+    mu_m, mu_s = c.t("mu_mean"), c.t("mu_log_std")
+    rho = torch.exp(_gauss_log_prob(actions, md, sd) - _gauss_log_prob(actions, mu_m, mu_s))
+    rho_s = torch.exp(_gauss_log_prob(sampled, md, sd) - _gauss_log_prob(sampled, mu_m, mu_s))
+    traces = torch.clamp(rho ** (1.0 / d), max=1.0)
+    c.out("rho", rho)
+    c.out("rho_sampled", rho_s)
+    c.out("traces", traces)
+    V = c.net("value")(obs)[:, 0]
+    adv = c.net("advantage")
+    A_taken = adv(torch.cat([obs, actions], -1))[:, 0]
+    A_u = adv(torch.cat([obs.expand(u.shape[0], N, obs.shape[1]), u], -1))[..., 0]
+    q_tilde = V + A_taken - A_u.mean(0)                      # eq. 14
+    q_sampled = (V + adv(torch.cat([obs, sampled], -1))[:, 0] - A_u.mean(0)).detach()
+    c.out("values", V)
+    c.out("q_tilde", q_tilde)
+    c.out("q_sampled", q_sampled)
+    Vd, qd = V.detach().numpy(), q_tilde.detach().numpy()
+    args = (c.np("rewards"), qd.reshape(T, B), Vd.reshape(T, B), c.np("next_values"))
+    flags = (c.np("terminated"), c.np("truncated"), gamma)
+    q_ret = torch.tensor(acer_retrace_sum(*args, traces.numpy().reshape(T, B), *flags)
+                         .reshape(N))
+    q_opc = torch.tensor(acer_retrace_sum(*args, np.ones((T, B)), *flags).reshape(N))
+    c.out("q_ret", q_ret)
+    c.out("q_opc", q_opc)
+    leaf = stats.detach().clone().requires_grad_(True)
+    lm, ls = leaf[:, :d], leaf[:, d:]
+    Vt = V.detach()
+    gain = (torch.clamp(rho, max=cc) * (q_opc - Vt) * _gauss_log_prob(actions, lm, ls)
+            + torch.clamp(1.0 - cc / rho_s, min=0.0) * (q_sampled - Vt)
+            * _gauss_log_prob(sampled, lm, ls))
+    entropy = ls.sum(-1) + d * 0.5 * (1.0 + LOG_2PI)
+    (g,) = torch.autograd.grad((gain + beta * entropy).sum(), leaf)
+    c.out("g", g)
+    var = torch.exp(2 * sd)
+    am, asd = c.t("avg_mean"), c.t("avg_log_std")
+    k = torch.cat([(md - am) / var, 1.0 - (torch.exp(2 * asd) + (am - md) ** 2) / var], -1)
+    c.out("k", k)
+    z, scale = acer_projection(g, k, delta)
+    c.out("trust_region_scale", scale)
+    c.out("z", z)
+    surrogate = (z * stats).sum() / N
+    c.out("surrogate", surrogate)
+    c.grad("surrogate", surrogate, c.params("policy") + ["policy.log_std"])
+    v_target = Vt + traces * (q_ret - q_tilde.detach())
+    c.out("v_target", v_target)
+    critic_loss = 0.5 * ((q_ret - q_tilde) ** 2).mean() + 0.5 * ((v_target - V) ** 2).mean()
+    c.out("critic_loss", critic_loss)
+    c.grad("critic_loss", critic_loss, c.params("value") + c.params("advantage"))
+# --- end ACER ---
 
 
 # ------------------------------------------------------------------ main
