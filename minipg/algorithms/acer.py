@@ -272,51 +272,87 @@ class ACER(Algorithm):
         return z, float(np.mean(scale))
 
     def discrete_loss(self, batch):
-        """The loss of Algorithm 2 on segments (T, B): its gradient is -z* through the
-        policy plus value_coef times the critic's gradient."""
+        """The loss of Algorithm 2 on segments (T, B): its gradient is -z* back-propagated
+        through the policy plus value_coef times the critic's gradient."""
+        cfg, est = self.config, acer_estimators
+        probs_t, q_all, held = self.discrete_pieces(batch)
+        probs = held["probs"]
+        g = grad(lambda stats: self.discrete_objective(stats, held))(probs.copy())   # g_i
+        with no_grad():
+            avg_probs = self.avg_policy(held["obs"]).probs.data
+        z, scale = self.project(g, est.categorical_kl_gradient(avg_probs, probs))  # eq. 11-13
+        policy_objective = est.statistics_surrogate(probs_t, z)
+        actions = held["actions"]
+        q_loss = est.critic_loss(ops.gather(q_all, actions[:, None], axis=-1)[:, 0],
+                                 held["q_ret"])
+        loss = -policy_objective + cfg.value_coef * q_loss
+        entropy = float(np.mean(-np.sum(probs * np.log(probs), axis=-1)))
+        return loss, {"policy_objective": float(policy_objective.data),
+                      "critic_loss": float(q_loss.data), "entropy": entropy,
+                      "rho_mean": float(held["rho"].mean()), "trust_region_scale": scale,
+                      "q_ret_mean": float(held["q_ret"].mean())}
+
+    def discrete_pieces(self, batch):
+        """(pi(.|x) and Q(x, .) as Tensors on the tape, the held-constant quantities): rows
+        t B + b; ``held`` has obs, actions, mu, probs, q, values, rho and q_ret (eq. 5)."""
         cfg, est = self.config, acer_estimators
         T, B = batch.rewards.shape
         n = T * B
         obs = batch.obs.reshape(n, -1)
         actions = batch.actions.reshape(n)
-        mu = batch.mu.reshape(n, -1)
-        rows = np.arange(n)
-        dist = self.policy(obs)
-        probs_t = dist.probs                                   # phi: the statistics, on tape
+        probs_t = self.policy(obs).probs                       # phi: the statistics, on tape
         q_all = self.critic(obs)                               # Q(x, .), on tape
         probs, q = probs_t.data, q_all.data
         values = np.sum(probs * q, axis=-1)                    # V = sum_a pi Q
-        rho_all = probs / mu
-        rho = rho_all[rows, actions]
+        mu = batch.mu.reshape(n, -1)
+        rows = np.arange(n)
+        rho = probs[rows, actions] / mu[rows, actions]
         q_ret = est.retrace_targets(batch.rewards, q[rows, actions].reshape(T, B),
                                     values.reshape(T, B),
                                     self.bootstrap_values(batch, self.discrete_values),
                                     est.trace_weights(rho).reshape(T, B), batch.terminated,
                                     batch.truncated, cfg.gamma).reshape(n)   # eq. 5
+        return probs_t, q_all, {"obs": obs, "actions": actions, "mu": mu, "probs": probs,
+                                "q": q, "values": values, "rho": rho, "q_ret": q_ret}
 
-        def objective(stats):                                  # per-sample, summed
-            log_probs = ops.log(stats)
-            log_prob = ops.gather(log_probs, actions[:, None], axis=-1)[:, 0]
-            gain = (est.truncated_term(log_prob, rho, q_ret, values, cfg.c)
-                    + est.correction_term(log_probs, probs, mu, q, values, cfg.c))   # eq. 9
-            entropy = -ops.sum(stats * log_probs, axis=-1)
-            return ops.sum(gain + cfg.entropy_coef * entropy)
-        g = grad(objective)(probs.copy())                      # g_i = d objective_i / d phi_i
-        with no_grad():
-            avg_probs = self.avg_policy(obs).probs.data
-        z, scale = self.project(g, est.categorical_kl_gradient(avg_probs, probs))  # eq. 11-13
-        policy_objective = est.statistics_surrogate(probs_t, z)
-        q_taken = ops.gather(q_all, actions[:, None], axis=-1)[:, 0]
-        q_loss = est.critic_loss(q_taken, q_ret)
-        loss = -policy_objective + cfg.value_coef * q_loss
-        entropy = float(np.mean(-np.sum(probs * np.log(probs), axis=-1)))
-        return loss, {"policy_objective": float(policy_objective.data),
-                      "critic_loss": float(q_loss.data), "entropy": entropy,
-                      "rho_mean": float(rho.mean()), "trust_region_scale": scale,
-                      "q_ret_mean": float(q_ret.mean())}
+    def discrete_objective(self, stats, held):
+        """sum_i of min(c, rho)(Q^ret - V) log f(a_i) + sum_a [1 - c/rho(a)]_+ f (Q - V) log f
+        + beta H(f) at the statistics ``stats`` = f (N, A), the rest held constant (eq. 9):
+        its gradient in row i is g_i."""
+        cfg, est = self.config, acer_estimators
+        log_probs = ops.log(stats)
+        log_prob = ops.gather(log_probs, held["actions"][:, None], axis=-1)[:, 0]
+        gain = (est.truncated_term(log_prob, held["rho"], held["q_ret"], held["values"], cfg.c)
+                + est.correction_term(log_probs, held["probs"], held["mu"], held["q"],
+                                      held["values"], cfg.c))
+        entropy = -ops.sum(stats * log_probs, axis=-1)
+        return ops.sum(gain + cfg.entropy_coef * entropy)
 
     def continuous_loss(self, batch):
         """The loss of Algorithm 3 on segments (T, B), with the stochastic dueling network."""
+        cfg, est = self.config, acer_estimators
+        stats_t, values_t, q_tilde_t, held = self.continuous_pieces(batch)
+        stats, d = held["stats"], self.n_actions
+        g = grad(lambda leaf: self.continuous_objective(leaf, held))(stats.copy())
+        with no_grad():
+            avg = self.avg_policy(held["obs"])
+            k = est.gaussian_kl_gradient(avg.mean.data, avg.log_std.data, stats[:, :d],
+                                         stats[:, d:])
+        z, scale = self.project(g, k)
+        policy_objective = est.statistics_surrogate(stats_t, z)
+        v_target = est.dueling_value_target(held["values"], held["q_ret"], q_tilde_t.data,
+                                            held["traces"])
+        q_loss = est.critic_loss(q_tilde_t, held["q_ret"]) + est.critic_loss(values_t, v_target)
+        loss = -policy_objective + cfg.value_coef * q_loss
+        entropy = float(np.mean(np.sum(stats[:, d:], axis=-1))) + d * 0.5 * (1 + np.log(2 * np.pi))
+        return loss, {"policy_objective": float(policy_objective.data),
+                      "critic_loss": float(q_loss.data), "entropy": entropy,
+                      "rho_mean": float(held["rho"].mean()), "trust_region_scale": scale,
+                      "q_ret_mean": float(held["q_ret"].mean())}
+
+    def continuous_pieces(self, batch):
+        """(phi = [mean, log_std] (N, 2d), V, Q~ as Tensors on the tape, the held-constant
+        quantities: actions, a' ~ pi, rho, rho', Q~(x, a'), V, traces, Q^ret, Q^opc)."""
         cfg, est = self.config, acer_estimators
         T, B = batch.rewards.shape
         n, d = T * B, self.n_actions
@@ -348,34 +384,27 @@ class ACER(Algorithm):
         traces = est.trace_weights(rho, d)                    # c_i = min(1, rho^(1/d))
         next_values = self.bootstrap_values(batch, lambda x: self.value(x).data)
         shape = (T, B)
-        q_ret = est.retrace_targets(batch.rewards, q_tilde.reshape(shape),
-                                    values.reshape(shape), next_values, traces.reshape(shape),
-                                    batch.terminated, batch.truncated, cfg.gamma).reshape(n)
-        q_opc = est.retrace_targets(batch.rewards, q_tilde.reshape(shape),
-                                    values.reshape(shape), next_values, np.ones(shape),
-                                    batch.terminated, batch.truncated, cfg.gamma).reshape(n)
+        targets = [est.retrace_targets(batch.rewards, q_tilde.reshape(shape),
+                                       values.reshape(shape), next_values, c.reshape(shape),
+                                       batch.terminated, batch.truncated, cfg.gamma).reshape(n)
+                   for c in (traces, np.ones(n))]             # Q^ret, Q^opc
+        return stats_t, values_t, q_tilde_t, {
+            "obs": obs, "actions": actions, "sampled": sampled, "stats": stats, "rho": rho,
+            "rho_sampled": rho_sampled, "q_sampled": q_sampled, "values": values,
+            "traces": traces, "q_ret": targets[0], "q_opc": targets[1]}
 
-        def objective(leaf):                                   # per-sample, summed
-            pi = DiagGaussian(leaf[:, :d], leaf[:, d:])
-            gain = (est.truncated_term(pi.log_prob(actions), rho, q_opc, values, cfg.c)
-                    + est.sampled_correction_term(pi.log_prob(sampled), rho_sampled,
-                                                  q_sampled, values, cfg.c))   # eq. 12
-            return ops.sum(gain + cfg.entropy_coef * pi.entropy())
-        g = grad(objective)(stats.copy())
-        with no_grad():
-            avg = self.avg_policy(obs)
-            k = est.gaussian_kl_gradient(avg.mean.data, avg.log_std.data, stats[:, :d],
-                                         stats[:, d:])
-        z, scale = self.project(g, k)
-        policy_objective = est.statistics_surrogate(stats_t, z)
-        v_target = est.dueling_value_target(values, q_ret, q_tilde, traces)
-        q_loss = est.critic_loss(q_tilde_t, q_ret) + est.critic_loss(values_t, v_target)
-        loss = -policy_objective + cfg.value_coef * q_loss
-        entropy = float(np.mean(current.entropy().data))
-        return loss, {"policy_objective": float(policy_objective.data),
-                      "critic_loss": float(q_loss.data), "entropy": entropy,
-                      "rho_mean": float(rho.mean()), "trust_region_scale": scale,
-                      "q_ret_mean": float(q_ret.mean())}
+    def continuous_objective(self, stats, held):
+        """sum_i of min(c, rho)(Q^opc - V) log pi(a_i) + [1 - c/rho']_+ (Q~(x, a') - V)
+        log pi(a') + beta H(pi) at the statistics ``stats`` = [mean, log_std] (N, 2d), the
+        rest held constant (eq. 12): its gradient in row i is g_i."""
+        cfg, est, d = self.config, acer_estimators, self.n_actions
+        pi = DiagGaussian(stats[:, :d], stats[:, d:])
+        gain = (est.truncated_term(pi.log_prob(held["actions"]), held["rho"], held["q_opc"],
+                                   held["values"], cfg.c)
+                + est.sampled_correction_term(pi.log_prob(held["sampled"]),
+                                              held["rho_sampled"], held["q_sampled"],
+                                              held["values"], cfg.c))
+        return ops.sum(gain + cfg.entropy_coef * pi.entropy())
 
     # --- checkpoints ------------------------------------------------------------------
     def extra_state(self):

@@ -99,15 +99,16 @@ def _policy_terms(phi, theta, mu, q, q_ret, actions, c, correction=True, pi=None
     return total + _correction(phi, theta, mu, q, c, pi) if correction else total
 
 
-def bias_correction_error(phi, theta, mu, q, c):
+def bias_correction_error(phi, theta, mu, q, c, correction=True):
     """Relative error of E_{a~mu}[grad truncated(a)] + grad correction against
     E_{a~pi}[(Q(a) - V) grad log pi(a)], the correction summed over all actions (the
-    truncated term's Q^ret at its expectation Q(a))."""
+    truncated term's Q^ret at its expectation Q(a)); ``correction=False`` leaves the
+    correction out (a deliberate mistake, for the tests)."""
     actions = np.arange(len(q))
 
     def expected(th):
-        return ops.sum(_truncated(phi, th, mu, q, q, actions, c) * mu) + \
-            _correction(phi, th, mu, q, c)
+        total = ops.sum(_truncated(phi, th, mu, q, q, actions, c) * mu)
+        return total + _correction(phi, th, mu, q, c) if correction else total
     _, g = value_and_grad(expected)(theta)
     logits = phi @ theta
     pi = np.exp(logits - logits.max())
