@@ -257,9 +257,12 @@ def rows(run_dir):
                 for r in csv.DictReader(fh)]
 
 
-@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
-def test_trains_on_discrete_and_continuous_tasks(env, tmp_path):
-    out = tiny_train(env, tmp_path / "run")
+@pytest.mark.parametrize("env,dtype", [("CartPole-v1", "float64"), ("Pendulum-v1", "float64"),
+                                       ("Pendulum-v1", "float32")])
+def test_trains_on_discrete_and_continuous_tasks(env, dtype, tmp_path):
+    out = tiny_train(env, tmp_path / "run", dtype=dtype)
+    arrays = read_checkpoint(os.path.join(out, CHECKPOINT))
+    assert arrays["module/policy"].dtype == arrays["extra/replay/mu"].dtype == np.dtype(dtype)
     progress = rows(out)
     assert int(progress[-1]["step"]) == 200
     assert float(progress[-1]["replayed_updates"]) > 0            # Poisson replays happened
