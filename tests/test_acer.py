@@ -203,7 +203,7 @@ def test_estimator_inputs_are_checked():
     with pytest.raises(TypeError, match="held constant"):
         est.truncated_term(np.zeros(2), ops.exp(np.zeros(2)), np.zeros(2), np.zeros(2), 1.0)
     with pytest.raises(ValueError, match="c ="):
-        est.check_truncation(0.0, "acer")
+        est.truncated_term(np.zeros(2), np.ones(2), np.zeros(2), np.zeros(2), -1.0)
 
 
 # ------------------------------------------------------------------ segment replay

@@ -61,21 +61,21 @@ from . import checks as _c
 __all__ = ["importance_weights", "trace_weights", "retrace_targets", "truncated_term",
            "correction_term", "sampled_correction_term", "categorical_kl_gradient",
            "gaussian_kl_gradient", "trust_region_projection", "statistics_surrogate",
-           "stochastic_dueling_q", "critic_loss", "dueling_value_target", "check_truncation",
-           "check_delta"]
+           "stochastic_dueling_q", "critic_loss", "dueling_value_target"]
 
 
 # ----------------------------------------------------------------- settings
 
-def check_truncation(c, where):
-    """The truncation constant c > 0 (inf allowed: no truncation)."""
+def _truncation(c, where):
+    """The truncation constant c in [0, inf] (0 and inf for the identity checks; the
+    algorithm's setting is c > 0)."""
     c = float(c)
-    if not c > 0:                                     # also refuses NaN
-        raise ValueError(f"{where}: the truncation constant c = {c!r}; accepted: (0, inf]")
+    if not c >= 0:                                    # also refuses NaN
+        raise ValueError(f"{where}: the truncation constant c = {c!r}; accepted: [0, inf]")
     return c
 
 
-def check_delta(delta, where):
+def _delta(delta, where):
     """The trust-region radius delta > 0, finite."""
     delta = float(delta)
     if not (np.isfinite(delta) and delta > 0):
@@ -143,7 +143,7 @@ def truncated_term(log_prob, rho, q_ret, values, c):
     rho = _c.held_constant(rho, "rho", where, shape, np.float64)
     advantage = (_c.held_constant(q_ret, "q_ret", where, shape, np.float64)
                  - _c.held_constant(values, "values", where, shape, np.float64))
-    weight, _ = _truncation_weights(rho, float(c))
+    weight, _ = _truncation_weights(rho, _truncation(c, where))
     return log_prob * (weight * advantage).astype(dtype)          # min(c, rho)(Q^ret - V) log pi
 
 
@@ -169,7 +169,7 @@ def correction_term(log_probs, probs, mu_probs, q, values, c):
         raise ValueError(f"{where}: mu_probs must be > 0 (a behaviour policy of full support)")
     q = _c.held_constant(q, "q", where, shape, np.float64)
     v = _c.held_constant(values, "values", where, shape[:1], np.float64)
-    _, correction = _truncation_weights(pi / mu, float(c))
+    _, correction = _truncation_weights(pi / mu, _truncation(c, where))
     weights = correction * pi * (q - v[:, None])                   # [1 - c/rho]_+ pi (Q - V)
     return ops.sum(log_probs * weights.astype(dtype), axis=-1)
 
@@ -189,7 +189,7 @@ def sampled_correction_term(log_prob_sampled, rho_sampled, q_sampled, values, c)
     rho = _c.held_constant(rho_sampled, "rho_sampled", where, shape, np.float64)
     advantage = (_c.held_constant(q_sampled, "q_sampled", where, shape, np.float64)
                  - _c.held_constant(values, "values", where, shape, np.float64))
-    _, correction = _truncation_weights(rho, float(c))
+    _, correction = _truncation_weights(rho, _truncation(c, where))
     return log_prob * (correction * advantage).astype(dtype)
 
 
@@ -237,7 +237,7 @@ def trust_region_projection(g, k, delta):
     scale max(0, ...) per row).
     """
     where = "trust_region_projection"
-    delta = check_delta(delta, where)
+    delta = _delta(delta, where)
     (g, k), _ = _c.vectors(where, g=g, k=k)
     k_dot_g = np.sum(k * g, axis=-1)
     k_norm2 = np.sum(k * k, axis=-1)
