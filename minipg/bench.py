@@ -200,8 +200,8 @@ def kernel_rows(repeats, number=50):
                           log_softmax_rows_vjp_numba, log_softmax_rows_vjp_numpy,
                           n_step_returns_numba, n_step_returns_numpy,
                           polyak_update_kernel_numba, polyak_update_kernel_numpy,
-                          rmsprop_update_numba, rmsprop_update_numpy, sgd_update_numba,
-                          sgd_update_numpy)
+                          retrace_numba, retrace_numpy, rmsprop_update_numba,
+                          rmsprop_update_numpy, sgd_update_numba, sgd_update_numpy)
 
     rng = np.random.default_rng(0)
     T, N = 256, 8
@@ -227,6 +227,11 @@ def kernel_rows(repeats, number=50):
         ("n_step_returns n=5 (256x8)",
          lambda: n_step_returns_numba(r, nv, term, trunc, 0.99, 5),
          lambda: n_step_returns_numpy(r, nv, term, trunc, 0.99, 5)),
+        ("retrace (20x4, ACER's segments)",
+         lambda: retrace_numba(r[:20, :4], v[:20, :4], nv[:20, :4], nv[:20, :4],
+                               np.abs(v[:20, :4]), term[:20, :4], trunc[:20, :4], 0.99),
+         lambda: retrace_numpy(r[:20, :4], v[:20, :4], nv[:20, :4], nv[:20, :4],
+                               np.abs(v[:20, :4]), term[:20, :4], trunc[:20, :4], 0.99)),
         ("adam_update (100k)",
          lambda: adam_update_numba(p, g, m, s, 1e-9, 0.9, 0.999, 1e-8, 0.0, 10),
          lambda: adam_update_numpy(p, g, m, s, 1e-9, 0.9, 0.999, 1e-8, 0.0, 10)),
