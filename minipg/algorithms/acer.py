@@ -368,10 +368,14 @@ class ACER(Algorithm):
         behaviour = DiagGaussian(mu[:, :d], mu[:, d:])
         with no_grad():
             current = DiagGaussian(stats[:, :d], stats[:, d:])
-            rho = np.exp(current.log_prob(actions).data - behaviour.log_prob(actions).data)
+            # rho = pi / mu from log-densities; a log-ratio above 690 (rho > 1e300, where
+            # min(c, rho) = c and [1 - c/rho]_+ = 1 to double precision) is capped there
+            # so that exp does not overflow to inf
+            rho = np.exp(np.minimum(current.log_prob(actions).data
+                                    - behaviour.log_prob(actions).data, 690.0))
             sampled = current.sample(self.rng)                                   # a' ~ pi
-            rho_sampled = np.exp(current.log_prob(sampled).data
-                                 - behaviour.log_prob(sampled).data)
+            rho_sampled = np.exp(np.minimum(current.log_prob(sampled).data
+                                            - behaviour.log_prob(sampled).data, 690.0))
             u = current.sample(self.rng, (cfg.n_dueling_samples,))               # u_i ~ pi
         values_t = self.value(obs)
         adv_taken = self.advantage(ops.concatenate([obs, actions], axis=-1)).reshape(-1)
