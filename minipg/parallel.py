@@ -579,7 +579,7 @@ class RayQueue:
 
     def __init__(self, maxsize=0):
         from ray.util.queue import Queue
-        self.inner = Queue(maxsize)
+        self.inner = Queue(maxsize, actor_options={"num_cpus": 0})   # no CPU held from workers
 
     def put(self, item):
         self.inner.put(item)
@@ -602,7 +602,11 @@ class RayWorkerGroup(WorkerGroup):
         self.ray = ray
         self.flag_actor = ray.remote(num_cpus=0)(StopFlagActor).remote()
         self.stop_flag = RayStop(self.flag_actor)
-        host_cls = ray.remote(num_cpus=1, max_restarts=0)(RayWorkerHost)
+        # one CPU each where the cluster has them; shares of its CPUs otherwise (a worker
+        # waiting for a CPU that never frees would hang the group)
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        per_worker = 1.0 if n <= cpus else cpus / n
+        host_cls = ray.remote(num_cpus=per_worker, max_restarts=0)(RayWorkerHost)
         self.actors = [host_cls.remote() for _ in range(n)]
         self.refs = [actor.run.remote(target, rank, self.stop_flag, args)
                      for rank, actor in enumerate(self.actors)]
