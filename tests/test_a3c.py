@@ -202,9 +202,9 @@ def test_segment_loss_gradient_is_the_sum_not_the_mean():
     log_prob = Tensor(rng.normal(size=4), requires_grad=True)
     values = Tensor(rng.normal(size=4), requires_grad=True)
     returns = rng.normal(size=4)
-    loss, _ = segment_loss(log_prob, values, np.zeros(4), returns, 0.0)
-    loss.backward()
     advantages = returns - values.data
+    loss, _ = segment_loss(log_prob, values, np.zeros(4), advantages, returns, 0.0)
+    loss.backward()
     np.testing.assert_allclose(log_prob.grad, -advantages, rtol=0, atol=1e-12)
     np.testing.assert_allclose(values.grad, -2 * advantages, rtol=0, atol=1e-12)
     assert not np.allclose(log_prob.grad, -advantages / 4, atol=1e-3)
@@ -521,3 +521,33 @@ def test_evaluation_uses_a_plain_collector():
     assert isinstance(workers, A3CWorkers) and workers.group is None
     workers.close()
     assert json.dumps(workers.progress_columns())
+
+
+# --- the audit rows and the deliberately wrong estimators they reject ------------------------
+def test_audit_rows_pass_and_reject_wrong_estimators():
+    from minipg.audit import a3c as rows
+    from minipg.audit import check_rng
+    from minipg.audit.levels import FORMULA_RTOL, relative_error
+    from minipg.audit.onpolicy import exact_bed
+    from minipg.audit.stats import hotelling_test
+    from minipg.autodiff import value_and_grad
+    for level, fn in (("gradcheck", rows.a3c_gradcheck), ("formula", rows.a3c_formula),
+                      ("exact", rows.a3c_exact)):
+        result = fn(False, check_rng(0, "a3c", "test", level))
+        assert result.passed, (level, result)
+    # formula: the A2C mean in place of the segment's sum is off by the factor m
+    rng = np.random.default_rng(5)
+    phi, x, theta, w, actions, rewards, term, trunc, boot = rows.segment_batch(rng, "terminal")
+    returns = rows.kernel_returns(rewards, term, trunc, boot)
+    closed = rows.segment_closed_form(phi, x, theta, w, actions, returns)
+    _, grads = value_and_grad(rows.segment_loss_fn(phi, x, actions, returns, returns - x @ w),
+                              argnums=(0, 1))(theta, w)
+    assert relative_error(list(grads), list(closed)) <= FORMULA_RTOL
+    assert relative_error([g / len(actions) for g in grads], list(closed)) > 0.5
+    # exact: bootstrapping past the end of an episode is rejected (99.9% Hotelling)
+    mdp, policy, theta = exact_bed()
+    data = rows.sample_segments(mdp, policy, theta, 20_000, np.random.default_rng(1))
+    states, actions, rewards, terminated, next_states, Z = data
+    wrong = Z * rows.segment_estimates(mdp, policy, theta, states, actions, rewards, terminated,
+                                       next_states, flag_terminations=False)
+    assert hotelling_test(wrong, mdp.policy_gradient(policy, theta)).rejected

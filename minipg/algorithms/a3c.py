@@ -201,8 +201,9 @@ class A3C(JointLossAlgorithm):
         obs_batch, action_batch = np.stack(observations), np.asarray(actions)
         dist, values = self.distribution_and_values(obs_batch)
         log_prob = dist.log_prob(action_batch, validate=False)      # actions drawn by us
-        loss, diagnostics = segment_loss(log_prob, values, self.entropy_of(dist), returns,
-                                         cfg.entropy_coef)
+        advantages = returns - values.data                           # R - V(s_i), held constant
+        loss, diagnostics = segment_loss(log_prob, values, self.entropy_of(dist), advantages,
+                                         returns, cfg.entropy_coef)
         loss.backward()                                              # accumulate d theta, d w
         grad_norm = (clip_grad_norm(self.optimizer.grad, cfg.max_grad_norm)
                      if cfg.max_grad_norm > 0 else float(np.linalg.norm(self.optimizer.grad)))

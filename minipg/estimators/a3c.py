@@ -45,7 +45,7 @@ from .terms import entropy_bonus, policy_gradient_objective, value_loss
 __all__ = ["segment_loss"]
 
 
-def segment_loss(log_prob, values, entropy, returns, entropy_coef):
+def segment_loss(log_prob, values, entropy, advantages, returns, entropy_coef):
     r"""The loss whose gradient is one segment's accumulated (-d theta, d w).
 
     .. math::
@@ -54,8 +54,10 @@ def segment_loss(log_prob, values, entropy, returns, entropy_coef):
             - \beta \sum_i H(\pi(\cdot|s_i))
 
     (Weng, "A3C", steps 6.2; Mnih et al. 2016, Algorithm S3 with the entropy
-    bonus).  The advantage :math:`R_i - V(s_i)` in the policy term is held
-    constant (``values.data``), so the policy term sends no gradient to the critic.
+    bonus).  The advantages :math:`\hat A_i = R_i - V(s_i)` of the policy term are an
+    input held constant (``returns - values.data``, computed by the caller as for
+    :func:`minipg.estimators.a2c.a2c_loss`), so the policy term sends no gradient to
+    the critic.
 
     Parameters
     ----------
@@ -63,6 +65,7 @@ def segment_loss(log_prob, values, entropy, returns, entropy_coef):
     values : Tensor (m,) -- :math:`V_{w'}(s_i)`.
     entropy : Tensor or plain array (m,) -- :math:`H(\pi_{\theta'}(\cdot|s_i))`
         (a plain array when ``entropy_coef`` is 0: no gradient is needed).
+    advantages : plain array (m,) -- :math:`R_i - V(s_i)`, held constant.
     returns : plain array (m,) -- :math:`R_i`, held constant.
     entropy_coef : float >= 0 -- :math:`\beta` (Mnih et al.: 0.01).
 
@@ -80,7 +83,6 @@ def segment_loss(log_prob, values, entropy, returns, entropy_coef):
     returns = _c.held_constant(returns, "returns", where, log_prob.shape, log_prob.dtype)
     length = float(np.prod(log_prob.shape))
 
-    advantages = returns - values.data                                 # R_i - V(s_i), constant
     policy_loss = -policy_gradient_objective(log_prob, advantages) * length  # -sum A log pi
     critic_loss = value_loss(values, returns) * length                 # sum (R - V)^2
     mean_entropy = entropy_bonus(entropy)

@@ -62,8 +62,8 @@ def _segment(c, ending):
     c.output("log_prob", log_prob, "log pi(a_i|s_i)")
     c.output("entropy", entropy, "H(pi(.|s_i))")
     c.output("values", values, "V(s_i)")
-    c.output("advantages", returns - values.data, "R_i - V(s_i), held constant")
-    loss, _ = a3c.segment_loss(log_prob, values, entropy, returns, entropy_coef)
+    advantages = c.output("advantages", returns - values.data, "R_i - V(s_i), held constant")
+    loss, _ = a3c.segment_loss(log_prob, values, entropy, advantages, returns, entropy_coef)
     c.output("loss", loss, "the segment loss (its gradient: -d theta, d w)")
     c.gradient("loss", loss, c.params("policy") + c.params("value"),
                "for the policy -d theta, for the value d w (Weng, A3C, step 6.2)")
