@@ -32,7 +32,8 @@ with :math:`d\theta = -\nabla_{\theta'} L` (ascent) and :math:`dw =
 \nabla_{w'} L` (descent).  It is the A2C loss of
 :mod:`minipg.estimators.a2c` with sums in place of batch means and value
 weight 1: written here from the same terms (:mod:`minipg.estimators.terms`),
-the batch means times the segment length.
+the batch means times the segment length (verification/FORMULAS.md "Losses/A3C
+segment").
 """
 
 from __future__ import annotations
