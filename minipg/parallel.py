@@ -52,7 +52,7 @@ import numpy as np
 
 __all__ = ["BACKENDS", "WorkerError", "check_workers", "require_ray", "SharedArrays",
            "get_backend", "Backend", "WorkerGroup", "worker_limit", "WORKER_MEMORY",
-           "check_ray_address"]
+           "check_ray_address", "close_queue"]
 
 BACKENDS = ("process", "ray")
 
@@ -590,8 +590,20 @@ class RayQueue:
     def get_nowait(self):
         return self.inner.get_nowait()
 
-    def shutdown(self):
+    def close(self):
+        """End the queue's actor (it would outlive us on a cluster we joined)."""
         self.inner.shutdown()
+
+
+def close_queue(channel):
+    """Close a queue of :meth:`Backend.queue` (idempotent): a process queue's pipe and
+    feeder thread (without waiting for unread items), a Ray queue's actor."""
+    if hasattr(channel, "cancel_join_thread"):
+        channel.cancel_join_thread()
+    try:
+        channel.close()
+    except Exception:          # a Ray session already gone took the actor with it
+        pass
 
 
 class RayWorkerGroup(WorkerGroup):

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import json
 import queue
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ from ..envs.vector import Collector, make_vector_env, probe_spaces
 from ..estimators.a3c import segment_loss
 from ..kernels import discounted_returns
 from ..optim import RMSprop, clip_grad_norm
-from ..parallel import BACKENDS, SharedArrays, check_workers, get_backend
+from ..parallel import BACKENDS, SharedArrays, check_workers, close_queue, get_backend
 from ..threads import cpu_count
 from . import ALGORITHMS
 from .base import ConfigError, setting
@@ -89,7 +90,9 @@ class A3CConfig(OnPolicyConfig):
     n_steps: int = setting(5, "t_max: a worker's steps between updates (fewer at an episode "
                               "end)", low=1, high=100_000)
     workers: int = setting(cpu_count(), "asynchronous actor-learners (default: the machine's "
-                                        "cores)", low=1)
+                                        "cores; on this machine at most 4 per core, as memory "
+                                        "allows; on a Ray cluster, per the cluster's)",
+                           low=1, high=4096)
     backend: str = setting("process", "'process' (this machine, shared memory) or 'ray' "
                                       "(Ray actors and a parameter-server actor)",
                            choices=BACKENDS)
@@ -419,7 +422,6 @@ class A3CWorkers:
     """
 
     def __init__(self, algo_cls, env_id, config, seed, window=20):
-        from collections import deque
         self.algo_cls, self.env_id, self.config, self.seed = algo_cls, env_id, config, seed
         self.n = config.workers
         self.observation_space, self.action_space = probe_spaces(
@@ -435,6 +437,7 @@ class A3CWorkers:
         self.worker_updates = np.zeros(self.n, np.int64)
         self.updates = 0
         self.backend = self.group = self.shared = self.server = None
+        self.commands, self.reports = [], None
 
     # --- starting and running ---------------------------------------------------------
     def start(self, agent):
@@ -458,11 +461,10 @@ class A3CWorkers:
                 check_workers(self.n, cpus=cluster_cpus)
                 self.server = server = ray.remote(num_cpus=0)(ParameterServer).remote(
                     cfg, params, square_avg, self.steps, self.n)
-            commands = [self.backend.queue() for _ in range(self.n)]
+            self.commands = [self.backend.queue() for _ in range(self.n)]
             self.reports = self.backend.queue()
-            job = WorkerJob(self.algo_cls, self.env_id, cfg, self.seed, spec, server, commands,
-                            self.reports, list(self.states))
-            self.commands = commands
+            job = WorkerJob(self.algo_cls, self.env_id, cfg, self.seed, spec, server,
+                            self.commands, self.reports, list(self.states))
             self.group = self.backend.start(worker_main, self.n, (job,))
         except BaseException:
             self.close()
@@ -575,10 +577,20 @@ class A3CWorkers:
                 self.group.stop()
         finally:
             self.group = None
+            for channel in self.commands + [self.reports]:
+                if channel is not None:
+                    close_queue(channel)
+            self.commands, self.reports = [], None
             if self.shared is not None:
                 self.shared.close()
                 self.shared = None
-            self.server = None
+            if self.server is not None:          # a cluster we joined keeps running: end
+                import ray                       # the parameter server's actor ourselves
+                try:
+                    ray.kill(self.server, no_restart=True)
+                except Exception:                # the session is gone, and the actor too
+                    pass
+                self.server = None
             if self.backend is not None:
                 backend, self.backend = self.backend, None
                 backend.__exit__(None, None, None)
