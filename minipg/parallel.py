@@ -35,6 +35,7 @@ imports it until the ray backend is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -357,21 +358,20 @@ def _process_main(target, rank, stop, args, error_conn):
     error_conn.close()
 
 
+@contextlib.contextmanager
 def _ignoring_sigint():
-    """A context manager: SIGINT ignored while children are started (they inherit the
-    disposition, so a Ctrl-C during their start-up cannot kill them half-way)."""
-    class _Ignore:
-        def __enter__(self):
-            self.previous = None
-            if threading.current_thread() is threading.main_thread():
-                self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            return self
-
-        def __exit__(self, *exc):
-            if self.previous is not None:
-                signal.signal(signal.SIGINT, self.previous)
-            return False
-    return _Ignore()
+    """SIGINT ignored while children are started: they inherit the disposition (Python
+    then installs no KeyboardInterrupt handler in them), so a Ctrl-C cannot kill one half
+    started.  Outside the main thread no handler can be changed; nothing is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
+                      else previous)
 
 
 class WorkerGroup:
