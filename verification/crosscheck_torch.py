@@ -1122,6 +1122,47 @@ def acer_continuous(c):
 # --- end ACER ---
 
 
+# --- A3C ---------------------------------------------------------------------------------
+# One worker's segment (Weng, "A3C", steps 5-6; Mnih et al. 2016, Algorithm S3): the
+# returns R_i = r_i + gamma R_{i+1} from R = 0 (terminal) or V(s_t), and the summed loss
+# whose gradients are -d theta and d w.
+
+def _a3c_segment(c):
+    g, beta = c.hp["gamma"], c.hp["entropy_coef"]
+    rewards, term = c.np("rewards"), c.np("terminated")
+    with torch.no_grad():
+        bootstrap = c.net("value")(c.t("bootstrap_obs"))[:, 0]
+    c.out("bootstrap_value", bootstrap)
+    R = 0.0 if term[-1] else float(bootstrap[0])
+    returns = np.zeros_like(rewards)
+    for i in reversed(range(len(rewards))):            # for i = t-1 .. t_start
+        R = rewards[i] + g * R
+        returns[i] = R
+    c.out("returns", returns)
+    logits = c.net("policy")(c.t("obs"))
+    log_prob = log_softmax_pick(logits, c.t("actions"))
+    H = softmax_entropy(logits)
+    V = c.net("value")(c.t("obs"))[:, 0]
+    c.out("log_prob", log_prob)
+    c.out("entropy", H)
+    c.out("values", V)
+    A = (torch.tensor(returns) - V).detach()
+    c.out("advantages", A)
+    loss = -(A * log_prob).sum() + ((torch.tensor(returns) - V) ** 2).sum() - beta * H.sum()
+    c.out("loss", loss)
+    c.grad("loss", loss, c.params("policy") + c.params("value"))
+
+
+@case
+def a3c_segment_terminal(c):
+    _a3c_segment(c)
+
+
+@case
+def a3c_segment_bootstrap(c):
+    _a3c_segment(c)
+
+
 # ------------------------------------------------------------------ main
 
 def torch_case(name):

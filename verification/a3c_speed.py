@@ -1,0 +1,278 @@
+"""Speed of A3C (issue 17): workers, backends, and wall time to a solved CartPole.
+
+Three measurements, each alternating its contenders repeat by repeat in this one
+process (the 2-core machine is shared with other sessions' work, so only ratios
+measured side by side mean something; medians over the repeats are reported):
+
+1. environment steps per second with 1 and 2 worker processes (process backend),
+   CartPole-v1 preset otherwise; goal: 2 workers >= 1.7x one;
+2. the Ray backend (Ray actors, a parameter-server actor, a local Ray instance) against
+   the process backend, 2 workers each; goal: Ray >= 0.75x;
+3. wall time until the training return (mean of the last 20 episodes) first reaches 475
+   on CartPole-v1: A3C with its preset and default workers against minipg's A2C with its
+   preset (`minipg train a2c --env CartPole-v1`), 3 seeds each.
+
+Throughput is the steady state: steps between the first and the last progress row over
+the wall time between them (so the start of the worker processes and of Ray, a few
+seconds, is left out and reported apart).  Everything float64, one BLAS thread a process.
+
+    nice -n 10 python verification/a3c_speed.py [--repeats 3] [--steps 12000]
+
+writes verification/results/a3c_speed.md.
+"""
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+import learning_runs as lr
+
+lr.one_blas_thread()
+
+
+def cpu_seconds(pid):
+    """(user + system CPU seconds, nice) of process ``pid`` from /proc (None if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[16])
+
+
+def ray_worker_pids():
+    """PIDs of the Ray worker processes running A3C's workers and parameter server."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read()
+            except OSError:
+                continue
+            if b"RayWorkerHost" in cmdline or b"ParameterServer" in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def throughput(tmp, tag, steps, overrides):
+    """Steady-state figures of one run: steps/s between the first and the last progress
+    row, the workers' CPU seconds in that window (from /proc), their nice value, and the
+    seconds to the first row (start-up: spawning the workers, or starting Ray)."""
+    from minipg.algorithms.a3c import A3C
+    from minipg.run import train
+    out = os.path.join(tmp, tag)
+    settings = {"log_every": 1000, "anneal_lr": False}
+    settings.update(overrides)
+    original, samples = A3C.learn, []
+    start = time.perf_counter()
+
+    def learn(self, collector):
+        metrics = original(self, collector)
+        if collector.shared is not None:
+            pids = [p.pid for p in collector.group.processes]
+        else:
+            pids = ray_worker_pids()
+        usage = [u for u in map(cpu_seconds, pids) if u is not None]
+        samples.append((collector.steps, time.perf_counter() - start,
+                        sum(u[0] for u in usage), sorted({u[1] for u in usage})))
+        return metrics
+
+    A3C.learn = learn
+    try:
+        train("a3c", "CartPole-v1", total_steps=steps, seed=0, out=out, force=True,
+              overrides=settings, stream=io.StringIO())
+    finally:
+        A3C.learn = original
+    (s0, w0, c0, _), (s1, w1, c1, nice) = samples[0], samples[-1]
+    return {"rate": (s1 - s0) / (w1 - w0), "first_row_s": w0, "cpu_s": c1 - c0,
+            "cores": (c1 - c0) / (w1 - w0), "per_cpu_s": (s1 - s0) / max(c1 - c0, 1e-9),
+            "nice": nice}
+
+
+def time_to_target(algo, seed, tmp, target=475.0):
+    """Wall seconds from the start of ``train`` until the mean training return of the last
+    20 episodes reaches ``target`` (checked after every learn call; the run is then
+    stopped with a SIGINT to this process, as Ctrl-C would), and the step count then."""
+    import minipg.algorithms as algorithms
+    from minipg.run import train
+    cls = algorithms.get(algo)
+    original, reached = cls.learn, {}
+    start = time.perf_counter()
+
+    def learn(self, collector):
+        metrics = original(self, collector)
+        returns = list(collector.recent_returns)
+        if not reached and len(returns) >= 20 and sum(returns) / len(returns) >= target:
+            reached.update(wall=time.perf_counter() - start, steps=collector.steps)
+            os.kill(os.getpid(), signal.SIGINT)
+        return metrics
+
+    cls.learn = learn
+    try:
+        train(algo, "CartPole-v1", seed=seed, out=os.path.join(tmp, f"{algo}-{seed}"),
+              force=True, stream=io.StringIO())
+    finally:
+        cls.learn = original
+    return reached.get("wall", float("inf")), reached.get("steps")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=12_000, help="steps of a throughput run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--skip", nargs="*", default=[], choices=["workers", "ray", "target"])
+    args = p.parse_args()
+    import numpy as np
+    import ray
+    lines = ["# A3C: speed", "",
+             f"Command: `nice -n 10 python verification/a3c_speed.py --repeats {args.repeats} "
+             f"--steps {args.steps}`. Machine: {os.cpu_count()} cores, shared with other "
+             f"sessions' work (load average at the start: {os.getloadavg()[0]:.1f}). "
+             f"float64, one BLAS thread a process, NumPy {np.__version__}, Ray {ray.__version__}, "
+             f"Python {sys.version.split()[0]}. The contenders alternate repeat by repeat; "
+             "medians over the repeats.", ""]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, key, contenders, extra in (
+                ("workers", "workers", (1, 2), {}),
+                ("ray", "backend", ("process", "ray"), {"workers": 2})):
+            if part in args.skip:
+                continue
+            runs = {c: [] for c in contenders}
+            for r in range(args.repeats):
+                for c in contenders:
+                    figures = throughput(tmp, f"{key}-{c}-{r}", args.steps,
+                                         dict(extra, **{key: c}))
+                    runs[c].append(figures)
+                    print(f"{key}={c} repeat {r}: {figures}", flush=True)
+            med = {c: {k: statistics.median(f[k] for f in runs[c])
+                       for k in ("rate", "cores", "per_cpu_s", "first_row_s")}
+                   for c in contenders}
+            a, b = contenders
+            results[part] = (med[b]["rate"] / med[a]["rate"],
+                             med[b]["per_cpu_s"] / med[a]["per_cpu_s"])
+            title = ("## 1 and 2 workers (process backend)" if part == "workers" else
+                     "## Ray backend against the process backend (2 workers, this machine)")
+            lines += [title, "",
+                      f"| {key} | steps/s per repeat | median steps/s | workers' cores obtained "
+                      "(CPU s / wall s) | steps per worker CPU-second | workers' nice | "
+                      "first progress row at (s) |", "|---|---|---|---|---|---|---|"]
+            for c in contenders:
+                per_repeat = ", ".join(f"{f['rate']:.0f}" for f in runs[c])
+                lines.append(
+                    f"| {c} | {per_repeat} | "
+                    f"{med[c]['rate']:.0f} | {med[c]['cores']:.2f} | {med[c]['per_cpu_s']:.0f} | "
+                    f"{sorted({n for f in runs[c] for n in f['nice']})} | "
+                    f"{med[c]['first_row_s']:.1f} |")
+            wall_ratio, cpu_ratio = results[part]
+            goal = 1.7 if part == "workers" else 0.75
+            lines += ["", f"Ratio {b} / {a}, wall-clock steps/s: **{wall_ratio:.2f}** (goal >= "
+                      f"{goal}: {'met' if wall_ratio >= goal else 'MISSED'}); per repeat: "
+                      + ", ".join(f"{y['rate'] / x['rate']:.2f}"
+                                  for x, y in zip(runs[a], runs[b]))
+                      + f". Steps per worker CPU-second, {b} / {a}: {cpu_ratio:.2f}.", ""]
+        if "target" not in args.skip:
+            walls = {"a3c": [], "a2c": []}
+            steps = {"a3c": [], "a2c": []}
+            for seed in args.seeds:
+                for algo in ("a3c", "a2c"):
+                    wall, n = time_to_target(algo, seed, tmp)
+                    walls[algo].append(wall)
+                    steps[algo].append(n)
+                    print(f"{algo} seed {seed}: 475 after {wall:.1f} s, {n} steps", flush=True)
+            ma, mb = statistics.median(walls["a3c"]), statistics.median(walls["a2c"])
+            results["target"] = mb / ma
+            lines += ["## Wall time to a training return of 475 on CartPole-v1", "",
+                      "Each algorithm's preset (`minipg train a3c --env CartPole-v1`: 2 "
+                      "workers here; `minipg train a2c --env CartPole-v1`: 8 environments in "
+                      "one process), stopped once the mean training return of the last 20 "
+                      "episodes reaches 475.", "",
+                      "| algorithm | seeds | wall s per seed | steps per seed | median wall s |",
+                      "|---|---|---|---|---|"]
+            for algo, m in (("a3c", ma), ("a2c", mb)):
+                lines.append(f"| {algo} | {args.seeds} | "
+                             f"{', '.join(f'{x:.1f}' for x in walls[algo])} | "
+                             f"{', '.join(str(x) for x in steps[algo])} | {m:.1f} |")
+            lines += ["", f"A2C's median wall time over A3C's: **{mb / ma:.2f}x**.", ""]
+    lines += [contention_note(results), "", SCALING]
+    path = lr.results_path("a3c_speed.md")
+    lr.write_report(lines, path)
+
+
+def autogroup_enabled():
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def contention_note(results):
+    """What the wall-clock ratios above measure on this shared machine, with the figures
+    that do not depend on the CPU share the scheduler grants."""
+    text = ["## What these wall-clock ratios measure here", ""]
+    if "workers" in results:
+        wall, cpu = results["workers"]
+        text.append(
+            "The workers obtained about the same CPU in total whether there was one or two "
+            "of them (the 'cores obtained' column: CPU seconds of the worker processes over "
+            "the wall seconds of the window, from /proc): the machine's other work (load "
+            "average in the header) left this benchmark well under one core, and with the "
+            "kernel's autogroup scheduling "
+            f"{'on' if autogroup_enabled() else 'off'} "
+            "(`/proc/sys/kernel/sched_autogroup_enabled`) CPU is divided between sessions "
+            "before processes, so a second process of the same session gets no more of it. "
+            f"The wall-clock ratio {wall:.2f} therefore measures that grant, not A3C. What "
+            "A3C itself decides is the CPU work per environment step: two workers take "
+            f"{1 / cpu:.2f}x the CPU time per step of one (steps per worker CPU-second, "
+            f"2 / 1 = {cpu:.2f}: the shared-memory updates and the pauses at progress rows), "
+            "so on two otherwise idle cores, one for each worker, two workers would step about "
+            f"{2 * cpu:.2f}x as fast as one. That is a projection from the CPU accounting, not "
+            "a measurement: the goal (1.7x, measured on this machine) is not demonstrated.")
+    if "ray" in results:
+        wall, cpu = results["ray"]
+        text += ["", (
+            "Ray's worker processes (nice 19, as Ray starts them, each with Ray's own "
+            "background threads) obtained more CPU than the process backend's workers under "
+            f"the same load (same column); why, we did not establish. Its wall-clock ratio "
+            f"{wall:.2f} reflects that CPU, not efficiency: per CPU-second the Ray backend "
+            f"steps {cpu:.2f}x as much as the process backend (each segment's gradient and the "
+            "new parameters go through Ray's object store, the parameter server applies the "
+            "updates one at a time, and Ray's threads cost CPU of their own). On equal CPU "
+            f"the Ray backend would reach about {cpu:.2f} of the process backend's "
+            "throughput, below the 0.75 goal.")]
+    return "\n".join(text)
+
+
+SCALING = """\
+## How the design scales to many machines
+
+On one machine the workers share the global parameters and the RMSprop statistics through
+shared memory: an update is a Hogwild write of the parameter vector in place and nothing is
+copied but the worker's own snapshot at its next synchronisation. Across machines
+(`backend=ray`, `ray_address=HEAD:PORT`) the global state is held by one parameter-server
+actor, and per segment (at most `t_max` = 5 environment steps of one worker) one round trip
+crosses the network: the worker sends its accumulated gradient (one float64 vector of the
+networks' size, 8 bytes x P: P = 9,155 parameters for CartPole's two 64-64 networks, 73 kB)
+and receives the new parameter vector (the same 73 kB) and T. So the traffic is 2 x 8 P bytes
+per t_max steps per worker, and the server applies the updates one at a time: with W workers
+stepping at s steps/s each, it must absorb W s / t_max updates per second (each an RMSprop
+pass over P numbers, tens of microseconds for P ~ 10^4) and move 16 P W s / t_max bytes per
+second: for CartPole's networks at 2,000 steps/s a worker, 0.6 GB/s with W = 10 workers and
+6 GB/s with W = 100 (40,000 updates/s at the server). Past a few dozen workers the single server's network link and update loop become the bottleneck,
+which is where the paper's design (one machine, many threads) stops; the standard remedies,
+not implemented here, are a larger t_max (fewer, larger updates), sending float32 gradients,
+sharding the parameter vector over several server actors, or A2C's synchronous batching.
+The episode statistics and each worker's state travel to the driver only at progress rows
+(every `log_every` steps), a few kB per worker."""
+
+
+if __name__ == "__main__":
+    main()
