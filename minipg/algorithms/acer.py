@@ -114,9 +114,9 @@ class ACERConfig(BaseConfig):
 
     def check(self):
         if self.buffer_size < self.n_steps:
-            raise ConfigError(f"buffer_size = {self.buffer_size} is below n_steps = "
-                              f"{self.n_steps}: the replay keeps whole segments of n_steps, so "
-                              "buffer_size >= n_steps is required")
+            raise ConfigError(f"settings 'buffer_size' ({self.buffer_size}) and 'n_steps' "
+                              f"({self.n_steps}): the replay keeps whole segments of n_steps; "
+                              "accepted: buffer_size >= n_steps")
 
 
 @ALGORITHMS.register("acer")

@@ -109,9 +109,10 @@ class TRPOConfig(OnPolicyConfig):
 
     def check(self):
         if self.value_minibatch_size > self.n_steps * self.n_envs:
-            raise ConfigError(f"setting 'value_minibatch_size': {self.value_minibatch_size} is "
-                              "larger than a rollout (n_steps * n_envs = "
-                              f"{self.n_steps * self.n_envs}); accepted: at most n_steps * n_envs")
+            raise ConfigError(f"settings 'value_minibatch_size' ({self.value_minibatch_size}), "
+                              f"'n_steps' ({self.n_steps}) and 'n_envs' ({self.n_envs}): a value "
+                              "minibatch is larger than a rollout; accepted: "
+                              "value_minibatch_size <= n_steps * n_envs")
 
 
 def frozen_distribution(dist):
