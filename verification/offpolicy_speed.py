@@ -35,6 +35,7 @@ contenders.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -242,6 +243,176 @@ def overhead_child(args):
     print(f"RESULT {ms}", flush=True)
 
 
+# ------------------------------------------------- per update: minipg over its products
+class ProductTrace:
+    """The matrix products of the dense layers, recorded from the Dense op while active.
+
+    Every layer's products go through ``minipg.autodiff.ops.Dense``: the forward
+    x W, and in the backward pass dX = G W^T and dW = X^T G where the op computes
+    them (``needs``).  Inside ``with ProductTrace() as trace:`` its ``forward``
+    and ``vjp`` are wrapped to note each product's operand shapes and dtype;
+    ``replay`` then builds C-contiguous operands of those shapes (transposed
+    operands as transposed views, as the op passes them) and output buffers,
+    and returns a function doing exactly those products, nothing else.  A
+    one-output layer's dX (G W^T with an inner dimension of 1) is an outer
+    product, which the op forms elementwise; the replay does the same (a
+    matmul would be slower and flatter the ratio).  Bias sums, activations and
+    everything else are not products and are left out: they are the overhead.
+    """
+
+    def __enter__(self):
+        from minipg.autodiff import ops
+        self.ops, self.products = ops, []
+        self._forward, self._vjp = ops.Dense.__dict__["forward"], ops.Dense.__dict__["vjp"]
+        forward, vjp, products = self._forward.__func__, self._vjp.__func__, self.products
+
+        def traced_forward(x, W, b, *args, **kwargs):
+            products.append(("x W", x.shape, W.shape, W.dtype))
+            return forward(x, W, b, *args, **kwargs)
+
+        def traced_vjp(g, saved, needs):
+            x, W = saved[0], saved[1]
+            if needs[0]:
+                products.append(("G W^T", g.shape, W.shape, W.dtype))
+            if needs[1]:
+                products.append(("X^T G", x.shape, g.shape, W.dtype))
+            return vjp(g, saved, needs)
+
+        ops.Dense.forward = staticmethod(traced_forward)
+        ops.Dense.vjp = staticmethod(traced_vjp)
+        return self
+
+    def __exit__(self, *exc):
+        self.ops.Dense.forward, self.ops.Dense.vjp = self._forward, self._vjp
+        return False
+
+    def replay(self, products=None, seed=0):
+        import numpy as np
+        rng = np.random.default_rng(seed)
+        calls, arrays = [], {}
+        self.flops = 0
+
+        def arr(shape, dtype, role="operand"):
+            # one array per shape and dtype, shared by every product that has it: the
+            # smallest working set, so caches are as warm as they can be (the strictest
+            # floor; separate arrays per product measured up to 10% slower here)
+            key = (role, tuple(shape), np.dtype(dtype).str)
+            if key not in arrays:
+                arrays[key] = rng.standard_normal(shape).astype(dtype)
+            return arrays[key]
+
+        for kind, shape_a, shape_b, dtype in (self.products if products is None else products):
+            if kind == "x W":
+                a, b = arr(shape_a, dtype), arr(shape_b, dtype)
+            elif kind == "G W^T":
+                a, b = arr(shape_a, dtype), arr(shape_b, dtype).swapaxes(-1, -2)   # W^T: a view
+            else:
+                a, b = arr(shape_a, dtype).swapaxes(-1, -2), arr(shape_b, dtype)   # X^T: a view
+            if kind == "G W^T" and b.shape[-2] == 1:                    # outer product
+                fn = np.multiply
+                out_shape = np.broadcast_shapes(a.shape, b.shape)
+            else:
+                fn = np.matmul
+                out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2],
+                                                                               b.shape[-1])
+            out = arr(out_shape, dtype, "output")    # never an operand (no overlap copies)
+            self.flops += (2 * int(np.prod(out_shape)) * a.shape[-1] if fn is np.matmul
+                           else int(np.prod(out_shape)))
+            calls.append((fn, a, b, out))
+
+        def products_only():
+            for fn, a, b, out in calls:
+                fn(a, b, out=out)
+        return products_only
+
+
+def _update_agent(algo, dtype, seed=0, warm=600):
+    """An agent of ``algo``'s Pendulum-v1 preset, its replay buffer filled by ``warm``
+    warm-up steps and a few updates run (so every kernel is compiled)."""
+    from minipg.algorithms import get
+    from minipg.algorithms.base import config_from
+    from minipg.envs.vector import Collector, make_vector_env
+    cls = get(algo)
+    overrides = dict(cls.presets["Pendulum-v1"])
+    overrides.update({"learning_starts": warm - 20, "dtype": dtype or overrides.get("dtype",
+                                                                                  "float64")})
+    config = config_from(cls.Config, overrides)
+    envs = make_vector_env("Pendulum-v1", 1)
+    agent = cls(config, envs.single_observation_space, envs.single_action_space, seed)
+    collector = Collector(envs, seed=seed, dtype=config.dtype)
+    for _ in range(warm):
+        agent.learn(collector)
+    return agent
+
+
+def cmd_floor(args):
+    """Per update, at the presets' sizes: minipg's whole update (replay sampling included)
+    over the time of the same matrix products alone, in the same process, alternating
+    update and products, 1 and 2 BLAS threads."""
+    import statistics
+
+    from minipg.threads import limit
+    rows = []
+    for algo in args.algos:
+        agent = _update_agent(algo, args.dtype)
+        cfg = agent.config
+        n = args.updates - args.updates % 2                # TD3: whole actor/critic pairs
+
+        def updates():
+            for _ in range(n):
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+        with ProductTrace() as trace:
+            for _ in range(2):                             # one critic-only, one full (TD3)
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+        per_update = [p for p in trace.products]
+        products = trace.replay()
+
+        def floor():
+            for _ in range(n // 2):
+                products()
+        flops = trace.flops / 2
+        for threads in args.thread_counts:
+            ratios, t_upd, t_floor = [], [], []
+            with limit(threads):
+                updates(), floor()                         # warm
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    updates()
+                    t1 = time.perf_counter()
+                    floor()
+                    t2 = time.perf_counter()
+                    t_upd.append((t1 - t0) / n)
+                    t_floor.append((t2 - t1) / n)
+                    ratios.append((t1 - t0) / (t2 - t1))
+                faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (
+                    args.repeats * n)
+            row = {"algo": algo, "dtype": str(agent.dtype), "threads": threads,
+                   "hidden": list(cfg.hidden), "batch": cfg.batch_size,
+                   "products_per_update": len(per_update) / 2,
+                   "gflop_per_update": float(flops) / 1e9,
+                   "update_ms": statistics.median(t_upd) * 1e3,
+                   "products_ms": statistics.median(t_floor) * 1e3,
+                   "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+                   "ratio_max": max(ratios), "ratios": ratios, "repeats": args.repeats,
+                   "updates_per_repeat": n, "load_avg": os.getloadavg()[0],
+                   "page_faults_per_update": faults}
+            rows.append(row)
+            print(f"{algo} {row['dtype']} {threads} thread(s): update {row['update_ms']:.2f} ms, "
+                  f"products {row['products_ms']:.2f} ms, ratio {row['ratio_median']:.2f} "
+                  f"[{row['ratio_min']:.2f}, {row['ratio_max']:.2f}] ({len(per_update) / 2:g} "
+                  f"products, {row['gflop_per_update']:.3f} GFLOP per update; {faults:.0f} page "
+                  f"faults per update; load {row['load_avg']:.1f})", flush=True)
+        if args.show_products:
+            for p in per_update:
+                print("   ", p, flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "offpolicy_floor.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+
+
 def cmd_report(args):
     import statistics
     results = json.load(open(os.path.join(args.out, RESULTS_JSON)))
@@ -281,7 +452,7 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "child", "profile", "overhead", "overhead-child",
-                                       "report"))
+                                       "floor", "report"))
     p.add_argument("--algos", nargs="+", default=["sac", "td3"])
     p.add_argument("--algo")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
@@ -292,9 +463,13 @@ def main():
     p.add_argument("--hidden", default="32,32")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="runs/verification/offpolicy_speed")
+    p.add_argument("--dtype", default=None, help="floor: the dtype (default: the preset's)")
+    p.add_argument("--updates", type=int, default=40, help="floor: updates per timed repeat")
+    p.add_argument("--thread-counts", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--show-products", action="store_true")
     args = p.parse_args()
     {"run": cmd_run, "child": run_child, "profile": cmd_profile, "overhead": cmd_overhead,
-     "overhead-child": overhead_child, "report": cmd_report}[args.command](args)
+     "overhead-child": overhead_child, "floor": cmd_floor, "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":
