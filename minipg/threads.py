@@ -22,8 +22,8 @@ default command uses it).
   ``IDLE_CORE_LOAD`` = 1.5 (on 2 cores: a load of 0.5 or less).  With the other
   core busy, OpenBLAS's second thread waits for a time slice at every product:
   SAC's preset update on the 2-core machine at a load average of 2-6 took
-  72-80 ms on two threads against 9 ms on one (verification/results/
-  offpolicy_speed.md).
+  72-80 ms on two threads against 9 ms on one
+  (verification/results/threads.md).
 * :func:`check_threads` -- a requested count checked: an integer >= 1
   (ConfigError otherwise); above ``os.cpu_count()`` a warning and the cap.
 * :func:`set_threads`, :func:`limit` (a context manager), :func:`blas_threads`

@@ -30,6 +30,16 @@ contenders.
     python verification/offpolicy_speed.py profile [--algos sac td3]
     python verification/offpolicy_speed.py overhead [--repeats 3]   # tiny vs preset networks
     python verification/offpolicy_speed.py report     # the table of results/offpolicy_speed.md
+    python verification/offpolicy_speed.py floor [--algos sac td3] [--repeats 5]
+    python verification/offpolicy_speed.py default [--algos sac td3] [--repeats 2]
+
+``floor`` (issue 13): per update at the presets' sizes, minipg's whole update
+(replay sampling included) over the time of the same matrix products alone
+(``ProductTrace``: recorded from the dense op during two updates, replayed on
+arrays of the same shapes and dtype), in the same process, with the same BLAS
+thread count, the two alternating repeat by repeat.  ``default`` (issue 13):
+the default command as a user types it, whole process, against SB3 with its
+own defaults (verification/whole_process.py).
 """
 
 import argparse
@@ -413,6 +423,75 @@ def cmd_floor(args):
         json.dump(rows, fh, indent=1)
 
 
+def cmd_default(args):
+    """The default command as a user types it (``minipg train sac --env Pendulum-v1``),
+    whole process, against SB3 with its own defaults (verification/whole_process.py),
+    alternating; a section of results/offpolicy_speed.md."""
+    import statistics
+    import tempfile
+
+    import whole_process as wp
+    tmp = tempfile.mkdtemp(prefix="minipg-offpolicy-default-")
+    lines = [
+        f"Command: `python verification/offpolicy_speed.py default --algos "
+        f"{' '.join(args.algos)} --repeats {args.repeats} --seed {args.seed}`. Each repeat "
+        "runs, as separate processes with no thread variable in the environment, "
+        "alternating (order reversed on odd repeats), after a short untimed minipg run "
+        "of each algorithm (numba's kernels compiled and cached):", "",
+        "* minipg: `python -m minipg train ALGO --env Pendulum-v1 --seed S --out DIR "
+        "--force` (the preset: 20k steps, float32; BLAS threads by the default rule, as "
+        "config.json records);",
+        "* SB3: `python verification/whole_process.py sb3 ALGO Pendulum-v1 --seed S`: the "
+        "zoo's hyperparameters (the same as minipg's presets), SB3's and torch's own "
+        "defaults otherwise (float32, torch's default thread count); train, then 10 "
+        "deterministic episodes as minipg's final evaluation.", "",
+        "Wall: the whole process; CPU: user + system (wait4); loop: the training loop "
+        "alone (minipg's progress.csv wall_s, SB3's learn()).", "",
+        "| algorithm | repeat | minipg threads | minipg wall s | minipg CPU s | SB3 wall s | "
+        "SB3 CPU s | wall ratio | loop ratio | minipg final return | SB3 (its RESULT line) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summaries = []
+    for algo in args.algos:                 # untimed warm-up: numba's kernels compiled, cached
+        wp.time_process(wp.minipg_command(algo, "Pendulum-v1", 0, os.path.join(tmp, "warm"),
+                                          "--total-steps", "400", "--set",
+                                          "learning_starts=300"), wp.user_env())
+    for algo in args.algos:
+        def out_dir(r, algo=algo):
+            return os.path.join(tmp, f"{algo}-{r}")
+        contenders = {
+            "minipg": lambda r, algo=algo: (wp.minipg_command(algo, "Pendulum-v1", args.seed + r,
+                                                              out_dir(r)), wp.user_env()),
+            "SB3": lambda r, algo=algo: (wp.sb3_command(algo, "Pendulum-v1", args.seed + r),
+                                         wp.user_env())}
+        results = wp.alternate(contenders, args.repeats)
+        walls, loops = [], []
+        for r, (a, b) in enumerate(zip(results["minipg"], results["SB3"])):
+            config = json.load(open(os.path.join(out_dir(r), "config.json")))
+            final = json.load(open(os.path.join(out_dir(r), "eval.json")))["return_mean"]
+            sb3_line = [ln for ln in b["tail"].splitlines() if ln.startswith("RESULT")]
+            walls.append(a["wall_s"] / b["wall_s"])
+            loops.append(wp.loop_seconds(a, out_dir(r)) / wp.loop_seconds(b))
+            lines.append(f"| {algo} | {r} | {config['threads']} | {a['wall_s']:.1f} | "
+                         f"{a['cpu_s']:.1f} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | "
+                         f"{walls[-1]:.3f} | {loops[-1]:.3f} | {final:.1f} | "
+                         f"{sb3_line[-1].replace('RESULT ', '') if sb3_line else '-'} |")
+        loads = [x["load_avg"] for x in results["minipg"] + results["SB3"]]
+        summaries.append(f"* {algo}: wall ratio minipg / SB3 {wp.summary(walls)} (goal <= "
+                         f"0.6), training-loop ratio {wp.summary(loops)}, over "
+                         f"{len(walls)} repeats; load average {statistics.median(loads):.1f} "
+                         f"[{min(loads):.1f}, {max(loads):.1f}]")
+        text = lines + ["", "Median [min, max]:", "", *summaries, "",
+                        "The 2-core machine was shared with four other sessions' tests and "
+                        "learning runs, so absolute times are noisy; the ratios come from "
+                        "alternated runs."]
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                            "offpolicy_speed.md")
+        # written after each algorithm, so a cut-short session keeps what finished
+        wp.write_section(path, "The default command, whole process (issue 13)",
+                         "\n".join(text))
+        print("\n".join(text), flush=True)
+
+
 def cmd_report(args):
     import statistics
     results = json.load(open(os.path.join(args.out, RESULTS_JSON)))
@@ -452,7 +531,7 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "child", "profile", "overhead", "overhead-child",
-                                       "floor", "report"))
+                                       "floor", "default", "report"))
     p.add_argument("--algos", nargs="+", default=["sac", "td3"])
     p.add_argument("--algo")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
@@ -469,7 +548,8 @@ def main():
     p.add_argument("--show-products", action="store_true")
     args = p.parse_args()
     {"run": cmd_run, "child": run_child, "profile": cmd_profile, "overhead": cmd_overhead,
-     "overhead-child": overhead_child, "floor": cmd_floor, "report": cmd_report}[args.command](args)
+     "overhead-child": overhead_child, "floor": cmd_floor, "default": cmd_default,
+     "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":
