@@ -421,6 +421,32 @@ def cmd_floor(args):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "offpolicy_floor.json"), "w") as fh:
         json.dump(rows, fh, indent=1)
+    import whole_process as wp
+    lines = [
+        f"Command: `python verification/offpolicy_speed.py floor --algos {' '.join(args.algos)} "
+        f"--repeats {args.repeats} --updates {args.updates} --thread-counts "
+        f"{' '.join(map(str, args.thread_counts))}`. One process per run: the preset's agent "
+        "(Pendulum-v1, batch 256), its replay buffer filled by 600 warm-up steps; then, with "
+        "the BLAS pool on 1 or 2 threads (threadpoolctl), repeat by repeat: N updates "
+        "(`agent.update(buffer.sample(...))`, replay sampling included), then the same "
+        "updates' matrix products alone (ProductTrace: recorded from the dense op during two "
+        "updates, replayed on arrays of the same shapes and dtype, one array per shape so "
+        "caches are as warm as they can be, outputs preallocated). Ratio: update time over "
+        "products time, median [min, max] over repeats (goal <= 1.3).", "",
+        "| algorithm | dtype | threads | products per update | GFLOP per update | update ms "
+        "| products ms | ratio | page faults per update | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['algo']} | {row['dtype']} | {row['threads']} | "
+                     f"{row['products_per_update']:g} | {row['gflop_per_update']:.3f} | "
+                     f"{row['update_ms']:.2f} | {row['products_ms']:.2f} | "
+                     f"{wp.summary(row['ratios'])} | {row['page_faults_per_update']:.0f} | "
+                     f"{row['load_avg']:.1f} |")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        "offpolicy_speed.md")
+    wp.write_section(path, "Per update: minipg over its own matrix products (issue 13)",
+                     "\n".join(lines))
+    print("\n".join(lines))
 
 
 def cmd_default(args):
@@ -432,12 +458,12 @@ def cmd_default(args):
 
     import whole_process as wp
     tmp = tempfile.mkdtemp(prefix="minipg-offpolicy-default-")
-    lines = [
-        f"Command: `python verification/offpolicy_speed.py default --algos "
-        f"{' '.join(args.algos)} --repeats {args.repeats} --seed {args.seed}`. Each repeat "
+    header = [
+        f"Command: `python verification/offpolicy_speed.py default --algos ALGO --repeats "
+        f"{args.repeats} --seed {args.seed}`. Each repeat "
         "runs, as separate processes with no thread variable in the environment, "
         "alternating (order reversed on odd repeats), after a short untimed minipg run "
-        "of each algorithm (numba's kernels compiled and cached):", "",
+        "(numba's kernels compiled and cached):", "",
         "* minipg: `python -m minipg train ALGO --env Pendulum-v1 --seed S --out DIR "
         "--force` (the preset: 20k steps, float32; BLAS threads by the default rule, as "
         "config.json records);",
@@ -450,7 +476,6 @@ def cmd_default(args):
         "| algorithm | repeat | minipg threads | minipg wall s | minipg CPU s | SB3 wall s | "
         "SB3 CPU s | wall ratio | loop ratio | minipg final return | SB3 (its RESULT line) |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
-    summaries = []
     for algo in args.algos:                 # untimed warm-up: numba's kernels compiled, cached
         wp.time_process(wp.minipg_command(algo, "Pendulum-v1", 0, os.path.join(tmp, "warm"),
                                           "--total-steps", "400", "--set",
@@ -464,7 +489,7 @@ def cmd_default(args):
             "SB3": lambda r, algo=algo: (wp.sb3_command(algo, "Pendulum-v1", args.seed + r),
                                          wp.user_env())}
         results = wp.alternate(contenders, args.repeats)
-        walls, loops = [], []
+        walls, loops, lines = [], [], list(header)
         for r, (a, b) in enumerate(zip(results["minipg"], results["SB3"])):
             config = json.load(open(os.path.join(out_dir(r), "config.json")))
             final = json.load(open(os.path.join(out_dir(r), "eval.json")))["return_mean"]
@@ -476,20 +501,18 @@ def cmd_default(args):
                          f"{walls[-1]:.3f} | {loops[-1]:.3f} | {final:.1f} | "
                          f"{sb3_line[-1].replace('RESULT ', '') if sb3_line else '-'} |")
         loads = [x["load_avg"] for x in results["minipg"] + results["SB3"]]
-        summaries.append(f"* {algo}: wall ratio minipg / SB3 {wp.summary(walls)} (goal <= "
-                         f"0.6), training-loop ratio {wp.summary(loops)}, over "
-                         f"{len(walls)} repeats; load average {statistics.median(loads):.1f} "
-                         f"[{min(loads):.1f}, {max(loads):.1f}]")
-        text = lines + ["", "Median [min, max]:", "", *summaries, "",
-                        "The 2-core machine was shared with four other sessions' tests and "
-                        "learning runs, so absolute times are noisy; the ratios come from "
-                        "alternated runs."]
+        lines += ["", f"{algo}: wall ratio minipg / SB3 {wp.summary(walls)} (goal <= 0.6), "
+                  f"training-loop ratio {wp.summary(loops)}, median [min, max] over "
+                  f"{len(walls)} repeats; load average at the ends of the runs "
+                  f"{statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}]. The "
+                  "2-core machine was shared with four other sessions' tests and learning "
+                  "runs, so absolute times are noisy; the ratios come from alternated runs."]
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "offpolicy_speed.md")
-        # written after each algorithm, so a cut-short session keeps what finished
-        wp.write_section(path, "The default command, whole process (issue 13)",
-                         "\n".join(text))
-        print("\n".join(text), flush=True)
+        # one section per algorithm, written when it is done (a cut-short session keeps it)
+        wp.write_section(path, f"The default command, whole process: {algo} (issue 13)",
+                         "\n".join(lines))
+        print("\n".join(lines), flush=True)
 
 
 def cmd_report(args):

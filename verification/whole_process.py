@@ -19,6 +19,7 @@ What ``ppo_speed.py default`` and ``offpolicy_speed.py default`` share (issue 13
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -50,7 +51,9 @@ def time_process(cmd, env=None, cwd=None):
 
 def alternate(contenders, repeats, log=print):
     """{name: [result, ...]}: each contender's command (a function of the repeat index
-    giving (cmd, env)) once per repeat, in order on even repeats and reversed on odd."""
+    giving (cmd, env)) once per repeat, in order on even repeats and reversed on odd.
+    Each result is also logged as a ``RUN {json}`` line, so a session cut short keeps
+    the runs that finished."""
     results = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(repeats):
@@ -61,6 +64,7 @@ def alternate(contenders, repeats, log=print):
             results[name].append(res)
             log(f"repeat {r} {name}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
                 f"rc {res['rc']}, load {res['load_avg']:.1f}")
+            log("RUN " + json.dumps({"repeat": r, "name": name, "cmd": cmd, **res}))
             if res["rc"] != 0:
                 log(res["tail"])
     return results
