@@ -32,6 +32,7 @@ contenders.
     python verification/offpolicy_speed.py report     # the table of results/offpolicy_speed.md
     python verification/offpolicy_speed.py floor [--algos sac td3] [--repeats 5]
     python verification/offpolicy_speed.py default [--algos sac td3] [--repeats 2]
+    python verification/offpolicy_speed.py updates [--algos sac td3] [--thread-counts 1]
 
 ``floor`` (issue 13): per update at the presets' sizes, minipg's whole update
 (replay sampling included) over the time of the same matrix products alone
@@ -449,6 +450,79 @@ def cmd_floor(args):
     print("\n".join(lines))
 
 
+def cmd_updates(args):
+    """minipg's update against SB3's gradient step, in one process, alternating: the same
+    preset networks and batch, the same thread count for NumPy's BLAS and torch."""
+    import statistics
+
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    import whole_process as wp
+    from minipg.threads import limit
+    rows = []
+    for algo in args.algos:
+        agent = _update_agent(algo, None)
+        cfg = agent.config
+        if algo == "sac":
+            model = SAC("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, learning_starts=580,
+                        seed=0, device="cpu")
+        else:
+            model = TD3("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, gamma=0.98,
+                        buffer_size=200_000, learning_starts=580,
+                        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+                        policy_kwargs=dict(net_arch=[400, 300]), seed=0, device="cpu")
+        model.learn(600)                          # buffer filled, a few steps trained
+        n = args.updates - args.updates % 2
+
+        def mine():
+            for _ in range(n):
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+
+        def theirs():
+            model.train(gradient_steps=n, batch_size=256)
+        for threads in args.thread_counts:
+            torch.set_num_threads(threads)
+            ratios, t_mine, t_theirs = [], [], []
+            with limit(threads):
+                mine(), theirs()                   # warm
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    mine()
+                    t1 = time.perf_counter()
+                    theirs()
+                    t2 = time.perf_counter()
+                    t_mine.append((t1 - t0) / n)
+                    t_theirs.append((t2 - t1) / n)
+                    ratios.append((t1 - t0) / (t2 - t1))
+            rows.append((algo, threads, statistics.median(t_mine) * 1e3,
+                         statistics.median(t_theirs) * 1e3, ratios, os.getloadavg()[0]))
+            print(f"{algo} {threads} thread(s): minipg {rows[-1][2]:.2f} ms, SB3 "
+                  f"{rows[-1][3]:.2f} ms per update, ratio {wp.summary(ratios)}", flush=True)
+    lines = [f"Command: `python verification/offpolicy_speed.py updates --algos "
+             f"{' '.join(args.algos)} --repeats {args.repeats} --updates {args.updates} "
+             f"--thread-counts {' '.join(map(str, args.thread_counts))}`. One process: "
+             "minipg's preset agent (float32) and SB3's model with the zoo's hyperparameters "
+             "(float32), both with a replay buffer filled by 600 steps; repeat by repeat, N "
+             "minipg updates (`agent.update(buffer.sample(...))`) then SB3's `model.train("
+             "gradient_steps=N, batch_size=256)`, with NumPy's BLAS and torch on the same "
+             "thread count. A tuned configuration (threads set for both), not the default "
+             "command; it compares the updates alone, under the same load.", "",
+             "| algorithm | threads | minipg ms per update | SB3 ms per update | ratio "
+             "minipg / SB3 | load average |", "|---|---|---|---|---|---|"]
+    for algo, threads, a, b, ratios, load in rows:
+        lines.append(f"| {algo} | {threads} | {a:.2f} | {b:.2f} | {wp.summary(ratios)} | "
+                     f"{load:.1f} |")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        "offpolicy_speed.md")
+    wp.write_section(path, "Per update: minipg against SB3, same process (issue 13)",
+                     "\n".join(lines))
+    print("\n".join(lines))
+
+
 def cmd_default(args):
     """The default command as a user types it (``minipg train sac --env Pendulum-v1``),
     whole process, against SB3 with its own defaults (verification/whole_process.py),
@@ -554,7 +628,7 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "child", "profile", "overhead", "overhead-child",
-                                       "floor", "default", "report"))
+                                       "floor", "default", "updates", "report"))
     p.add_argument("--algos", nargs="+", default=["sac", "td3"])
     p.add_argument("--algo")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
@@ -572,6 +646,7 @@ def main():
     args = p.parse_args()
     {"run": cmd_run, "child": run_child, "profile": cmd_profile, "overhead": cmd_overhead,
      "overhead-child": overhead_child, "floor": cmd_floor, "default": cmd_default,
+     "updates": cmd_updates,
      "report": cmd_report}[args.command](args)
 
 

@@ -181,15 +181,18 @@ def default_command(args):
     def out_dir(r):
         return os.path.join(tmp, f"ppo-{r}")
 
+    sb3_env = wp.user_env()
+    if args.sb3_threads:                 # a tuned SB3: torch on this many threads
+        sb3_env["OMP_NUM_THREADS"] = str(args.sb3_threads)
     contenders = {
         "minipg": lambda r: (wp.minipg_command("ppo", ENV_ID, args.seed + r, out_dir(r)),
                              wp.user_env()),
-        "SB3": lambda r: (wp.sb3_command("ppo", ENV_ID, args.seed + r), wp.user_env())}
+        "SB3": lambda r: (wp.sb3_command("ppo", ENV_ID, args.seed + r), sb3_env)}
     # untimed warm-up of each (the disk cache holds the libraries after it; numba's
     # compiled kernels are cached on disk by the first minipg run anyway)
     wp.time_process(wp.minipg_command("ppo", ENV_ID, 0, out_dir("warm"), "--total-steps",
                                       "2048"), wp.user_env())
-    wp.time_process(wp.sb3_command("ppo", ENV_ID, 0) + ["--steps", "2048"], wp.user_env())
+    wp.time_process(wp.sb3_command("ppo", ENV_ID, 0) + ["--steps", "2048"], sb3_env)
     results = wp.alternate(contenders, args.repeats)
     mine, sb3 = results["minipg"], results["SB3"]
     config = json.load(open(os.path.join(out_dir(0), "config.json")))
@@ -204,16 +207,20 @@ def default_command(args):
     cpu_over_wall = [a["cpu_s"] / a["wall_s"] for _, a, *_ in rows]
     lines = [
         f"Command: `python verification/ppo_speed.py --default-command --repeats "
-        f"{args.repeats} --seed {args.seed}`. Each repeat runs, as separate processes with "
-        "no thread variable in the environment, alternating (order reversed on odd "
-        "repeats), after one short untimed warm-up run of each:", "",
+        f"{args.repeats} --seed {args.seed}"
+        f"{f' --sb3-threads {args.sb3_threads}' if args.sb3_threads else ''}`. Each repeat "
+        "runs, as separate processes with no thread variable in the environment"
+        f"{f' (but OMP_NUM_THREADS={args.sb3_threads} for SB3)' if args.sb3_threads else ''}"
+        ", alternating (order reversed on odd repeats), after one short untimed warm-up "
+        "run of each:", "",
         f"* minipg: `python -m minipg train ppo --env {ENV_ID} --seed S --out DIR --force` "
         f"(the preset: 100k steps; config.json: dtype {config['config']['dtype']}, "
         f"{config['threads']} BLAS thread by the default rule);",
         "* SB3: `python verification/whole_process.py sb3 ppo CartPole-v1 --seed S`: the "
         "zoo's hyperparameters (the same), SB3's and torch's own defaults otherwise "
-        "(float32, torch's default thread count); train, then 10 deterministic episodes "
-        "as minipg's final evaluation.", "",
+        "(float32, " + (f"torch on {args.sb3_threads} thread by OMP_NUM_THREADS" if
+                        args.sb3_threads else "torch's default thread count") +
+        "); train, then 10 deterministic episodes as minipg's final evaluation.", "",
         "Wall: the whole process, start to exit (imports, training, evaluation, minipg's "
         "checkpoint); CPU: user + system of the process (wait4). Loop: the training loop "
         "alone (minipg's progress.csv wall_s, SB3's learn()).", "",
@@ -232,7 +239,11 @@ def default_command(args):
               "2-core machine was shared with four other sessions' tests and learning runs, "
               "so absolute times are noisy; the ratios come from alternated runs)."]
     path = os.path.join(HERE, "results", "ppo_speed.md")
-    wp.write_section(path, "The default command, whole process (issue 13)", "\n".join(lines))
+    heading = "The default command, whole process (issue 13)"
+    if args.sb3_threads:
+        heading = (f"The default command, whole process, against SB3 on {args.sb3_threads} "
+                   "torch thread (issue 13)")
+    wp.write_section(path, heading, "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -250,6 +261,8 @@ def main():
     p.add_argument("--no-sb3", action="store_true")
     p.add_argument("--default-command", action="store_true",
                    help="time the default command, whole process, against SB3 (issue 13)")
+    p.add_argument("--sb3-threads", type=int, default=None,
+                   help="--default-command: OMP_NUM_THREADS for SB3 (default: unset)")
     args = p.parse_args()
     if args.default_command:
         return default_command(args)
