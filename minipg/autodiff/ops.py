@@ -341,7 +341,7 @@ def _fused_relu(z, other):
     """Whether the relu passes of a dense layer with output ``z`` go through the compiled
     kernels (minipg.kernels.dense): large enough, and ``other`` (the bias, or the
     cotangent) of z's float dtype."""
-    return (z.size >= FUSED_RELU_MIN_SIZE and z.dtype == other.dtype
+    return (z.size >= FUSED_RELU_MIN_SIZE and z.dtype == getattr(other, "dtype", None)
             and z.dtype in KERNEL_FLOATS and z.flags.c_contiguous)
 
 
