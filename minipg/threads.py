@@ -17,7 +17,13 @@ default command uses it).
   gain); 64x64 at batch 64 1.01.  64x64 at batch 256 gains in the products
   alone (0.64-0.83), but the whole CartPole PPO run (64-64, minibatch 256) is
   no faster on two threads and takes 1.8x the CPU: between updates the acting
-  products (a few rows) leave the second thread spinning.
+  products (a few rows) leave the second thread spinning.  And two threads only
+  where a second core is idle: cores minus the 1-minute load average at least
+  ``IDLE_CORE_LOAD`` = 1.5 (on 2 cores: a load of 0.5 or less).  With the other
+  core busy, OpenBLAS's second thread waits for a time slice at every product:
+  SAC's preset update on the 2-core machine at a load average of 2-6 took
+  72-80 ms on two threads against 9 ms on one
+  (verification/results/threads.md).
 * :func:`check_threads` -- a requested count checked: an integer >= 1
   (ConfigError otherwise); above ``os.cpu_count()`` a warning and the cap.
 * :func:`set_threads`, :func:`limit` (a context manager), :func:`blas_threads`
@@ -40,12 +46,14 @@ import warnings
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-__all__ = ["ENV_VARS", "LARGE_PRODUCT", "check_threads", "default_threads", "cpu_count",
+__all__ = ["ENV_VARS", "LARGE_PRODUCT", "IDLE_CORE_LOAD", "check_threads", "default_threads",
+           "busy_cores", "cpu_count",
            "set_threads", "limit", "blas_threads", "user_env_threads", "note_environment",
            "resolve_threads"]
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LARGE_PRODUCT = 256 * 256 * 256
+IDLE_CORE_LOAD = 1.5     # cores minus the load average: two threads need this much idle
 
 _noted = None          # the user's thread variables, noted by the command line
 
@@ -78,15 +86,29 @@ def check_threads(n, what="--threads"):
     return n
 
 
-def default_threads(config):
+def busy_cores():
+    """The machine's load: the 1-minute load average (runnable processes), or 0 where the
+    system does not report one."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def default_threads(config, load=None):
     """The default rule (module docstring): two threads (at most the cores) where an
-    update's largest product, rows x width x width, reaches LARGE_PRODUCT; else one."""
+    update's largest product, rows x width x width, reaches LARGE_PRODUCT and a second
+    core is free (``load``, the 1-minute load average, at most cores - IDLE_CORE_LOAD;
+    None: read now); else one."""
     hidden = tuple(getattr(config, "hidden", ()) or ())
     width = max(hidden, default=0)
     from .algorithms.base import update_rows
-    if update_rows(config)[0] * width * width >= LARGE_PRODUCT:
-        return min(2, cpu_count())
-    return 1
+    if update_rows(config)[0] * width * width < LARGE_PRODUCT:
+        return 1
+    load = busy_cores() if load is None else float(load)
+    if cpu_count() - load < IDLE_CORE_LOAD:     # no idle core for the second thread
+        return 1
+    return min(2, cpu_count())
 
 
 def note_environment(environ=None):

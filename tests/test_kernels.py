@@ -956,3 +956,78 @@ def test_categorical_sample_rows_rejects_bad_uniforms():
         categorical_sample_rows(log_probs, np.zeros(4))
     with pytest.raises(ValueError, match=r"uniforms in \[0, 1\)"):
         categorical_sample_rows(log_probs, np.array([0.0, 0.5, 1.0]))
+
+
+# --------------------------------------------------------------------------
+# The relu passes of a dense layer (bias + relu forward, the relu mask backward)
+# --------------------------------------------------------------------------
+
+from minipg.kernels.dense import (  # noqa: E402
+    bias_relu,
+    bias_relu_numba,
+    bias_relu_numpy,
+    relu_mask,
+    relu_mask_numba,
+    relu_mask_numpy,
+)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.float64, np.float32]))
+def test_dense_relu_kernels_twins_agree_bitwise(k, rows, n, seed, dtype):
+    """max(z + b, 0) and g [z > 0]: numba and NumPy give the same bits, with zeros, a
+    negative zero, a NaN and an infinity among the inputs (NaN and inf propagate as
+    NumPy's maximum and product do), and the definitions' values."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((k, rows, n)).astype(dtype)
+    b = rng.standard_normal((k, 1, n)).astype(dtype)
+    g = rng.standard_normal((k, rows, n)).astype(dtype)
+    flat_z, flat_g = z.reshape(-1), g.reshape(-1)
+    specials = [0.0, -0.0, np.nan, np.inf][: flat_z.size]
+    flat_z[: len(specials)] = specials
+    flat_g[-len(specials):] = specials
+    expected = z + b
+    expected = np.where(np.isnan(expected), expected, np.where(expected > 0, expected, 0))
+    outs = []
+    for kernel in (bias_relu_numba, bias_relu_numpy):
+        out = z.copy()
+        kernel(out, b)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], expected)
+    masks = []
+    for kernel in (relu_mask_numba, relu_mask_numpy):
+        out = np.empty_like(g)
+        kernel(g, outs[0], out)
+        masks.append(out)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], g * (outs[0] > 0))
+
+
+def test_dense_relu_kernels_public_wrappers():
+    """2-D and 3-D inputs through the checked wrappers; bad shapes and dtypes refused."""
+    z = np.array([[-1.0, 2.0], [0.5, -3.0]])
+    assert bias_relu(z, np.array([0.5, 0.5])) is z
+    np.testing.assert_array_equal(z, [[0.0, 2.5], [1.0, 0.0]])
+    np.testing.assert_array_equal(relu_mask(np.ones((2, 2)), z), [[0.0, 1.0], [1.0, 0.0]])
+    z3 = np.zeros((2, 3, 2), np.float32)
+    bias_relu(z3, np.ones((2, 1, 2), np.float32))
+    assert (z3 == 1).all()
+    with pytest.raises(ValueError, match="b must have shape"):
+        bias_relu(np.zeros((2, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="dtype"):
+        bias_relu(np.zeros((2, 2)), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="shape and dtype"):
+        relu_mask(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_once():
+    """minipg.allocator: True on glibc (the thresholds set), False elsewhere; the same
+    answer on a second call (it applies once per process)."""
+    import platform
+
+    from minipg.allocator import keep_freed_memory
+    first = keep_freed_memory()
+    assert first is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    assert keep_freed_memory() is first

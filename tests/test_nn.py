@@ -214,3 +214,30 @@ def test_mlp_forward_array_equals_forward(activation):
     np.testing.assert_array_equal(out, mlp(Tensor(x)).data)
     mlp_callable = MLP([4, 8, 1], activation=lambda t: ops.tanh(t) * 2.0, rng=0)
     np.testing.assert_array_equal(mlp_callable.forward_array(x), mlp_callable(Tensor(x)).data)
+
+
+def test_flat_views_are_remembered_only_while_they_are_the_parameters_buffers():
+    """Module.flat_params finds the flat buffer once and reuses it while the parameters
+    keep their arrays; after flatten(), to(), a deep copy or a rebound parameter it
+    looks again, so writes through it always reach the parameters."""
+    import copy
+
+    net = MLP([3, 8, 2], rng=0)
+    first = net.flat_params
+    assert net.flat_params is first                      # remembered
+    net.flatten()                                         # a new buffer
+    assert net.flat_params is not first
+    net.flat_params[...] = 1.0
+    assert all((p.data == 1.0).all() for p in net.parameters())
+    clone = copy.deepcopy(net)                            # its own arrays, not one buffer
+    assert not clone.flat_params.flags.writeable         # a read-only copy, not stale views
+    clone.flatten()
+    clone.flat_params[...] = 2.0
+    assert all((p.data == 2.0).all() for p in clone.parameters())
+    assert all((p.data == 1.0).all() for p in net.parameters())
+    net.to(np.float32)
+    net.flat_params[...] = 3.0
+    assert all(p.data.dtype == np.float32 and (p.data == 3.0).all() for p in net.parameters())
+    layer = net.layers[0]
+    layer.weight.data = np.zeros_like(layer.weight.data)  # rebound: no longer one buffer
+    assert not net.flat_params.flags.writeable

@@ -393,6 +393,47 @@ def test_fused_dense_activation_equals_the_composition_bitwise(activation):
             np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("shapes", [((300, 5), (5, 64), (64,)),             # one layer
+                                    ((3, 100, 5), (5, 64), (64,)),          # leading axes
+                                    ((300, 5), (2, 5, 64), (2, 1, 64)),     # shared x, stack
+                                    ((2, 300, 5), (2, 5, 64), (2, 1, 64))])  # stacked x
+def test_large_relu_dense_compiled_passes_equal_numpy_bitwise(shapes, monkeypatch):
+    """Above FUSED_RELU_MIN_SIZE outputs, the relu dense layer adds the bias, applies the
+    relu and masks the cotangent in compiled passes (minipg.kernels.dense): the values,
+    the gradients and a NaN's propagation are those of the same op with NumPy's passes
+    (the threshold raised out of reach), bit for bit."""
+    x_shape, W_shape, b_shape = shapes
+    threshold = ops.FUSED_RELU_MIN_SIZE
+    calls = []                                   # the compiled passes are really taken
+    for name in ("bias_relu_numba", "relu_mask_numba"):
+        kernel = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, kernel=kernel, name=name: (
+            calls.append(name), kernel(*a))[1])
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal(x_shape).astype(dtype)
+        W = rng.standard_normal(W_shape).astype(dtype)
+        b = rng.standard_normal(b_shape).astype(dtype)
+        x.reshape(-1, x_shape[-1])[0, 0] = np.nan         # a NaN row stays NaN (np.maximum)
+        out_size = int(np.prod(np.broadcast_shapes(x_shape[:-1] + (1,), W_shape[:-2] + (1, 1))
+                               )) * W_shape[-1]
+        assert out_size >= threshold
+        cotangent = rng.standard_normal(np.matmul(x, W).shape).astype(dtype)
+        grads = []
+        for min_size in (threshold, 2**62):
+            monkeypatch.setattr(ops, "FUSED_RELU_MIN_SIZE", min_size)
+            Wt, bt = Tensor(W.copy(), requires_grad=True), Tensor(b.copy(), requires_grad=True)
+            xt = Tensor(x.copy(), requires_grad=True)
+            y = ops.dense(xt, Wt, bt, "relu")
+            y.backward(cotangent)
+            grads.append((y.data, xt.grad, Wt.grad, bt.grad))
+        for a, c in zip(*grads):
+            np.testing.assert_array_equal(a, c)
+        assert np.isnan(grads[0][0]).any() and np.isnan(grads[0][2]).any()
+        assert sorted(set(calls)) == ["bias_relu_numba", "relu_mask_numba"]
+        calls.clear()
+
+
 @pytest.mark.parametrize("activation", [None, "tanh"])
 @given(data=st.data())
 def test_stacked_dense_vjp_jvp_match_central_differences(activation, data):

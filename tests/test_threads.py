@@ -33,9 +33,21 @@ def test_the_default_rule_picks_one_thread_for_the_cartpole_ppo_preset():
 def test_the_default_rule_uses_both_cores_at_the_zoo_sizes():
     for algo in ("sac", "td3"):
         config = resolve_config(get_algorithm(algo), "Pendulum-v1", {})
-        assert threads.default_threads(config) == TWO, algo
+        assert threads.default_threads(config, load=0.0) == TWO, algo
     small = resolve_config(get_algorithm("sac"), "Pendulum-v1", {"hidden": "64,64"})
-    assert threads.default_threads(small) == 1
+    assert threads.default_threads(small, load=0.0) == 1
+
+
+def test_the_default_rule_keeps_one_thread_when_no_core_is_idle(monkeypatch):
+    config = resolve_config(get_algorithm("sac"), "Pendulum-v1", {})
+    cores = threads.cpu_count()
+    assert threads.default_threads(config, load=cores - 1.0) == 1      # one core busy
+    assert threads.default_threads(config, load=cores - 1.5) == TWO    # one idle
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+    assert threads.busy_cores() == cores + 3.0
+    assert threads.default_threads(config) == 1                        # read from the system
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.default_threads(config) == TWO
 
 
 # --- bad input -------------------------------------------------------------------------

@@ -30,11 +30,23 @@ contenders.
     python verification/offpolicy_speed.py profile [--algos sac td3]
     python verification/offpolicy_speed.py overhead [--repeats 3]   # tiny vs preset networks
     python verification/offpolicy_speed.py report     # the table of results/offpolicy_speed.md
+    python verification/offpolicy_speed.py floor [--algos sac td3] [--repeats 5]
+    python verification/offpolicy_speed.py default [--algos sac td3] [--repeats 2]
+    python verification/offpolicy_speed.py updates [--algos sac td3] [--thread-counts 1]
+
+``floor`` (issue 13): per update at the presets' sizes, minipg's whole update
+(replay sampling included) over the time of the same matrix products alone
+(``ProductTrace``: recorded from the dense op during two updates, replayed on
+arrays of the same shapes and dtype), in the same process, with the same BLAS
+thread count, the two alternating repeat by repeat.  ``default`` (issue 13):
+the default command as a user types it, whole process, against SB3 with its
+own defaults (verification/whole_process.py).
 """
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -242,6 +254,341 @@ def overhead_child(args):
     print(f"RESULT {ms}", flush=True)
 
 
+# ------------------------------------------------- per update: minipg over its products
+class ProductTrace:
+    """The matrix products of the dense layers, recorded from the Dense op while active.
+
+    Every layer's products go through ``minipg.autodiff.ops.Dense``: the forward
+    x W, and in the backward pass dX = G W^T and dW = X^T G where the op computes
+    them (``needs``).  Inside ``with ProductTrace() as trace:`` its ``forward``
+    and ``vjp`` are wrapped to note each product's operand shapes and dtype;
+    ``replay`` then builds C-contiguous operands of those shapes (transposed
+    operands as transposed views, as the op passes them) and output buffers,
+    and returns a function doing exactly those products, nothing else.  A
+    one-output layer's dX (G W^T with an inner dimension of 1) is an outer
+    product, which the op forms elementwise; the replay does the same (a
+    matmul would be slower and flatter the ratio).  Bias sums, activations and
+    everything else are not products and are left out: they are the overhead.
+    """
+
+    def __enter__(self):
+        from minipg.autodiff import ops
+        self.ops, self.products = ops, []
+        self._forward, self._vjp = ops.Dense.__dict__["forward"], ops.Dense.__dict__["vjp"]
+        forward, vjp, products = self._forward.__func__, self._vjp.__func__, self.products
+
+        def traced_forward(x, W, b, *args, **kwargs):
+            products.append(("x W", x.shape, W.shape, W.dtype))
+            return forward(x, W, b, *args, **kwargs)
+
+        def traced_vjp(g, saved, needs):
+            x, W = saved[0], saved[1]
+            if needs[0]:
+                products.append(("G W^T", g.shape, W.shape, W.dtype))
+            if needs[1]:
+                products.append(("X^T G", x.shape, g.shape, W.dtype))
+            return vjp(g, saved, needs)
+
+        ops.Dense.forward = staticmethod(traced_forward)
+        ops.Dense.vjp = staticmethod(traced_vjp)
+        return self
+
+    def __exit__(self, *exc):
+        self.ops.Dense.forward, self.ops.Dense.vjp = self._forward, self._vjp
+        return False
+
+    def replay(self, products=None, seed=0):
+        import numpy as np
+        rng = np.random.default_rng(seed)
+        calls, arrays = [], {}
+        self.flops = 0
+
+        def arr(shape, dtype, role="operand"):
+            # one array per shape and dtype, shared by every product that has it: the
+            # smallest working set, so caches are as warm as they can be (the strictest
+            # floor; separate arrays per product measured up to 10% slower here)
+            key = (role, tuple(shape), np.dtype(dtype).str)
+            if key not in arrays:
+                arrays[key] = rng.standard_normal(shape).astype(dtype)
+            return arrays[key]
+
+        for kind, shape_a, shape_b, dtype in (self.products if products is None else products):
+            if kind == "x W":
+                a, b = arr(shape_a, dtype), arr(shape_b, dtype)
+            elif kind == "G W^T":
+                a, b = arr(shape_a, dtype), arr(shape_b, dtype).swapaxes(-1, -2)   # W^T: a view
+            else:
+                a, b = arr(shape_a, dtype).swapaxes(-1, -2), arr(shape_b, dtype)   # X^T: a view
+            if kind == "G W^T" and b.shape[-2] == 1:                    # outer product
+                fn = np.multiply
+                out_shape = np.broadcast_shapes(a.shape, b.shape)
+            else:
+                fn = np.matmul
+                out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2],
+                                                                               b.shape[-1])
+            out = arr(out_shape, dtype, "output")    # never an operand (no overlap copies)
+            self.flops += (2 * int(np.prod(out_shape)) * a.shape[-1] if fn is np.matmul
+                           else int(np.prod(out_shape)))
+            calls.append((fn, a, b, out))
+
+        def products_only():
+            for fn, a, b, out in calls:
+                fn(a, b, out=out)
+        return products_only
+
+
+def _update_agent(algo, dtype, seed=0, warm=600):
+    """An agent of ``algo``'s Pendulum-v1 preset, its replay buffer filled by ``warm``
+    warm-up steps and a few updates run (so every kernel is compiled)."""
+    from minipg.algorithms import get
+    from minipg.algorithms.base import config_from
+    from minipg.envs.vector import Collector, make_vector_env
+    cls = get(algo)
+    overrides = dict(cls.presets["Pendulum-v1"])
+    overrides.update({"learning_starts": warm - 20, "dtype": dtype or overrides.get("dtype",
+                                                                                  "float64")})
+    config = config_from(cls.Config, overrides)
+    envs = make_vector_env("Pendulum-v1", 1)
+    agent = cls(config, envs.single_observation_space, envs.single_action_space, seed)
+    collector = Collector(envs, seed=seed, dtype=config.dtype)
+    for _ in range(warm):
+        agent.learn(collector)
+    return agent
+
+
+def cmd_floor(args):
+    """Per update, at the presets' sizes: minipg's whole update (replay sampling included)
+    over the time of the same matrix products alone, in the same process, alternating
+    update and products, 1 and 2 BLAS threads."""
+    import statistics
+
+    from minipg.threads import limit
+    rows = []
+    for algo in args.algos:
+        agent = _update_agent(algo, args.dtype)
+        cfg = agent.config
+        n = args.updates - args.updates % 2                # TD3: whole actor/critic pairs
+
+        def updates():
+            for _ in range(n):
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+        with ProductTrace() as trace:
+            for _ in range(2):                             # one critic-only, one full (TD3)
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+        per_update = [p for p in trace.products]
+        products = trace.replay()
+
+        def floor():
+            for _ in range(n // 2):
+                products()
+        flops = trace.flops / 2
+        for threads in args.thread_counts:
+            ratios, t_upd, t_floor = [], [], []
+            with limit(threads):
+                updates(), floor()                         # warm
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    updates()
+                    t1 = time.perf_counter()
+                    floor()
+                    t2 = time.perf_counter()
+                    t_upd.append((t1 - t0) / n)
+                    t_floor.append((t2 - t1) / n)
+                    ratios.append((t1 - t0) / (t2 - t1))
+                faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (
+                    args.repeats * n)
+            row = {"algo": algo, "dtype": str(agent.dtype), "threads": threads,
+                   "hidden": list(cfg.hidden), "batch": cfg.batch_size,
+                   "products_per_update": len(per_update) / 2,
+                   "gflop_per_update": float(flops) / 1e9,
+                   "update_ms": statistics.median(t_upd) * 1e3,
+                   "products_ms": statistics.median(t_floor) * 1e3,
+                   "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+                   "ratio_max": max(ratios), "ratios": ratios, "repeats": args.repeats,
+                   "updates_per_repeat": n, "load_avg": os.getloadavg()[0],
+                   "page_faults_per_update": faults}
+            rows.append(row)
+            print(f"{algo} {row['dtype']} {threads} thread(s): update {row['update_ms']:.2f} ms, "
+                  f"products {row['products_ms']:.2f} ms, ratio {row['ratio_median']:.2f} "
+                  f"[{row['ratio_min']:.2f}, {row['ratio_max']:.2f}] ({len(per_update) / 2:g} "
+                  f"products, {row['gflop_per_update']:.3f} GFLOP per update; {faults:.0f} page "
+                  f"faults per update; load {row['load_avg']:.1f})", flush=True)
+        if args.show_products:
+            for p in per_update:
+                print("   ", p, flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "offpolicy_floor.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    import whole_process as wp
+    lines = [
+        f"Command: `python verification/offpolicy_speed.py floor --algos {' '.join(args.algos)} "
+        f"--repeats {args.repeats} --updates {args.updates} --thread-counts "
+        f"{' '.join(map(str, args.thread_counts))}`. One process per run: the preset's agent "
+        "(Pendulum-v1, batch 256), its replay buffer filled by 600 warm-up steps; then, with "
+        "the BLAS pool on 1 or 2 threads (threadpoolctl), repeat by repeat: N updates "
+        "(`agent.update(buffer.sample(...))`, replay sampling included), then the same "
+        "updates' matrix products alone (ProductTrace: recorded from the dense op during two "
+        "updates, replayed on arrays of the same shapes and dtype, one array per shape so "
+        "caches are as warm as they can be, outputs preallocated). Ratio: update time over "
+        "products time, median [min, max] over repeats (goal <= 1.3).", "",
+        "| algorithm | dtype | threads | products per update | GFLOP per update | update ms "
+        "| products ms | ratio | page faults per update | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['algo']} | {row['dtype']} | {row['threads']} | "
+                     f"{row['products_per_update']:g} | {row['gflop_per_update']:.3f} | "
+                     f"{row['update_ms']:.2f} | {row['products_ms']:.2f} | "
+                     f"{wp.summary(row['ratios'])} | {row['page_faults_per_update']:.0f} | "
+                     f"{row['load_avg']:.1f} |")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        "offpolicy_speed.md")
+    wp.write_section(path, "Per update: minipg over its own matrix products (issue 13)",
+                     "\n".join(lines))
+    print("\n".join(lines))
+
+
+def cmd_updates(args):
+    """minipg's update against SB3's gradient step, in one process, alternating: the same
+    preset networks and batch, the same thread count for NumPy's BLAS and torch."""
+    import statistics
+
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    import whole_process as wp
+    from minipg.threads import limit
+    rows = []
+    for algo in args.algos:
+        agent = _update_agent(algo, None)
+        cfg = agent.config
+        if algo == "sac":
+            model = SAC("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, learning_starts=580,
+                        seed=0, device="cpu")
+        else:
+            model = TD3("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, gamma=0.98,
+                        buffer_size=200_000, learning_starts=580,
+                        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+                        policy_kwargs=dict(net_arch=[400, 300]), seed=0, device="cpu")
+        model.learn(600)                          # buffer filled, a few steps trained
+        n = args.updates - args.updates % 2
+
+        def mine():
+            for _ in range(n):
+                agent.update(agent.buffer.sample(cfg.batch_size, agent.rng))
+                agent.updates += 1
+
+        def theirs():
+            model.train(gradient_steps=n, batch_size=256)
+        for threads in args.thread_counts:
+            torch.set_num_threads(threads)
+            ratios, t_mine, t_theirs = [], [], []
+            with limit(threads):
+                mine(), theirs()                   # warm
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    mine()
+                    t1 = time.perf_counter()
+                    theirs()
+                    t2 = time.perf_counter()
+                    t_mine.append((t1 - t0) / n)
+                    t_theirs.append((t2 - t1) / n)
+                    ratios.append((t1 - t0) / (t2 - t1))
+            rows.append((algo, threads, statistics.median(t_mine) * 1e3,
+                         statistics.median(t_theirs) * 1e3, ratios, os.getloadavg()[0]))
+            print(f"{algo} {threads} thread(s): minipg {rows[-1][2]:.2f} ms, SB3 "
+                  f"{rows[-1][3]:.2f} ms per update, ratio {wp.summary(ratios)}", flush=True)
+    lines = [f"Command: `python verification/offpolicy_speed.py updates --algos "
+             f"{' '.join(args.algos)} --repeats {args.repeats} --updates {args.updates} "
+             f"--thread-counts {' '.join(map(str, args.thread_counts))}`. One process: "
+             "minipg's preset agent (float32) and SB3's model with the zoo's hyperparameters "
+             "(float32), both with a replay buffer filled by 600 steps; repeat by repeat, N "
+             "minipg updates (`agent.update(buffer.sample(...))`) then SB3's `model.train("
+             "gradient_steps=N, batch_size=256)`, with NumPy's BLAS and torch on the same "
+             "thread count. A tuned configuration (threads set for both), not the default "
+             "command; it compares the updates alone, under the same load.", "",
+             "| algorithm | threads | minipg ms per update | SB3 ms per update | ratio "
+             "minipg / SB3 | load average |", "|---|---|---|---|---|---|"]
+    for algo, threads, a, b, ratios, load in rows:
+        lines.append(f"| {algo} | {threads} | {a:.2f} | {b:.2f} | {wp.summary(ratios)} | "
+                     f"{load:.1f} |")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        "offpolicy_speed.md")
+    wp.write_section(path, "Per update: minipg against SB3, same process (issue 13)",
+                     "\n".join(lines))
+    print("\n".join(lines))
+
+
+def cmd_default(args):
+    """The default command as a user types it (``minipg train sac --env Pendulum-v1``),
+    whole process, against SB3 with its own defaults (verification/whole_process.py),
+    alternating; a section of results/offpolicy_speed.md."""
+    import statistics
+    import tempfile
+
+    import whole_process as wp
+    tmp = tempfile.mkdtemp(prefix="minipg-offpolicy-default-")
+    header = [
+        f"Command: `python verification/offpolicy_speed.py default --algos ALGO --repeats "
+        f"{args.repeats} --seed {args.seed}`. Each repeat "
+        "runs, as separate processes with no thread variable in the environment, "
+        "alternating (order reversed on odd repeats), after a short untimed minipg run "
+        "(numba's kernels compiled and cached):", "",
+        "* minipg: `python -m minipg train ALGO --env Pendulum-v1 --seed S --out DIR "
+        "--force` (the preset: 20k steps, float32; BLAS threads by the default rule, as "
+        "config.json records);",
+        "* SB3: `python verification/whole_process.py sb3 ALGO Pendulum-v1 --seed S`: the "
+        "zoo's hyperparameters (the same as minipg's presets), SB3's and torch's own "
+        "defaults otherwise (float32, torch's default thread count); train, then 10 "
+        "deterministic episodes as minipg's final evaluation.", "",
+        "Wall: the whole process; CPU: user + system (wait4); loop: the training loop "
+        "alone (minipg's progress.csv wall_s, SB3's learn()).", "",
+        "| algorithm | repeat | minipg threads | minipg wall s | minipg CPU s | SB3 wall s | "
+        "SB3 CPU s | wall ratio | loop ratio | minipg final return | SB3 (its RESULT line) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for algo in args.algos:                 # untimed warm-up: numba's kernels compiled, cached
+        wp.time_process(wp.minipg_command(algo, "Pendulum-v1", 0, os.path.join(tmp, "warm"),
+                                          "--total-steps", "400", "--set",
+                                          "learning_starts=300"), wp.user_env())
+    for algo in args.algos:
+        def out_dir(r, algo=algo):
+            return os.path.join(tmp, f"{algo}-{r}")
+        contenders = {
+            "minipg": lambda r, algo=algo: (wp.minipg_command(algo, "Pendulum-v1", args.seed + r,
+                                                              out_dir(r)), wp.user_env()),
+            "SB3": lambda r, algo=algo: (wp.sb3_command(algo, "Pendulum-v1", args.seed + r),
+                                         wp.user_env())}
+        results = wp.alternate(contenders, args.repeats)
+        walls, loops, lines = [], [], list(header)
+        for r, (a, b) in enumerate(zip(results["minipg"], results["SB3"])):
+            config = json.load(open(os.path.join(out_dir(r), "config.json")))
+            final = json.load(open(os.path.join(out_dir(r), "eval.json")))["return_mean"]
+            sb3_line = [ln for ln in b["tail"].splitlines() if ln.startswith("RESULT")]
+            walls.append(a["wall_s"] / b["wall_s"])
+            loops.append(wp.loop_seconds(a, out_dir(r)) / wp.loop_seconds(b))
+            lines.append(f"| {algo} | {r} | {config['threads']} | {a['wall_s']:.1f} | "
+                         f"{a['cpu_s']:.1f} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | "
+                         f"{walls[-1]:.3f} | {loops[-1]:.3f} | {final:.1f} | "
+                         f"{sb3_line[-1].replace('RESULT ', '') if sb3_line else '-'} |")
+        loads = [x["load_avg"] for x in results["minipg"] + results["SB3"]]
+        lines += ["", f"{algo}: wall ratio minipg / SB3 {wp.summary(walls)} (goal <= 0.6), "
+                  f"training-loop ratio {wp.summary(loops)}, median [min, max] over "
+                  f"{len(walls)} repeats; load average at the ends of the runs "
+                  f"{statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}]. The "
+                  "2-core machine was shared with four other sessions' tests and learning "
+                  "runs, so absolute times are noisy; the ratios come from alternated runs."]
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                            "offpolicy_speed.md")
+        # one section per algorithm, written when it is done (a cut-short session keeps it)
+        wp.write_section(path, f"The default command, whole process: {algo} (issue 13)",
+                         "\n".join(lines))
+        print("\n".join(lines), flush=True)
+
+
 def cmd_report(args):
     import statistics
     results = json.load(open(os.path.join(args.out, RESULTS_JSON)))
@@ -281,7 +628,7 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "child", "profile", "overhead", "overhead-child",
-                                       "report"))
+                                       "floor", "default", "updates", "report"))
     p.add_argument("--algos", nargs="+", default=["sac", "td3"])
     p.add_argument("--algo")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
@@ -292,9 +639,15 @@ def main():
     p.add_argument("--hidden", default="32,32")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="runs/verification/offpolicy_speed")
+    p.add_argument("--dtype", default=None, help="floor: the dtype (default: the preset's)")
+    p.add_argument("--updates", type=int, default=40, help="floor: updates per timed repeat")
+    p.add_argument("--thread-counts", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--show-products", action="store_true")
     args = p.parse_args()
     {"run": cmd_run, "child": run_child, "profile": cmd_profile, "overhead": cmd_overhead,
-     "overhead-child": overhead_child, "report": cmd_report}[args.command](args)
+     "overhead-child": overhead_child, "floor": cmd_floor, "default": cmd_default,
+     "updates": cmd_updates,
+     "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":

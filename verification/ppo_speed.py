@@ -24,6 +24,12 @@ episodes, deterministic policy, one environment), whose mean return is
 
     python verification/ppo_speed.py [--steps 100000] [--repeats 3] [--extra-repeats 1]
         [--seed 0] [--profile]        # --profile: also cProfile one minipg float32 run
+    python verification/ppo_speed.py --default-command [--repeats 3] [--seed 0]
+
+``--default-command`` (issue 13) times instead the command a user types, as
+whole processes with no thread variable set, against SB3 with its own
+defaults (verification/whole_process.py), and writes that section of the
+results file.
 
 Writes verification/results/ppo_speed.md.
 """
@@ -166,6 +172,81 @@ def profile_summary(path, top=18):
     return stream.getvalue()
 
 
+def default_command(args):
+    """The default command as a user types it, whole process, against SB3 with its own
+    defaults (verification/whole_process.py), alternating; a section of ppo_speed.md."""
+    import whole_process as wp
+    tmp = tempfile.mkdtemp(prefix="minipg-ppo-default-")
+
+    def out_dir(r):
+        return os.path.join(tmp, f"ppo-{r}")
+
+    sb3_env = wp.user_env()
+    if args.sb3_threads:                 # a tuned SB3: torch on this many threads
+        sb3_env["OMP_NUM_THREADS"] = str(args.sb3_threads)
+    contenders = {
+        "minipg": lambda r: (wp.minipg_command("ppo", ENV_ID, args.seed + r, out_dir(r)),
+                             wp.user_env()),
+        "SB3": lambda r: (wp.sb3_command("ppo", ENV_ID, args.seed + r), sb3_env)}
+    # untimed warm-up of each (the disk cache holds the libraries after it; numba's
+    # compiled kernels are cached on disk by the first minipg run anyway)
+    wp.time_process(wp.minipg_command("ppo", ENV_ID, 0, out_dir("warm"), "--total-steps",
+                                      "2048"), wp.user_env())
+    wp.time_process(wp.sb3_command("ppo", ENV_ID, 0) + ["--steps", "2048"], sb3_env)
+    results = wp.alternate(contenders, args.repeats)
+    mine, sb3 = results["minipg"], results["SB3"]
+    config = json.load(open(os.path.join(out_dir(0), "config.json")))
+    rows = []
+    for r, (a, b) in enumerate(zip(mine, sb3)):
+        a_loop, b_loop = wp.loop_seconds(a, out_dir(r)), wp.loop_seconds(b)
+        final = json.load(open(os.path.join(out_dir(r), "eval.json")))["return_mean"]
+        sb3_final = [ln for ln in b["tail"].splitlines() if ln.startswith("RESULT")]
+        rows.append((r, a, b, a_loop, b_loop, final, sb3_final[-1] if sb3_final else "-"))
+    wall = [a["wall_s"] / b["wall_s"] for _, a, b, *_ in rows]
+    loop = [row[3] / row[4] for row in rows]
+    cpu_over_wall = [a["cpu_s"] / a["wall_s"] for _, a, *_ in rows]
+    lines = [
+        f"Command: `python verification/ppo_speed.py --default-command --repeats "
+        f"{args.repeats} --seed {args.seed}"
+        f"{f' --sb3-threads {args.sb3_threads}' if args.sb3_threads else ''}`. Each repeat "
+        "runs, as separate processes with no thread variable in the environment"
+        f"{f' (but OMP_NUM_THREADS={args.sb3_threads} for SB3)' if args.sb3_threads else ''}"
+        ", alternating (order reversed on odd repeats), after one short untimed warm-up "
+        "run of each:", "",
+        f"* minipg: `python -m minipg train ppo --env {ENV_ID} --seed S --out DIR --force` "
+        f"(the preset: 100k steps; config.json: dtype {config['config']['dtype']}, "
+        f"{config['threads']} BLAS thread by the default rule);",
+        "* SB3: `python verification/whole_process.py sb3 ppo CartPole-v1 --seed S`: the "
+        "zoo's hyperparameters (the same), SB3's and torch's own defaults otherwise "
+        "(float32, " + (f"torch on {args.sb3_threads} thread by OMP_NUM_THREADS" if
+                        args.sb3_threads else "torch's default thread count") +
+        "); train, then 10 deterministic episodes as minipg's final evaluation.", "",
+        "Wall: the whole process, start to exit (imports, training, evaluation, minipg's "
+        "checkpoint); CPU: user + system of the process (wait4). Loop: the training loop "
+        "alone (minipg's progress.csv wall_s, SB3's learn()).", "",
+        "| repeat | minipg wall s | minipg CPU s | SB3 wall s | SB3 CPU s | wall ratio | "
+        "loop ratio | minipg CPU / wall | minipg final return | SB3 (its RESULT line) |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for (r, a, b, a_loop, b_loop, final, sb3_line), w, lo, c in zip(rows, wall, loop,
+                                                                    cpu_over_wall):
+        lines.append(f"| {r} | {a['wall_s']:.1f} | {a['cpu_s']:.1f} | {b['wall_s']:.1f} | "
+                     f"{b['cpu_s']:.1f} | {w:.3f} | {lo:.3f} | {c:.2f} | {final:.0f} | "
+                     f"{sb3_line.replace('RESULT ', '')} |")
+    lines += ["", f"Median [min, max] over {len(rows)} repeats: wall ratio minipg / SB3 "
+              f"{wp.summary(wall)} (goal <= 0.33); training-loop ratio {wp.summary(loop)}; "
+              f"minipg CPU / wall {wp.summary(cpu_over_wall)} (goal <= 1.1). Load average "
+              f"during the runs: {wp.summary([x['load_avg'] for x in mine + sb3])} (the "
+              "2-core machine was shared with four other sessions' tests and learning runs, "
+              "so absolute times are noisy; the ratios come from alternated runs)."]
+    path = os.path.join(HERE, "results", "ppo_speed.md")
+    heading = "The default command, whole process (issue 13)"
+    if args.sb3_threads:
+        heading = (f"The default command, whole process, against SB3 on {args.sb3_threads} "
+                   "torch thread (issue 13)")
+    wp.write_section(path, heading, "\n".join(lines))
+    print("\n".join(lines))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=100_000)
@@ -178,7 +259,13 @@ def main():
     p.add_argument("--profile-steps", type=int, default=None,
                    help="steps of the profiled run (default: --steps)")
     p.add_argument("--no-sb3", action="store_true")
+    p.add_argument("--default-command", action="store_true",
+                   help="time the default command, whole process, against SB3 (issue 13)")
+    p.add_argument("--sb3-threads", type=int, default=None,
+                   help="--default-command: OMP_NUM_THREADS for SB3 (default: unset)")
     args = p.parse_args()
+    if args.default_command:
+        return default_command(args)
 
     contenders = [("minipg float32", lambda s: run_minipg(args.steps, s, "float32")),
                   ("minipg float64", lambda s: run_minipg(args.steps, s, "float64"))]

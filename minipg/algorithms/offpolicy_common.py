@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..allocator import keep_freed_memory
 from ..autodiff import Parameter, no_grad, ops
 from ..buffers.replay import ReplayBuffer
 from ..distributions import GaussianNoise, OrnsteinUhlenbeckNoise, TanhGaussian
@@ -295,6 +296,7 @@ class OffPolicyAlgorithm(Algorithm):
 
     def __init__(self, config, observation_space, action_space, seed):
         super().__init__(config, observation_space, action_space, seed)
+        keep_freed_memory()      # the update's large temporaries reuse heap memory (allocator.py)
         self.action_dim = self.n_actions
         self.action_shape = tuple(action_space.shape)
         self.buffer = ReplayBuffer(config.buffer_size, (self.obs_dim,), self.action_shape,

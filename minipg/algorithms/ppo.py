@@ -134,11 +134,13 @@ class PPO(JointLossAlgorithm):
     Config = PPOConfig
     description = "proximal policy optimization, clipped surrogate (Schulman et al. 2017)"
     presets = {
-        # rl-baselines3-zoo's CartPole-v1 settings (also the speed benchmark's)
+        # rl-baselines3-zoo's CartPole-v1 settings (also the speed benchmark's), in float32:
+        # it learns as well as float64 on 3 seeds (verification/results/float32_presets.md)
+        # and NumPy's tanh is ~4x faster in single precision
         "CartPole-v1": {"n_envs": 8, "n_steps": 32, "minibatch_size": 256, "n_epochs": 20,
                         "gamma": 0.98, "gae_lambda": 0.8, "lr": 1e-3, "anneal_lr": True,
                         "clip_eps": 0.2, "anneal_clip": True, "entropy_coef": 0.0,
-                        "total_steps": 100_000},
+                        "total_steps": 100_000, "dtype": "float32"},
         "Acrobot-v1": {"n_envs": 8, "n_steps": 128, "minibatch_size": 256, "n_epochs": 4,
                        "gamma": 0.99, "gae_lambda": 0.94, "lr": 1e-3, "normalize_obs": True,
                        "entropy_coef": 0.0, "total_steps": 200_000},

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from ..kernels.dense import bias_relu_numba, relu_mask_numba
 from ..kernels.softmax import KERNEL_FLOATS, log_softmax_rows_numba, log_softmax_rows_vjp_numba
 from .tensor import Tensor, record, record1, record2
 
@@ -332,6 +333,24 @@ def _row_sum(g):
     return _ones(g.shape[0], g.dtype) @ g
 
 
+# below this many outputs NumPy's two passes cost no more than a compiled kernel's call
+FUSED_RELU_MIN_SIZE = 4096
+
+
+def _fused_relu(z, other):
+    """Whether the relu passes of a dense layer with output ``z`` go through the compiled
+    kernels (minipg.kernels.dense): large enough, and ``other`` (the bias, or the
+    cotangent) of z's float dtype."""
+    return (z.size >= FUSED_RELU_MIN_SIZE and z.dtype == getattr(other, "dtype", None)
+            and z.dtype in KERNEL_FLOATS and z.flags.c_contiguous)
+
+
+def _stack3(a, stacked):
+    """A layer's (..., n) array as the (K, N, n) stack the dense kernels take: as it is
+    for a stack of K layers (``stacked``), else (1, rows, n) (a view when C-contiguous)."""
+    return a if stacked else a.reshape(1, -1, a.shape[-1])
+
+
 class Dense:
     """z = f(x @ W + b), one op for a dense layer; f is the identity, tanh or relu.
 
@@ -345,6 +364,11 @@ class Dense:
     @staticmethod
     def forward(x, W, b, activation=None):
         out = x @ W
+        if activation == "relu" and _fused_relu(out, b):
+            # bias and relu in one compiled pass (minipg.kernels.dense), the same values
+            stacked = W.ndim == 3
+            bias_relu_numba(_stack3(out, stacked), b if stacked else b.reshape(1, 1, -1))
+            return out, (x, W, out, activation, [])
         out += b
         if activation == "tanh":
             np.tanh(out, out=out)
@@ -376,8 +400,14 @@ class Dense:
 
     @staticmethod
     def vjp(g, saved, needs):
-        x, W = saved[0], saved[1]
-        g = Dense._activation_grad(g, saved)
+        x, W, y = saved[0], saved[1], saved[2]
+        if saved[3] == "relu" and g.shape == y.shape and _fused_relu(y, g):
+            h = np.empty_like(y)                 # g [z > 0] in one compiled pass
+            stacked = W.ndim == 3
+            relu_mask_numba(_stack3(g, stacked), _stack3(y, stacked), _stack3(h, stacked))
+            g = h
+        else:
+            g = Dense._activation_grad(g, saved)
         if W.ndim == 3:                          # a stack of K layers (an ensemble)
             gx = None
             if needs[0]:                         # one output unit: an outer product (below)

@@ -1,5 +1,6 @@
 """Numerical kernels of minipg: return/advantage estimators, Retrace targets, fused optimizer
-updates, and the row-wise log-softmax and sampling of Categorical policies.
+updates, the row-wise log-softmax and sampling of Categorical policies, and a dense layer's
+relu passes.
 
 Every kernel exists three times: ``<name>_numba`` (``@njit(cache=True)``,
 no fastmath, no validation), ``<name>_numpy`` (an independently written
@@ -8,6 +9,14 @@ its inputs and calls the numba kernel.  Setting ``NUMBA_DISABLE_JIT=1`` runs
 the numba kernels as plain Python.
 """
 
+from .dense import (
+    bias_relu,
+    bias_relu_numba,
+    bias_relu_numpy,
+    relu_mask,
+    relu_mask_numba,
+    relu_mask_numpy,
+)
 from .gae import gae, gae_numba, gae_numpy
 from .nstep import n_step_returns, n_step_returns_numba, n_step_returns_numpy
 from .optim_updates import (
@@ -78,4 +87,10 @@ __all__ = [
     "categorical_sample_rows",
     "categorical_sample_rows_numba",
     "categorical_sample_rows_numpy",
+    "bias_relu",
+    "bias_relu_numba",
+    "bias_relu_numpy",
+    "relu_mask",
+    "relu_mask_numba",
+    "relu_mask_numpy",
 ]
