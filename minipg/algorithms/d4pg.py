@@ -143,7 +143,8 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
     Config = D4PGConfig
     description = ("distributed distributional DDPG: categorical critic, N-step, prioritized "
                    "replay, K actors (Barth-Maron 2018)")
-    presets = {"Pendulum-v1": dict(ZOO_PENDULUM_DETERMINISTIC, v_min=-800.0, v_max=0.0),
+    presets = {"Pendulum-v1": dict(ZOO_PENDULUM_DETERMINISTIC, v_min=-800.0, v_max=0.0,
+                                   target_update="polyak"),
                "Hopper-v5": dict(MUJOCO), "HalfCheetah-v5": dict(MUJOCO)}
     metric_names = ("critic_loss", "actor_objective", "q_mean")
 
