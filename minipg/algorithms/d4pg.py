@@ -20,7 +20,9 @@ DDPG with four changes (the document's items (1)-(4)):
    box's half-width), feeding one replay (:mod:`minipg.algorithms.d4pg_actors`);
 4. prioritized replay (:mod:`minipg.buffers.prioritized`): P(i) proportional
    to p_i^alpha, importance weights (R P(i))^-beta normalised by the batch's
-   largest, beta annealed linearly from ``priority_beta`` to 1 over the run,
+   largest, beta annealed linearly from ``priority_beta`` to 1 over
+   ``priority_beta_steps`` environment steps (a setting, not the budget, so
+   that a resumed run with a new budget continues exactly),
    p_i the row's cross-entropy loss (plus ``priority_eps``).
 
 Each update (Algorithm 1, lines 5-10; the estimators are
@@ -106,7 +108,9 @@ class D4PGConfig(DeterministicPolicyConfig):
     priority_alpha: float = setting(0.6, "priority exponent alpha: P(i) ~ p_i^alpha (0: uniform "
                                     "replay)", low=0.0, high=100.0)
     priority_beta: float = setting(0.4, "initial importance exponent beta, annealed linearly to "
-                                   "1 over total_steps", low=0.0, high=1.0)
+                                   "1 over priority_beta_steps", low=0.0, high=1.0)
+    priority_beta_steps: int = setting(20_000, "environment steps over which beta rises to 1 "
+                                       "(the run's budget, as Schaul et al. anneal)", low=1)
     priority_eps: float = setting(1e-6, "added to the cross-entropy to make a priority",
                                   low=0.0, low_open=True)
     target_update: str = setting("hard", "target networks: 'hard' copies every t_target "
@@ -132,7 +136,8 @@ class D4PGConfig(DeterministicPolicyConfig):
                               f"support needs v_min < v_max")
 
 
-MUJOCO = dict(ZOO_MUJOCO_DETERMINISTIC, v_min=-150.0, v_max=150.0)
+MUJOCO = dict(ZOO_MUJOCO_DETERMINISTIC, v_min=-150.0, v_max=150.0,
+              priority_beta_steps=1_000_000)
 
 
 @ALGORITHMS.register("d4pg")
@@ -174,9 +179,9 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
 
     # --- the losses, as the update uses them --------------------------------------
     def beta(self):
-        """beta annealed linearly from priority_beta to 1 over total_steps."""
+        """beta annealed linearly from priority_beta to 1 over priority_beta_steps."""
         cfg = self.config
-        frac = min(1.0, self.env_steps / cfg.total_steps)
+        frac = min(1.0, self.env_steps / cfg.priority_beta_steps)
         return cfg.priority_beta + (1.0 - cfg.priority_beta) * frac
 
     def target_distribution(self, batch):
