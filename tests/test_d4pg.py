@@ -149,3 +149,26 @@ def test_bad_input_on_the_command_line_exits_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "v_min" in err and "v_max" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "x")
+
+
+# ------------------------------------------------------------------------- audit
+def test_audit_d4pg_all_pass():
+    from minipg import audit
+    results = audit.run(["d4pg"])
+    assert len(results) == 4 and all(r.passed for r in results), audit.format_table(results)
+
+
+def test_lqr_check_rejects_a_wrong_actor_loss():
+    """The exact row's companion: an actor loss on the probability of the top atom
+    (proportional to Q, but not E[Z]: its gradient is 1/(v_max - v_min) too small)."""
+    from minipg.audit import check_rng
+    from minipg.audit.d4pg import d4pg_lqr_check
+    from minipg.autodiff import ops
+
+    def top_atom_probability(agent, obs):
+        logits = agent.critic(obs, agent.actor(obs))
+        return -ops.mean(ops.softmax(logits, axis=-1)[:, 1])
+
+    result = d4pg_lqr_check(check_rng(0, "d4pg", "wrong", "exact"),
+                            actor_loss=top_atom_probability)
+    assert not result.passed
