@@ -20,7 +20,8 @@ Exit status (README.md, "The command line"): 0 finished; 1 ``audit`` or
 ``reference --check`` found a failing check; 2 bad input (an
 unknown algorithm, task or setting, a bad value, a run that would not fit in
 memory, an occupied, locked or corrupt run directory: one clear line, no
-traceback); 3 training stopped on a NaN or infinity; 4 the run directory
+traceback); 3 training stopped on a NaN or infinity or by a failing worker
+(A3C, D4PG: its error and traceback, after a checkpoint); 4 the run directory
 could not be written (a full disk); 128 + the signal's number when Ctrl-C
 (130) or SIGTERM (143) stopped training after a final checkpoint.
 """
@@ -377,6 +378,7 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     user_errors, non_finite = _user_errors()
+    from .parallel import WorkerError as worker_error
     try:
         return args.func(args)
     except user_errors as exc:
@@ -385,6 +387,10 @@ def main(argv=None):
     except non_finite as exc:
         print(f"minipg: training stopped: {exc}; the last good checkpoint is kept",
               file=sys.stderr)
+        return 3
+    except worker_error as exc:          # a worker's exception: its traceback, no ours
+        print(f"minipg: training stopped: {exc.summary}", *getattr(exc, "__notes__", ()),
+              f"the worker's traceback:\n{exc.traceback}", sep="\n", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("minipg: interrupted", file=sys.stderr)

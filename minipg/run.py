@@ -52,6 +52,7 @@ from .algorithms import get as get_algorithm
 from .algorithms.base import (ConfigError, config_from, config_to_dict,
                               parse_int)
 from .envs.vector import Collector, NonFiniteError
+from .parallel import WorkerError
 
 __all__ = ["train", "open_run", "Run", "TrainingLoop", "evaluate_agent", "evaluate_run",
            "load_run", "NonFiniteError", "RunDirectoryError", "RunWriteError", "Interrupted",
@@ -747,7 +748,13 @@ class TrainingLoop:
             with ProgressLog(os.path.join(run.out, PROGRESS), config.total_steps, self.stream,
                              append=run.resumed) as log, CtrlC() as ctrl_c:
                 while collector.steps < config.total_steps and not ctrl_c.requested:
-                    metrics = agent.learn(collector)
+                    try:
+                        metrics = agent.learn(collector)
+                    except WorkerError as exc:     # a worker process or actor failed
+                        self.checkpoint()          # its siblings are stopped: state is still
+                        exc.add_note(f"checkpoint at step {collector.steps} written; continue "
+                                     f"with: minipg train {run.algo_cls.name} --resume {run.out}")
+                        raise
                     check_finite(agent, metrics, collector.steps)
                     if collector.steps >= next_log or collector.steps >= config.total_steps:
                         log.write(self.progress_row(metrics))
