@@ -227,6 +227,29 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
         return {"critic_loss": float(critic_loss.data), "actor_objective": -float(actor_loss.data),
                 "q_mean": float(q.mean())}
 
+    # --- the task and the collector -----------------------------------------------
+    @classmethod
+    def check_task(cls, env_id, config):
+        """The one-agent checks, and for K >= 2 actors the number of workers and the backend
+        (Ray installed, its address reachable)."""
+        super().check_task(env_id, config)
+        if config.actors >= 2:
+            from ..parallel import check_workers, get_backend
+            check_workers(config.actors, "actors")
+            get_backend(config.backend, config.ray_address or None)
+        elif config.ray_address and config.backend != "ray":
+            raise ConfigError(f"setting 'ray_address': {config.ray_address!r} is for "
+                              f"backend=ray with actors >= 2")
+
+    @classmethod
+    def make_collector(cls, env_id, config, seed, n_envs=None, render_mode=None):
+        """actors = 1, or evaluation (``n_envs`` given): the run loop's own collector;
+        actors = K >= 2: the K actors' (:class:`~minipg.algorithms.d4pg_actors.ActorCollector`)."""
+        if n_envs is not None or config.actors == 1:
+            return super().make_collector(env_id, config, seed, n_envs, render_mode)
+        from .d4pg_actors import ActorCollector
+        return ActorCollector(env_id, config, seed)
+
     # --- the loop ------------------------------------------------------------------
     def learn(self, collector):
         if getattr(collector, "remote_actors", False):
@@ -254,6 +277,8 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
         """K >= 2 actors: add what they sent, then make the updates due (updates per
         transition gradient_steps / train_freq), copying weights every t_actors updates."""
         cfg = self.config
+        if collector.version == 0:                     # line 3: the actors' first weights
+            collector.publish(self.actor.flat_params)
         self.store(collector.receive())
         self.env_steps = collector.steps
         due = max(0, collector.steps - cfg.learning_starts) * cfg.gradient_steps // cfg.train_freq
