@@ -114,11 +114,18 @@ def cmd_report(args):
                        f"{'-' if target is None else f'>= {target:g}'} | {result} |")
     lines += ["", "## Against the targets", ""] + lr.table_head(
         "run", "steps", "seeds", "median final eval return", "target", "result") + summary
-    lr.write_report(lines, args.results or lr.results_path("d4pg_learning_tables.md"))
+    path = args.results or lr.results_path("d4pg_learning.md")
+    if os.path.exists(path):                 # keep the hand-written reading below the tables
+        with open(path) as fh:
+            old = fh.read()
+        if "\n## Reading" in old:
+            lines += ["", old[old.index("\n## Reading") + 1:].rstrip("\n")]
+    lr.write_report(lines, path)
 
 
 def more_options(p):
-    p.add_argument("--results", help="report file (default results/d4pg_learning_tables.md)")
+    p.add_argument("--results", help="report file (default results/d4pg_learning.md; its "
+                   "'## Reading' section is kept)")
     p.add_argument("--machine", default=f"{platform.machine()}, {os.cpu_count()} cores "
                    f"(shared with other jobs), Python {platform.python_version()}")
 
