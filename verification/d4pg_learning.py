@@ -28,7 +28,7 @@ import learning_runs as lr
 lr.one_blas_thread()
 
 SEEDS = (0, 1, 2)
-MUJOCO_STEPS = 15_000
+MUJOCO_STEPS = 10_000
 MUJOCO_WARMUP = 5_000
 PENDULUM = ["d4pg:Pendulum-v1"]
 MUJOCO = [f"{algo}:{env}:{MUJOCO_STEPS}" for env in ("Hopper-v5", "HalfCheetah-v5")

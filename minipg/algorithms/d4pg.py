@@ -51,10 +51,11 @@ resumed one restarts the actors' episodes.
 d (in Y) is termination only: a truncation bootstraps from the true final
 state.  Presets: Pendulum-v1 with the stable-baselines3 zoo's DDPG/TD3
 settings (gamma 0.98, 10,000 warm-up steps, noise 0.1, learning rates 1e-3,
-layers 400-300, float32) and a support [-800, 0] (Pendulum's rewards lie in
-[-16.3, 0], so its values lie in [-16.3/(1 - 0.98), 0] = [-815, 0]); Hopper-v5 and
-HalfCheetah-v5 with the zoo's MuJoCo TD3 settings and the support [-150, 150]
-of the paper's continuous-control tasks.
+layers 400-300, float32), polyak target updates (tau 0.005, as DDPG's preset)
+and a support [-800, 0] (Pendulum's rewards lie in [-16.3, 0], so its values
+lie in [-16.3/(1 - 0.98), 0] = [-815, 0]); Hopper-v5 and HalfCheetah-v5 with
+the zoo's MuJoCo TD3 settings, the paper's hard target copies every 100
+updates and the support [-150, 150] of the paper's continuous-control tasks.
 """
 
 from __future__ import annotations
