@@ -144,6 +144,11 @@ def main():
               f"updates per second it makes alone, and took {transitions:.1f} transitions/s "
               "from them (one update per transition: the bounded queue holds the actors back "
               "to the learner's pace)."]
+    if os.path.exists(args.results):          # keep the hand-written reading below the tables
+        with open(args.results) as fh:
+            old = fh.read()
+        if "\n## Reading" in old:
+            lines += ["", old[old.index("\n## Reading") + 1:].rstrip("\n")]
     text = "\n".join(lines) + "\n"
     with open(args.results, "w") as fh:
         fh.write(text)
