@@ -430,6 +430,15 @@ class ActorCollector:
                 if thing is not None:
                     thing.close()
             self.weights = self.counters = None
+            queue, self.queue = getattr(self, "queue", None), None
+            if hasattr(queue, "cancel_join_thread"):      # a process queue: its pipe
+                queue.cancel_join_thread()
+                queue.close()
+            elif queue is not None:                       # a Ray queue: its actor
+                try:
+                    queue.inner.shutdown()
+                except Exception:                         # the Ray session is gone
+                    pass
             self.backend.__exit__(None, None, None)
 
 
