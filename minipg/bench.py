@@ -202,6 +202,9 @@ def kernel_rows(repeats, number=50):
                           polyak_update_kernel_numba, polyak_update_kernel_numpy,
                           retrace_numba, retrace_numpy, rmsprop_update_numba,
                           rmsprop_update_numpy, sgd_update_numba, sgd_update_numpy)
+    from .kernels import (categorical_projection_numba, categorical_projection_numpy,
+                          sum_tree_find_numba, sum_tree_find_numpy, sum_tree_update_numba,
+                          sum_tree_update_numpy)
 
     rng = np.random.default_rng(0)
     T, N = 256, 8
@@ -218,6 +221,12 @@ def kernel_rows(repeats, number=50):
     z, gz, u = np.empty_like(logits), rng.standard_normal((256, 2)), rng.random(256)
     out2, actions = np.empty_like(logits), np.empty(256, dtype=np.int64)
     log_softmax_rows_numba(logits, z)
+    # D4PG: a minibatch of 256 target distributions over 51 atoms; a 2^17-leaf sum tree
+    probs51 = rng.dirichlet(np.ones(51), size=256)
+    r256, d256 = rng.standard_normal(256) * 5, np.full(256, 0.99 ** 5)
+    tree = np.zeros(2 * 2 ** 17)
+    sum_tree_update_numba(tree, np.arange(100_000), rng.random(100_000))
+    leaves, prios, values = rng.integers(0, 100_000, 256), rng.random(256), rng.random(256)
     rows = [
         ("gae (256x8)", lambda: gae_numba(r, v, nv, term, trunc, 0.99, 0.95),
          lambda: gae_numpy(r, v, nv, term, trunc, 0.99, 0.95)),
@@ -255,6 +264,15 @@ def kernel_rows(repeats, number=50):
         ("categorical_sample_rows (256x2)",
          lambda: categorical_sample_rows_numba(z, u, actions),
          lambda: categorical_sample_rows_numpy(z, u, actions)),
+        ("categorical_projection (256x51)",
+         lambda: categorical_projection_numba(probs51, r256, d256, -150.0, 150.0),
+         lambda: categorical_projection_numpy(probs51, r256, d256, -150.0, 150.0)),
+        ("sum_tree_update (256 of 100k)",
+         lambda: sum_tree_update_numba(tree, leaves, prios),
+         lambda: sum_tree_update_numpy(tree, leaves, prios)),
+        ("sum_tree_find (256 of 100k)",
+         lambda: sum_tree_find_numba(tree, values * tree[1]),
+         lambda: sum_tree_find_numpy(tree, values * tree[1])),
     ]
     return [(name, _time(a, repeats, number), _time(b, repeats, number)) for name, a, b in rows]
 

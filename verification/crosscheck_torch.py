@@ -1163,6 +1163,105 @@ def a3c_segment_bootstrap(c):
     _a3c_segment(c)
 
 
+# --- D4PG ---------------------------------------------------------------------------------
+# Barth-Maron et al. 2018, Algorithm 1; Bellemare et al. 2017 (the projection, in the robust
+# form of verification/FORMULAS.md "Losses/C51/D4PG projection", written densely here).
+
+NEGATIVE_CONTROLS.append(("d4pg_floor_ceil_projection", "d4pg_projection", "minipg",
+                          "textbook floor/ceil projection (loses an atom landing on a "
+                          "support point)"))
+
+
+def _d4pg_atoms(c):
+    return torch.linspace(c.hp["v_min"], c.hp["v_max"], c.hp["n_atoms"], dtype=F64)
+
+
+def _d4pg_project(c, probs, rewards, discounts):
+    """m_i = sum_j p_j clip(1 - |clip(r + d z_j) - z_i| / dz, 0, 1)."""
+    z = _d4pg_atoms(c)
+    v_min, v_max = c.hp["v_min"], c.hp["v_max"]
+    dz = (v_max - v_min) / (c.hp["n_atoms"] - 1)
+    tz = torch.clamp(rewards[:, None] + discounts[:, None] * z[None, :], v_min, v_max)
+    if "d4pg_floor_ceil_projection" in WRONG:
+        b = (tz - v_min) / dz
+        lo, up = torch.floor(b), torch.ceil(b)
+        onehot = lambda k: torch.nn.functional.one_hot(k.long(), len(z)).to(F64)  # noqa: E731
+        w = onehot(lo) * (up - b)[..., None] + onehot(up) * (b - lo)[..., None]
+    else:
+        w = torch.clamp(1.0 - (tz[:, :, None] - z[None, None, :]).abs() / dz, 0.0, 1.0)
+    return (probs[:, :, None] * w).sum(1)
+
+
+@case
+def d4pg_projection(c):
+    z = _d4pg_atoms(c)
+    c.out("atoms", z)
+    m = _d4pg_project(c, c.t("probs"), c.t("rewards"), c.t("discounts"))
+    c.out("projected", m)
+    c.out("projected_mean", m @ z)
+
+
+@case
+def d4pg_nstep_target(c):
+    g, N = c.hp["gamma"], c.hp["n_step"]
+    r, term, trunc = c.np("rewards"), c.np("terminated"), c.np("truncated")
+    returns, n_steps, discounts = [], [], []
+    for b in range(r.shape[0]):
+        total, k = 0.0, 0
+        while k < N:
+            total += g ** k * r[b, k]
+            k += 1
+            if term[b, k - 1] or trunc[b, k - 1]:
+                break
+        returns.append(total)
+        n_steps.append(k)
+        discounts.append(0.0 if term[b, k - 1] else g ** k)
+    returns, discounts = torch.tensor(returns), torch.tensor(discounts)
+    c.out("atoms", _d4pg_atoms(c))
+    c.out("returns", returns)
+    c.out("n_steps", np.array(n_steps, dtype=np.int64))
+    c.out("bootstrap_discounts", discounts)
+    next_obs = c.t("next_obs")
+    mu = c.net("target_actor")(next_obs)
+    c.out("target_actions", mu)
+    probs = torch.softmax(c.net("target_critic")(torch.cat([next_obs, mu], -1)), -1)
+    c.out("next_probs", probs)
+    target = _d4pg_project(c, probs, returns, discounts)
+    c.out("target", target)
+    c.out("target_mean", target @ _d4pg_atoms(c))
+
+
+@case
+def d4pg_critic(c):
+    c.out("atoms", _d4pg_atoms(c))
+    logits = c.net("critic")(torch.cat([c.t("obs"), c.t("actions")], -1))
+    c.out("logits", logits)
+    ce = -(c.t("target") * torch.log_softmax(logits, -1)).sum(-1)
+    c.out("cross_entropies", ce)
+    loss = (c.t("weights") * ce).mean()
+    c.out("critic_loss", loss)
+    c.grad("critic_loss", loss, c.params("critic"))
+
+
+@case
+def d4pg_actor(c):
+    z = _d4pg_atoms(c)
+    c.out("atoms", z)
+    obs = c.t("obs")
+    Z = c.net("critic")
+    mu = c.net("actor")(obs)
+    c.out("mu", mu)
+    q = torch.softmax(Z(torch.cat([obs, mu], -1)), -1) @ z          # E[Z(x, mu(x))]
+    c.out("q", q)
+    c.out("objective", q.mean())
+    c.grad("objective", q.mean(), c.params("actor"))
+    a = mu.detach().clone().requires_grad_(True)
+    c.grad("objective", (torch.softmax(Z(torch.cat([obs, a], -1)), -1) @ z).mean(), {"mu": a})
+
+
+# --- end of D4PG ---------------------------------------------------------------------------
+
+
 # ------------------------------------------------------------------ main
 
 def torch_case(name):

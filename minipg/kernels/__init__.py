@@ -1,6 +1,7 @@
 """Numerical kernels of minipg: return/advantage estimators, Retrace targets, fused optimizer
-updates, the row-wise log-softmax and sampling of Categorical policies, and a dense layer's
-relu passes.
+updates, the row-wise log-softmax and sampling of Categorical policies, a dense layer's relu
+passes, the categorical projection of D4PG's distributional critic and the sum tree of
+prioritized replay.
 
 Every kernel exists three times: ``<name>_numba`` (``@njit(cache=True)``,
 no fastmath, no validation), ``<name>_numpy`` (an independently written
@@ -30,6 +31,11 @@ from .optim_updates import (
     sgd_update_numba,
     sgd_update_numpy,
 )
+from .projection import (
+    categorical_projection,
+    categorical_projection_numba,
+    categorical_projection_numpy,
+)
 from .polyak import (
     polyak_update_kernel,
     polyak_update_kernel_numba,
@@ -51,6 +57,15 @@ from .softmax import (
     log_softmax_rows_vjp,
     log_softmax_rows_vjp_numba,
     log_softmax_rows_vjp_numpy,
+)
+from .sumtree import (
+    sum_tree_find,
+    sum_tree_find_numba,
+    sum_tree_find_numpy,
+    sum_tree_leaves,
+    sum_tree_update,
+    sum_tree_update_numba,
+    sum_tree_update_numpy,
 )
 
 __all__ = [
@@ -93,4 +108,16 @@ __all__ = [
     "relu_mask",
     "relu_mask_numba",
     "relu_mask_numpy",
+
+
+    "categorical_projection",
+    "categorical_projection_numba",
+    "categorical_projection_numpy",
+    "sum_tree_update",
+    "sum_tree_update_numba",
+    "sum_tree_update_numpy",
+    "sum_tree_find",
+    "sum_tree_find_numba",
+    "sum_tree_find_numpy",
+    "sum_tree_leaves",
 ]
