@@ -69,7 +69,9 @@ WORKERS_PER_CORE = 4
 RAY_STOP_REFRESH_S = 0.2
 # Seconds the reachability probe of a ray_address waits for the TCP connection.
 RAY_PROBE_TIMEOUT_S = 5.0
-# A worker's traceback is cut to this many characters before it is sent to the parent.
+# A worker's traceback, and its exception's message, are each cut to this many characters
+# before they are sent to the parent (a record larger than the pipe's buffer would block
+# the worker in send() until the parent reads it, and stop() would wait for nothing).
 TRACEBACK_CHARS = 20_000
 
 
@@ -108,7 +110,10 @@ def _error_record(rank, exc):
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if len(text) > TRACEBACK_CHARS:
         text = "...\n" + text[-TRACEBACK_CHARS:]
-    return (int(rank), type(exc).__name__, str(exc), text)
+    message = str(exc)
+    if len(message) > TRACEBACK_CHARS:
+        message = message[:TRACEBACK_CHARS] + f"... ({len(message)} characters)"
+    return (int(rank), type(exc).__name__, message, text)
 
 
 # --- checks ---------------------------------------------------------------------------
@@ -327,18 +332,24 @@ class SharedArrays:
 
 # --- the process backend --------------------------------------------------------------
 class ProcessStop:
-    """The stop flag a process worker polls: a multiprocessing Event, and also set when
-    the parent process is gone (so an orphaned worker stops by itself)."""
+    """The stop flag a process worker polls: one byte of shared memory (``flag``, a
+    lock-free ``RawValue``), and also set when the parent process is gone (so an
+    orphaned worker stops by itself).
 
-    def __init__(self, event, parent_pid):
-        self.event = event
+    Lock-free on purpose: a ``multiprocessing.Event`` takes a lock in ``is_set()``, and
+    a worker killed (SIGKILL, the OOM killer) while holding it would hang the parent's
+    ``set()`` in :meth:`WorkerGroup.stop`.  One writer (the parent) and a one-byte value
+    need no lock."""
+
+    def __init__(self, flag, parent_pid):
+        self.flag = flag
         self.parent_pid = parent_pid
 
     def is_set(self):
-        return self.event.is_set() or os.getppid() != self.parent_pid
+        return bool(self.flag.value) or os.getppid() != self.parent_pid
 
     def set(self):
-        self.event.set()
+        self.flag.value = 1
 
 
 def _process_main(target, rank, stop, args, error_conn):
@@ -406,7 +417,7 @@ class ProcessWorkerGroup(WorkerGroup):
 
     def __init__(self, context, target, n, args):
         super().__init__(n)
-        self.stop_flag = ProcessStop(context.Event(), os.getpid())
+        self.stop_flag = ProcessStop(context.RawValue("b", 0), os.getpid())
         self.processes, self.error_conns = [], []
         try:
             with _ignoring_sigint():

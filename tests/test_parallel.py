@@ -58,6 +58,15 @@ def ignore_stop(rank, stop):
         time.sleep(0.01)
 
 
+def raise_huge(rank, stop):
+    """Worker 1 raises an exception whose message is 2 MB (e.g. one quoting a large
+    array); worker 0 runs until stopped."""
+    if rank == 1:
+        raise ValueError("x" * 2_000_000)
+    while not stop.is_set():
+        time.sleep(0.01)
+
+
 def report_rank(rank, stop, out_queue):
     out_queue.put((rank, os.getpid()))
     while not stop.is_set():
@@ -225,6 +234,46 @@ def test_stop_terminates_a_worker_that_ignores_the_flag_and_sigint():
         group.stop(timeout=0.5)
         assert time.monotonic() - started < 10
         group.stop()                                     # idempotent
+    assert_no_children()
+
+
+def test_huge_error_message_is_cut_so_stop_is_prompt_and_the_error_arrives():
+    """A 2 MB message (before the fix sent whole) filled the pipe: the worker blocked in
+    send() until the parent read it, so a stop() that did not read waited its full 10 s
+    timeout.  Cut to TRACEBACK_CHARS, the record fits in the pipe and the worker exits."""
+    limit = parallel.TRACEBACK_CHARS
+    with get_backend("process") as backend:
+        group = backend.start(raise_huge, 2)
+        deadline = time.monotonic() + 60
+        while not group.error_conns[1].poll() and time.monotonic() < deadline:
+            time.sleep(0.05)                          # until worker 1 has sent its record
+        time.sleep(0.5)
+        started = time.monotonic()
+        group.stop()                                  # without reading the record
+        assert time.monotonic() - started < 5         # 10 s (the join timeout) before
+        group = backend.start(raise_huge, 2)
+        with pytest.raises(WorkerError) as info:
+            group.join(timeout=60)
+    error = info.value
+    assert error.rank == 1 and error.exc_type == "ValueError"
+    assert error.message.startswith("xxxx") and "(2000000 characters)" in error.message
+    assert len(error.message) <= limit + 40 and len(error.traceback) <= limit + 10
+    assert_no_children()
+
+
+def test_stop_flag_takes_no_lock_and_reaches_the_workers(tmp_path):
+    """The process stop flag is a lock-free shared byte: a worker SIGKILLed inside
+    is_set() cannot leave a lock held that the parent's set() would wait on forever (a
+    multiprocessing Event, used before, locks in is_set()).  Set by the parent, seen by
+    the workers."""
+    with get_backend("process") as backend:
+        out = backend.queue()
+        with backend.start(report_rank, 2, (out,)) as group:
+            flag = group.stop_flag.flag
+            assert not hasattr(flag, "get_lock") and not hasattr(flag, "acquire")
+            assert sorted(out.get(timeout=60)[0] for _ in range(2)) == [0, 1]
+            group.stop_flag.set()
+            assert group.join(timeout=30) == 0        # the workers saw it and returned
     assert_no_children()
 
 
