@@ -86,6 +86,50 @@ def test_resume_with_replay_continues_exactly(tmp_path):
     assert after and after == [r for r in full if int(r["step"]) > 170]
 
 
+class StubActors:
+    """A stand-in for the K actors' collector: ``n_envs`` random rows per receive()."""
+
+    remote_actors = True
+
+    def __init__(self, n_rows, obs_dim, act_dim, seed=0):
+        self.n_rows, self.obs_dim, self.act_dim = n_rows, obs_dim, act_dim
+        self.rng, self.steps, self.version = np.random.default_rng(seed), 0, 0
+
+    def publish(self, flat_params):
+        self.version += 1
+        return self.version
+
+    def receive(self):
+        from minipg.buffers.nstep import NStepRows
+        k = self.n_rows
+        self.steps += k
+        return NStepRows(self.rng.normal(size=(k, self.obs_dim)),
+                         self.rng.uniform(-1, 1, (k, self.act_dim)), self.rng.normal(size=k),
+                         self.rng.normal(size=(k, self.obs_dim)), np.zeros(k, bool),
+                         np.ones(k, np.int64))
+
+
+def test_k_actors_make_the_one_actor_loops_updates_per_transition():
+    """The same transitions bring the same number of updates with one actor (train_freq
+    counts vector steps of n_envs transitions) and with K actors (counted in
+    transitions): gradient_steps / (train_freq * n_envs) per transition.  Before the fix
+    the K-actor rate ignored n_envs (twice as many updates here)."""
+    extra = dict(n_envs=2, train_freq=2, gradient_steps=3, learning_starts=100)
+    one, collector = agent_and_collector(**extra)
+    many, _ = agent_and_collector(**extra)
+    stub = StubActors(2, one.obs_dim, one.action_dim)
+    try:
+        for _ in range(100):                          # 200 transitions each
+            one.learn(collector)
+            many.learn(stub)
+            assert collector.steps == stub.steps
+            # between the one-actor loop's update points they differ by one batch at most
+            assert abs(many.updates - one.updates) <= 3
+    finally:
+        collector.close()
+    assert one.updates == many.updates == (200 - 100) * 3 // (2 * 2) == 75
+
+
 def test_hard_target_copies_every_t_target_updates_and_polyak_otherwise():
     agent, collector = agent_and_collector(learning_starts=40, t_target=5, target_update="hard")
     try:

@@ -44,7 +44,9 @@ resumed exactly (with ``checkpoint_replay=true``); the N-step windows still
 open are always checkpointed.  ``actors = K >= 2`` runs K worker processes
 (``backend=process``) or Ray actors (``backend=ray``): each ``learn`` call
 adds what the actors sent and makes the updates due, so that updates per
-transition stay ``gradient_steps / train_freq`` as in the one-actor loop;
+transition stay ``gradient_steps / (train_freq * n_envs)`` as in the
+one-actor loop (whose ``train_freq`` counts vector steps of ``n_envs``
+transitions each);
 such a run is not reproducible step for step (the actors race), and a
 resumed one restarts the actors' episodes.
 
@@ -276,13 +278,15 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
 
     def learn_from_actors(self, collector):
         """K >= 2 actors: add what they sent, then make the updates due (updates per
-        transition gradient_steps / train_freq), copying weights every t_actors updates."""
+        transition gradient_steps / (train_freq * n_envs), the one-actor loop's rate),
+        copying weights every t_actors updates."""
         cfg = self.config
         if collector.version == 0:                     # line 3: the actors' first weights
             collector.publish(self.actor.flat_params)
         self.store(collector.receive())
         self.env_steps = collector.steps
-        due = max(0, collector.steps - cfg.learning_starts) * cfg.gradient_steps // cfg.train_freq
+        due = (max(0, collector.steps - cfg.learning_starts) * cfg.gradient_steps
+               // (cfg.train_freq * cfg.n_envs))
         while self.updates < due and len(self.buffer) >= cfg.batch_size:
             self.update_once()
             if self.updates % cfg.t_actors == 0:                          # line 10
