@@ -112,6 +112,57 @@ def test_process_actors_each_transition_once_and_the_last_weights():
     assert not any(os.path.exists(f"/dev/shm/{name}") for name in segments)
 
 
+def test_resumed_actors_do_only_the_warm_up_left():
+    """Resumed at 40 of learning_starts = 64 transitions (the run loop restores the
+    collector's steps before the first learn), the 2 actors act uniformly for
+    ceil((64 - 40) / 2) = 12 steps each, not the whole ceil(64 / 2) = 32 again (before
+    the fix the warm-up was fixed when the actors started, before the restore)."""
+    agent, collector, _ = make()
+    try:
+        collector.load_state_arrays({"collector/steps": np.asarray(40),
+                                     "collector/episodes": np.asarray(0),
+                                     "collector/recent_returns": np.zeros(0),
+                                     "collector/recent_lengths": np.zeros(0, np.int64)})
+        rows, deadline = {0: 0, 1: 0}, time.monotonic() + 60
+        while min(rows.values()) < 40 and time.monotonic() < deadline:
+            agent.learn(collector)
+            rows = {r: sum(len(v) for rank, _, v in collector.received_versions if rank == r)
+                    for r in (0, 1)}
+        uniform = {r: sum(int((v == 0).sum()) for rank, _, v in collector.received_versions
+                          if rank == r) for r in (0, 1)}
+    finally:
+        collector.close()
+    assert min(rows.values()) >= 40                   # the rows of the warm-up all arrived
+    assert uniform == {0: 12, 1: 12}
+
+
+def test_weight_reader_gives_up_on_an_unfinished_write():
+    """A learner interrupted between publish's two counter writes leaves the counter odd:
+    the reader returns None (the actor keeps its weights) within SEQLOCK_WAIT_S instead
+    of spinning forever (before the fix)."""
+    import threading
+    from minipg.algorithms import d4pg_actors
+    from minipg.parallel import get_backend
+    channel = d4pg_actors.WeightChannel(get_backend("process"), 4, np.float64)
+    try:
+        channel.publish(np.ones(4))
+        channel.shared.arrays["sequence"][0] = 3     # version 2's write never ended
+        reader = d4pg_actors.open_reader(channel.reader())
+        result = []
+        thread = threading.Thread(target=lambda: result.append(reader.newer_than(1)),
+                                  daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(5.0)
+        assert not thread.is_alive() and result == [None]
+        assert time.monotonic() - started < 5 * d4pg_actors.SEQLOCK_WAIT_S + 1.0
+        channel.shared.arrays["sequence"][0] = 4     # the write ends: version 2 is read
+        assert reader.newer_than(1)[0] == 2
+        reader.close()
+    finally:
+        channel.close()
+
+
 def test_run_loop_with_two_actor_processes(tmp_path):
     """``minipg train d4pg --set actors=2``: the run loop, its progress rows and evaluation."""
     import io

@@ -59,6 +59,7 @@ QUEUE_PER_ACTOR = 4          # messages an actor may have waiting in the queue
 RAY_WEIGHT_POLL_S = 0.05     # seconds between an actor's weight look-ups under Ray
 PUT_TIMEOUT_S = 0.25         # a blocked put looks at the stop flag this often
 RECEIVE_TIMEOUT_S = 0.5      # the learner watches the workers this often while waiting
+SEQLOCK_WAIT_S = 0.1         # an actor waits this long for a write to end, then acts on
 
 
 def put_until_stopped(q, item, stop):
@@ -82,13 +83,19 @@ def put_until_stopped(q, item, stop):
 
 # ------------------------------------------------------------------ weights
 class RayWeightStore:
-    """Held by a Ray actor: the newest (version, flat parameters)."""
+    """Held by a Ray actor: the newest (version, flat parameters) and the warm-up."""
 
     def __init__(self):
-        self.version, self.params = 0, None
+        self.version, self.params, self.warmup = 0, None, 0
 
     def set(self, version, params):
         self.version, self.params = int(version), params
+
+    def set_warmup(self, steps):
+        self.warmup = int(steps)
+
+    def get_warmup(self):
+        return self.warmup
 
     def newer_than(self, version):
         return None if self.version <= version else (self.version, self.params)
@@ -96,13 +103,16 @@ class RayWeightStore:
 
 class WeightChannel:
     """The learner's side: ``publish(params)`` (version 1, 2, ...); ``reader()`` is the
-    picklable description an actor opens with :func:`open_reader`."""
+    picklable description an actor opens with :func:`open_reader`.  ``set_warmup(n)``
+    before the first publish: each actor's environment steps of uniform random actions,
+    read by the actors once they have their first weights."""
 
     def __init__(self, backend, size, dtype):
         self.kind, self.version = backend.name, 0
         if self.kind == "process":
             self.shared = SharedArrays.create({"params": ((size,), dtype),
-                                               "sequence": ((1,), np.int64)})
+                                               "sequence": ((1,), np.int64),
+                                               "warmup": ((1,), np.int64)})
         else:
             ray = backend.ray
             self.store = ray.remote(num_cpus=0)(RayWeightStore).remote()
@@ -119,6 +129,14 @@ class WeightChannel:
             import ray
             ray.get(self.store.set.remote(self.version, np.array(params, copy=True)))
         return self.version
+
+    def set_warmup(self, steps):
+        """Each actor's warm-up (environment steps); before the first :meth:`publish`."""
+        if self.kind == "process":
+            self.shared.arrays["warmup"][0] = int(steps)
+        else:
+            import ray
+            ray.get(self.store.set_warmup.remote(int(steps)))
 
     def reader(self):
         return ("process", self.shared.spec) if self.kind == "process" else ("ray", self.store)
@@ -141,8 +159,12 @@ class SharedWeightReader:
         self.shared = SharedArrays.attach(spec)
 
     def newer_than(self, version):
+        """(version, params) of weights newer than ``version``; None if there are none or
+        the learner's write does not end within SEQLOCK_WAIT_S (it may have been
+        interrupted between its two counter writes: the actor keeps its weights)."""
         seq, params = self.shared.arrays["sequence"], self.shared.arrays["params"]
-        while True:
+        deadline = time.monotonic() + SEQLOCK_WAIT_S
+        while time.monotonic() < deadline:
             before = int(seq[0])
             if before // 2 <= version and before % 2 == 0:
                 return None
@@ -152,6 +174,10 @@ class SharedWeightReader:
             copy = np.array(params, copy=True)
             if int(seq[0]) == before:
                 return before // 2, copy
+        return None
+
+    def warmup(self):
+        return int(self.shared.arrays["warmup"][0])
 
     def close(self):
         self.shared.close()
@@ -170,6 +196,10 @@ class RayWeightReader:
         self.checked = time.monotonic()
         return ray.get(self.store.newer_than.remote(version))
 
+    def warmup(self):
+        import ray
+        return int(ray.get(self.store.get_warmup.remote()))
+
     def close(self):
         pass
 
@@ -186,8 +216,9 @@ def actor_main(rank, stop, spec):
 
     ``spec``: a dict with ``env_id``, ``config`` (the D4PG config), ``seed``, ``weights``
     (a WeightChannel reader description), ``queue``, ``counters`` (SharedArrays spec of
-    the per-actor count of rows sent, or None), ``warmup`` (this actor's environment steps
-    of uniform random actions).
+    the per-actor count of rows sent, or None).  The actor's warm-up (environment steps
+    of uniform random actions) comes with the first weights: the learner decides it then,
+    after a resume has restored its step count.
     """
     cfg = spec["config"]
     reader = open_reader(spec["weights"])
@@ -215,12 +246,13 @@ def actor_main(rank, stop, spec):
                 time.sleep(0.01)
             else:
                 version, actor.flat_params = newest[0], newest[1]
+        warmup = reader.warmup()                             # set before version 1
         pending, versions = [], []
         while not stop.is_set():
             newest = reader.newer_than(version)
             if newest is not None:
                 version, actor.flat_params = newest[0], newest[1]
-            acted_with = 0 if collector.steps < spec["warmup"] else version   # 0: uniform
+            acted_with = 0 if collector.steps < warmup else version   # 0: uniform
             if acted_with == 0:
                 actions = collector.random_actions()
             else:
@@ -294,11 +326,10 @@ class ActorCollector:
             self.queue = self.backend.queue(QUEUE_PER_ACTOR * self.n_actors)
             if self.backend.name == "process":
                 self.counters = SharedArrays.create({"sent": ((self.n_actors,), np.int64)})
-            warmup = -(-int(config.learning_starts) // self.n_actors)
             specs = [{"env_id": env_id, "config": config, "seed": int(seed) + 1 + rank,
                       "weights": self.weights.reader(), "queue": self.queue,
-                      "counters": self.counters.spec if self.counters else None,
-                      "warmup": warmup} for rank in range(self.n_actors)]
+                      "counters": self.counters.spec if self.counters else None}
+                     for rank in range(self.n_actors)]
             self.group = self.backend.start(_actor_entry, self.n_actors, (specs,))
         except BaseException:
             self.close()
@@ -310,7 +341,13 @@ class ActorCollector:
         return self.weights.version
 
     def publish(self, flat_params):
-        """Copy the actor's weights to the K actors (Algorithm 1, lines 3 and 10)."""
+        """Copy the actor's weights to the K actors (Algorithm 1, lines 3 and 10).  Before
+        the first copy, the warm-up still due: max(0, learning_starts - steps) transitions
+        (steps restored by a resume), shared by the K actors (each does its ceiling
+        share, counted in its own steps, which restart at 0)."""
+        if self.weights.version == 0:
+            left = max(0, int(self.config.learning_starts) - self.steps)
+            self.weights.set_warmup(-(-left // self.n_actors))
         return self.weights.publish(flat_params)
 
     def sent(self):
