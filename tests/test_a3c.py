@@ -395,6 +395,64 @@ def test_ray_backend_trains_with_a_parameter_server(tmp_path):
         ray.shutdown()
 
 
+class SynchronousServer:
+    """The ParameterServer's pull / push called in-process (ray.get patched to identity),
+    logging each call; ``advance`` stands for the other workers' pushes."""
+
+    class Remote:
+        def __init__(self, function):
+            self.remote = function
+
+    def __init__(self, size):
+        self.params, self.T, self.calls = np.zeros(size), 0, []
+        self.pull = self.Remote(self._pull)
+        self.push = self.Remote(self._push)
+
+    def _pull(self):
+        self.calls.append("pull")
+        return self.params.copy(), self.T
+
+    def _push(self, rank, grad, steps):
+        self.calls.append("push")
+        self.T += int(steps)
+        return self.params.copy(), self.T
+
+    def advance(self, steps):
+        self.params = self.params + 1.0
+        self.T += steps
+
+
+def test_ray_worker_pulls_fresh_globals_after_each_pause(monkeypatch):
+    """backend=ray: the parameters and T a worker's last push brought back are stale once
+    it has paused (the other workers went on): the first segment after a new command must
+    pull (before the fix it pushed from the old theta' and T first)."""
+    import queue as queue_module
+    import threading
+    ray = pytest.importorskip("ray")
+    from minipg.algorithms.a3c import WorkerJob, worker_main
+    monkeypatch.setattr(ray, "get", lambda value: value)
+    cfg = config(hidden=(4,))
+    size = make_agent(cfg, obs_dim=4).optimizer.data.size
+    server = SynchronousServer(size)
+    commands, reports, stop = queue_module.Queue(), queue_module.Queue(), threading.Event()
+    job = WorkerJob(A3C, "CartPole-v1", cfg, 0, None, server, [commands], reports, [None])
+    thread = threading.Thread(target=worker_main, args=(0, stop, job), daemon=True)
+    thread.start()
+    try:
+        commands.put(20)
+        reports.get(timeout=60)
+        before = len(server.calls)
+        assert server.calls[0] == "pull" and server.T >= 20
+        server.advance(100)                           # the other workers, during the pause
+        commands.put(server.T + 10)
+        reports.get(timeout=60)
+        assert server.calls[before] == "pull"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
 # --- shutdown ---------------------------------------------------------------------------------
 def children_of(pid):
     found = []

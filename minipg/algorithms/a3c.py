@@ -266,6 +266,9 @@ class SharedGlobals:
         """theta', w' <- theta, w (a copy of the shared vector, read without a lock)."""
         np.copyto(out, self.params)
 
+    def resync(self):
+        """Nothing to forget: every pull and every T reads the shared arrays."""
+
     def push(self, grad, steps):
         """The RMSprop step with this worker's accumulated gradient (already in the
         optimizer's gradient buffer: ``grad`` is that buffer), at the learning rate of T."""
@@ -336,6 +339,11 @@ class RayGlobals:
             np.copyto(out, self.received)
             self.received = None
 
+    def resync(self):
+        """Forget what the last push brought back: after a pause the other workers have
+        moved theta, w and T, so the next segment pulls them afresh."""
+        self.received = self.known_steps = None
+
     def push(self, grad, steps):
         import ray
         self.received, self.known_steps = ray.get(
@@ -396,6 +404,7 @@ def worker_main(rank, stop, job):
                 until = commands.get(timeout=0.2)
             except queue.Empty:
                 continue
+            global_model.resync()              # what a push returned before the pause is stale
             diagnostics = []
             while global_model.steps() < until and not stop.is_set():
                 diagnostics.append(local.run_segment(collector, global_model))
