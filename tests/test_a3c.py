@@ -339,7 +339,8 @@ def test_every_worker_updates_the_one_shared_state():
         local.optimizer.data[5] = 1.0
         local.close()
         with get_backend("process") as backend:
-            backend.start(push_one_hot, 2, (shared.spec, cfg, size)).join(timeout=120)
+            with backend.start(push_one_hot, 2, (shared.spec, cfg, size)) as group:
+                assert group.join(timeout=120) == 0      # both workers returned
         step = 0.01 / (np.sqrt(1 - cfg.rmsprop_alpha) + cfg.optimizer_eps)   # first RMSprop step
         np.testing.assert_allclose(shared["params"], [1 - step, 1 - step, 1, 1, 1, 1],
                                    rtol=1e-12)
@@ -380,9 +381,20 @@ def test_two_workers_train_through_the_run_loop(tmp_path):
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def test_ray_backend_trains_with_a_parameter_server(tmp_path):
+def test_ray_backend_trains_with_a_parameter_server(tmp_path, monkeypatch):
+    """Trains through the run loop on Ray; after close the parameter server's and the
+    queues' actors are gone (their handles, kept aside, answer with an actor error)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    handles = []
+    close = A3CWorkers.close
+
+    def close_keeping_handles(self):
+        if self.server is not None:
+            handles.append(self.server)
+            handles.extend(channel.inner.actor for channel in self.commands + [self.reports])
+        close(self)
+    monkeypatch.setattr(A3CWorkers, "close", close_keeping_handles)
     try:
         overrides = {"workers": 2, "hidden": (8,), "log_every": 200, "backend": "ray"}
         out = train("a3c", "CartPole-v1", total_steps=400, seed=0, out=str(tmp_path / "run"),
@@ -391,6 +403,10 @@ def test_ray_backend_trains_with_a_parameter_server(tmp_path):
         assert int(ckpt["collector/steps"]) >= 400 and int(ckpt["collector/updates"]) > 0
         assert "worker/1/collector/obs" in ckpt
         assert ray.is_initialized()                  # the session was not ours to end
+        assert len(handles) == 4                     # server, 2 command queues, reports
+        for handle in handles:
+            with pytest.raises(ray.exceptions.RayActorError):
+                ray.get(handle.__ray_ready__.remote(), timeout=30)
     finally:
         ray.shutdown()
 

@@ -98,6 +98,10 @@ class A3CConfig(OnPolicyConfig):
                            choices=BACKENDS)
     ray_address: str = setting("", "backend=ray: the cluster to join (host:port, "
                                    "ray://host:port or auto); empty: a local Ray instance")
+    normalize_reward: bool = setting(False, "scale rewards by the std of the discounted return "
+                                     "(gymnasium NormalizeReward); each worker keeps its own "
+                                     "statistics: it only rescales that worker's rewards by a "
+                                     "positive factor, an estimate of the same task's scale")
     lr: float = setting(7e-4, "learning rate (initial value when annealed)", low=0.0,
                         low_open=True)
     anneal_lr: bool = setting(True, "decay the learning rate linearly in T to 0 at total_steps")
