@@ -130,9 +130,12 @@ class ACER(Algorithm):
     description = ("actor-critic with experience replay: Retrace, truncation with bias "
                    "correction, efficient trust region (Wang et al. 2017)")
     presets = {
-        # tuned on CartPole-v1 (verification/results/acer_learning.md says how): no entropy
-        # bonus, 128-unit layers
-        "CartPole-v1": {"total_steps": 100_000, "entropy_coef": 0.0, "hidden": (128, 128)},
+        # CartPole-v1: no entropy bonus and 128-unit layers (tuned on seeds 0-3), then lr 1e-3
+        # and replay ratio 8 (tuned on seeds 20-23 only; checked once on held-out seeds 30-32
+        # against A2C's preset: evaluates at 500 more reliably than the first preset, but
+        # reaches 475 no sooner than A2C; verification/results/acer_learning.md says how)
+        "CartPole-v1": {"total_steps": 100_000, "entropy_coef": 0.0, "hidden": (128, 128),
+                        "lr": 1e-3, "replay_ratio": 8.0},
         "Acrobot-v1": {"total_steps": 100_000, "entropy_coef": 0.0, "hidden": (128, 128)},
         "Pendulum-v1": {"total_steps": 200_000, "gamma": 0.95, "hidden": (128, 128),
                         "init_log_std": -0.5},
