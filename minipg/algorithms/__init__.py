@@ -23,7 +23,7 @@ __all__ = ["ALGORITHMS", "MODULES", "get", "names", "Algorithm", "BaseConfig", "
            "UnknownAlgorithmError"]
 
 # the algorithm modules under minipg.algorithms, in the order of Weng's document
-MODULES = ("reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg", "ddpg", "td3", "trpo",
+MODULES = ("reinforce", "actor_critic", "off_policy_ac", "a2c", "dpg", "ddpg", "maddpg", "td3", "trpo",
            "ppo", "acktr", "sac", "sac_v1")
 
 ALGORITHMS = Registry("algorithm", __name__, MODULES)
