@@ -65,7 +65,6 @@ import gymnasium as gym
 import numpy as np
 
 from ..autodiff import no_grad
-from ..distributions import Categorical
 from ..envs.multiagent import (EXTRA_HINT, MultiAgentCollector, action_width, is_multiagent_id,
                                make_parallel_env, probe_agent_spaces)
 from ..envs.vector import UnknownEnvironmentError, UnsupportedEnvironmentError
@@ -428,18 +427,22 @@ class MADDPG(Algorithm):
                 out.append(a)
         return out
 
-    def critic_loss(self, i, batch, k=0, next_actions=None):
-        """(L(theta_i), Q_i(o, a)) on ``batch`` for agent i's sub-policy k.
+    def td_target(self, i, batch, k=0, next_actions=None):
+        """y_i = r_i + gamma (1 - d) Q_i'(o', a'_1..a'_N) on ``batch`` (a plain array).
 
-        ``next_actions`` (per agent, plain arrays) replaces the target
-        policies' actions a'_j (the tests pass them to compare with DDPG)."""
+        ``next_actions`` (per agent, plain arrays) replaces the target policies'
+        actions a'_j (the tests pass them to compare with DDPG)."""
         if next_actions is None:
             next_actions = self.target_actions(i, batch, k)
         with no_grad():
             x_obs, x_act = self.critic_inputs(i, batch.next_obs, next_actions)
             q_next = self.critic_targets[i][k].first(x_obs, x_act).data    # Q_i'(o', a')
-        y = est.critic_target(batch.rewards[:, i], batch.terminated, q_next,
-                              self.config.gamma)                            # y_i
+        return est.critic_target(batch.rewards[:, i], batch.terminated, q_next,
+                                 self.config.gamma)                         # y_i
+
+    def critic_loss(self, i, batch, k=0, next_actions=None):
+        """(L(theta_i), Q_i(o, a)) on ``batch`` for agent i's sub-policy k."""
+        y = self.td_target(i, batch, k, next_actions)
         q = self.critic(i, k, batch.obs, batch.actions)                    # Q_i(o, a)
         return est.critic_loss(q, y), q
 
