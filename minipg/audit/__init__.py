@@ -41,7 +41,7 @@ __all__ = ["Result", "LEVELS", "CHECK_MODULES", "CHECKS", "audit_check", "check_
            "UnknownAlgorithmError"]
 
 # the modules holding the checks, imported on first use
-CHECK_MODULES = ("classical", "onpolicy", "offpolicy", "trpo", "acktr")
+CHECK_MODULES = ("classical", "onpolicy", "offpolicy", "maddpg", "trpo", "acktr")
 
 CHECKS = Registry("audit check", __name__, CHECK_MODULES)
 

@@ -41,6 +41,7 @@ __all__ = ["CASES", "Case", "build", "FORWARD", "DATA_ROLES", "float32_exact",
 #: the reference cases, one module per family, written in this order
 CASES = Registry("reference case", "minipg.reference",
                  ("cases_classical", "cases_returns", "cases_onpolicy", "cases_offpolicy",
+                  "cases_maddpg",
                   "cases_trpo", "cases_acktr"))
 
 FORWARD = ("h_0 = input, a batch of row vectors of shape (..., n_in); for each layer i: "

@@ -42,8 +42,8 @@ ROLES = ("input", "parameter", "output", "gradient")
 #: the document every case cites, and its section headings a manifest's "section" may name
 DOCUMENT = 'L. Weng, "Policy Gradient Algorithms" (2018)'
 SECTIONS = ("Proof of Policy Gradient Theorem", "REINFORCE", "Actor-Critic",
-            "Off-Policy Policy Gradient", "A3C", "A2C", "DPG", "DDPG", "TRPO", "PPO", "ACKTR",
-            "SAC",
+            "Off-Policy Policy Gradient", "A3C", "A2C", "DPG", "DDPG", "MADDPG", "TRPO", "PPO",
+            "ACKTR", "SAC",
             "SAC with Automatically Adjusted Temperature", "TD3")
 
 # Default tolerances (justified in verification/reference/SCHEMA.md).  Outputs
