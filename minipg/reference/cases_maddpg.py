@@ -82,18 +82,22 @@ def _maddpg_critic(c):
     paper="Lowe et al. 2017, section 4, eq. 5",
     estimators=["minipg.estimators.maddpg.gumbel_softmax",
                 "minipg.estimators.maddpg.actor_actions",
-                "minipg.estimators.maddpg.actor_objective"],
+                "minipg.estimators.maddpg.actor_objective",
+                "minipg.estimators.maddpg.logit_penalty"],
     formula=["a_1 = softmax((actor_1(o_1) + g) / T), the relaxed sample at the fixed noise g",
              "objective = mean_i Q_1(concat(o_1, o_2, a_1, a_2)) with a_2 the REPLAYED action "
              "(critic fixed; maximised)",
-             "grad.objective.a_1 = d objective / d a_1 at a_1 = the relaxed sample"])
+             "grad.objective.a_1 = d objective / d a_1 at a_1 = the relaxed sample",
+             "actor_loss = -objective + policy_reg mean(actor_1(o_1)^2)   (minimised; the "
+             "authors' code's regulariser on the logits)"])
 def _maddpg_actor(c):
-    N, T = 6, 0.7
-    c.hp(temperature=T)
+    N, T, reg = 6, 0.7, 1e-2
+    c.hp(temperature=T, policy_reg=reg)
     obs, actions = _joint_batch(c, N)
     noise = c.input("noise_1", c.rng.gumbel(size=(N, N_ACTIONS[0])), "Gumbel noise g of agent 1")
     actor, critic = _actor_net(c, "actor_1", 0), _critic_net(c, "critic")
-    own = maddpg.gumbel_softmax(actor(obs[0]), noise, T)
+    logits = actor(obs[0])
+    own = maddpg.gumbel_softmax(logits, noise, T)
     c.output("a_1", own, "agent 1's relaxed action")
 
     def objective_of(a1):
@@ -106,20 +110,25 @@ def _maddpg_actor(c):
     a_leaf = Tensor(own.data.copy(), requires_grad=True)
     c.gradient("objective", objective_of(a_leaf), {"a_1": a_leaf},
                "the objective as a function of agent 1's action, at the relaxed sample")
+    actor_loss = -objective + reg * maddpg.logit_penalty(logits)
+    c.output("actor_loss", actor_loss, "-objective + policy_reg mean(logits^2)")
+    c.gradient("actor_loss", actor_loss, c.params("actor_1"))
 
 
 @CASES.register(
     "gumbel_softmax", seed=2003, section="MADDPG",
     title="Gumbel-softmax relaxed sample and its gradient in the logits",
     paper="Jang et al. 2017, eq. 2; Lowe et al. 2017, section 4",
-    estimators=["minipg.estimators.maddpg.gumbel_softmax"],
-    formula=["y = softmax((logits + g) / T), g the given Gumbel noise (held constant)",
+    estimators=["minipg.estimators.maddpg.gumbel_noise",
+                "minipg.estimators.maddpg.gumbel_softmax"],
+    formula=["g = -log(-log U), U ~ U(0, 1): the given noise (drawn by gumbel_noise)",
+             "y = softmax((logits + g) / T), g held constant",
              "weighted = sum(w * y); grad.weighted.logits = d weighted / d logits"])
 def _gumbel_softmax(c):
     T = 0.7
     c.hp(temperature=T)
     logits = c.input("logits", 1.5 * c.rng.standard_normal((5, 4)), "logits l")
-    noise = c.input("noise", c.rng.gumbel(size=(5, 4)), "Gumbel noise g")
+    noise = c.input("noise", maddpg.gumbel_noise(c.rng, (5, 4)), "Gumbel noise g")
     weights = c.input("weights", c.rng.standard_normal((5, 4)), "weights w of the readout")
     leaf = Tensor(logits.copy(), requires_grad=True)
     y = maddpg.gumbel_softmax(leaf, noise, T)
@@ -127,3 +136,28 @@ def _gumbel_softmax(c):
     weighted = ops.sum(y * weights)
     c.output("weighted", weighted, "sum(w * y)")
     c.gradient("weighted", weighted, {"logits": leaf})
+
+
+@CASES.register(
+    "maddpg_approximate_policy", seed=2004, section="MADDPG",
+    title="MADDPG approximate policy of another agent: log-likelihood plus entropy bonus",
+    paper="Lowe et al. 2017, section 4.2, eq. 7",
+    estimators=["minipg.estimators.maddpg.approximate_policy_loss"],
+    formula=["p = softmax(approx(o_2)); log p_a at agent 2's replayed action index a",
+             "loss = -(mean log p_a + lambda mean H(p)), H(p) = -sum p log p   (minimised)"])
+def _maddpg_approximate_policy(c):
+    N, coef = 7, 0.1
+    c.hp(entropy_coef=coef)
+    obs = c.input("obs_2", c.rng.standard_normal((N, OBS_DIMS[1])), "agent 2's observations")
+    actions = c.input("actions_2", c.rng.integers(0, N_ACTIONS[1], N),
+                      "agent 2's replayed action indices (the argmax of its relaxed action)")
+    net = c.mlp("approx", [OBS_DIMS[1], 8, N_ACTIONS[1]], "tanh", None, "o_2",
+                "logits of agent 1's approximation of agent 2's policy")
+    log_probs = ops.log_softmax(net(obs), axis=-1)
+    log_prob = ops.gather(log_probs, actions[:, None], axis=-1)[:, 0]
+    entropy = -ops.sum(ops.exp(log_probs) * log_probs, axis=-1)
+    c.output("log_prob", log_prob, "log p_a")
+    c.output("entropy", entropy, "H(p)")
+    loss = maddpg.approximate_policy_loss(log_prob, entropy, coef)
+    c.output("loss", loss, "-(mean log p_a + lambda mean H)")
+    c.gradient("loss", loss, c.params("approx"))
