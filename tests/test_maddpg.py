@@ -350,3 +350,43 @@ def test_ensemble_update_scales_each_subpolicy_by_one_over_k():
     g1 = grads_of(one.actor_loss(0, batch), one.actors[0][0])
     g3 = grads_of(three.actor_loss(0, batch, k=1) * (1.0 / 3), three.actors[0][1])
     np.testing.assert_allclose(g3, g1 / 3, rtol=1e-12)
+
+
+def test_critic_target_uses_the_approximate_policies_when_set():
+    """approx_policies=true: a'_j of another agent j is agent i's model mu_hat_i^j'
+    (its target copy; for a Box agent its mean, clipped to the box), a'_i its own
+    target policy; not agent j's true target policy."""
+    rng = np.random.default_rng(4)
+    agent = make_maddpg((3, 4), CONT2, approx_policies=True)
+    for module in agent.modules().values():
+        randomize(module, rng)
+    batch = random_joint_batch(rng, agent)
+    y = agent.td_target(0, batch)
+    model = agent.approx_targets[0, 1](batch.next_obs[1]).mode()
+    low, high = CONT2[1].low, CONT2[1].high
+
+    def by_hand(a1):
+        a0 = agent.actor_targets[0][0](batch.next_obs[0]).data
+        x = np.concatenate(batch.next_obs + [a0, a1], axis=1)
+        q = agent.critic_targets[0][0].first(x[:, :7], x[:, 7:]).data
+        return batch.rewards[:, 0] + agent.config.gamma * np.where(batch.terminated, 0.0, q)
+    np.testing.assert_allclose(y, by_hand(np.clip(model, low, high)), rtol=1e-12)
+    true_target = agent.actor_targets[1][0](batch.next_obs[1]).data
+    assert not np.allclose(y, by_hand(true_target), rtol=1e-6)
+
+
+def test_ensemble_replays_hold_the_subpolicy_each_agent_ran():
+    from minipg.algorithms.maddpg import JointReplay
+    from minipg.envs.multiagent import MultiAgentStep
+    replay = JointReplay(10, [1, 1], [1, 1])
+    for t in range(6):
+        step = MultiAgentStep((np.full((1, 1), t), np.full((1, 1), t)),
+                              (np.zeros((1, 1)), np.zeros((1, 1))), np.zeros((1, 2)),
+                              (np.zeros((1, 1)), np.zeros((1, 1))), np.zeros(1, bool),
+                              np.zeros(1, bool))
+        replay.add(step, np.array([[t % 2, t // 3]]))
+    rng = np.random.default_rng(0)
+    batch = replay.sample(50, rng, agent=0, subpolicy=1)
+    assert set(batch.obs[0][:, 0]) == {1.0, 3.0, 5.0}            # agent 0 ran k = 1 at odd t
+    batch = replay.sample(50, rng, agent=1, subpolicy=0)
+    assert set(batch.obs[0][:, 0]) == {0.0, 1.0, 2.0}

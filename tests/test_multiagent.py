@@ -151,3 +151,32 @@ def test_unknown_mpe2_task():
     cls = get("maddpg")
     with pytest.raises(ConfigError, match="simple_spread_v3"):
         cls.check_task("mpe2/simple_nothing_v9", cls.Config())
+
+
+def test_continuous_actions_independent_critics_and_approx_policies(tmp_path):
+    out = str(tmp_path / "run")
+    train("maddpg", SPREAD, total_steps=120, out=out, seed=1, threads=1,
+          stream=open(os.devnull, "w"),
+          overrides=dict(SMALL, continuous_actions="true", critic="independent",
+                         approx_policies="true"))
+    with open(os.path.join(out, "progress.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[-1]["updates"]) > 0 and float(rows[-1]["approx_loss"]) != 0.0
+
+
+def test_ensembles_draw_a_subpolicy_per_episode():
+    cls = get("maddpg")
+    config = cls.Config(ensemble_size=3, max_cycles=5, learning_starts=10**6, n_envs=2)
+    collector = cls.make_collector(SPEAKER, config, seed=0)
+    agent = cls(config, collector.observation_space, collector.action_space, 0)
+    drawn = [agent.subpolicy.copy()]
+    for t in range(20):
+        agent.learn(collector)
+        if (t + 1) % 5:
+            np.testing.assert_array_equal(agent.subpolicy, drawn[-1])     # fixed in an episode
+        else:
+            drawn.append(agent.subpolicy.copy())
+    assert len({tuple(d.ravel()) for d in drawn}) > 1
+    # the first episode's 5 steps x 2 environments, each row tagged with what its env ran
+    np.testing.assert_array_equal(agent.replay.subpolicy[:10], np.tile(drawn[0], (5, 1)))
+    collector.close()
