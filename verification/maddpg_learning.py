@@ -26,10 +26,19 @@ its deterministic policies (argmax of the logits) with the paper's measures:
   running a uniformly drawn sub-policy per episode; reported: the good agents'
   and the adversary's mean episode return.
 
-    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 150000
-    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 150000
-    nice -n 10 python verification/maddpg_learning.py run --part adversary --steps 150000
-    python verification/maddpg_learning.py report          # the tables, from the run dirs
+What results/maddpg_learning.md reports (``--set`` goes after the defaults, so
+``train_freq=10``, one update per 40 environment steps, and ``learning_starts=5000``
+replace the paper's rate and warm-up to fit a small CPU budget):
+
+    S="--set learning_starts=5000 train_freq=10"
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 100000 $S
+    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 50000 $S
+    nice -n 10 python verification/maddpg_learning.py run --part adversary --steps 50000 \
+        --seeds 0 $S                  # K = 1 and K = 3, then the cross-play rows
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 300000 \
+        --seeds 0 --out runs/maddpg_learning_long $S
+    python verification/maddpg_learning.py cross --part adversary --steps 50000 --seeds 0
+    python verification/maddpg_learning.py report [--out DIR]   # the tables
 """
 
 from __future__ import annotations
@@ -91,7 +100,9 @@ def episodes(part, agents, on_step):
     sub, returns, current = draw(), [], 0.0
     try:
         while collector.episodes < EVAL_EPISODES:
-            actions = [a.act(collector.obs, deterministic=True, subpolicy=sub)[j]
+            # agent j's action from its own run, with its own drawn sub-policy (column j)
+            actions = [a.act(collector.obs, deterministic=True,
+                             subpolicy=np.where(np.arange(len(agents)) == j, sub, 0))[j]
                        for j, a in enumerate(agents)]
             before = collector.episodes
             step = collector.step(actions)
@@ -161,9 +172,10 @@ def evaluate(part, dirs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "report"))
+    p.add_argument("command", choices=("run", "cross", "report"))
     p.add_argument("--part", choices=tuple(TASKS), default="speaker")
-    p.add_argument("--steps", type=int, default=150_000)
+    p.add_argument("--steps", type=int, default=150_000,
+                   help="training steps (cross: the steps the runs had, for the rows)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=None)
     p.add_argument("--set", nargs="*", default=[], dest="settings",
@@ -173,10 +185,10 @@ def main(argv=None):
     variants = args.variants or (["K1", "K3"] if args.part == "adversary"
                                  else ["maddpg", "ddpg"])
     log = Path(args.out) / "results.jsonl"
-    if args.command == "run":
+    if args.command in ("run", "cross"):
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            for variant in variants:
+            for variant in variants if args.command == "run" else ():
                 cpu, cmd = train(args.out, args.part, variant, seed, args.steps, args.settings)
                 metrics = evaluate(args.part, [run_dir(args.out, args.part, variant, seed)])
                 row = dict(part=args.part, variant=variant, seed=seed, steps=args.steps,
@@ -195,9 +207,36 @@ def main(argv=None):
                         fh.write(json.dumps(row) + "\n")
         return 0
     rows = [json.loads(line) for line in open(log)]
-    for row in rows:
-        print(row)
+    print(report(rows))
     return 0
+
+
+METRICS = {"speaker": ("success_rate", "final_distance", "return_mean"),
+           "spread": ("mean_distance", "collisions", "return_mean"),
+           "adversary": ("good_return", "adversary_return"),
+           "adversary-cross": ("good_return", "adversary_return")}
+
+
+def report(rows):
+    """Markdown tables: per task and variant, every seed and the mean +- std over seeds."""
+    lines = []
+    for part, metrics in METRICS.items():
+        mine = [r for r in rows if r["part"] == part]
+        if not mine:
+            continue
+        lines += [f"### {part}", "", "| variant | seed | steps | CPU s | "
+                  + " | ".join(metrics) + " |", "|" + " --- |" * (4 + len(metrics))]
+        for r in mine:
+            lines.append(f"| {r['variant']} | {r['seed']} | {r['steps']} | "
+                         f"{r.get('cpu_s', '-')} | "
+                         + " | ".join(f"{r[m]:.3f}" for m in metrics) + " |")
+        for variant in dict.fromkeys(r["variant"] for r in mine):
+            vals = [r for r in mine if r["variant"] == variant]
+            lines.append(f"| **{variant}, mean +- std** | {len(vals)} seeds | | | " + " | ".join(
+                f"{np.mean([r[m] for r in vals]):.3f} +- {np.std([r[m] for r in vals]):.3f}"
+                for m in metrics) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
