@@ -123,7 +123,7 @@ def permutation_consistent(joint_input, perm=(2, 0, 1)):
     rows = np.concatenate([obs_blocks[p] for p in perm] + [act_blocks[p] for p in perm])
     permuted = critic.copy()
     W0 = permuted.W0.data
-    W0[...] = critic.W0.data[:, rows, :]          # the permuted critic reads agent perm[j] in slot j
+    W0[...] = critic.W0.data[:, rows, :]     # it reads agent perm[j] in slot j
     q = critic.first(*est.joint_input(batch.obs, batch.actions)).data
     q_perm = permuted.first(*joint_input([batch.obs[p] for p in perm],
                                          [batch.actions[p] for p in perm])).data
@@ -141,7 +141,7 @@ def test_permutation_check_rejects_swapped_action_slots():
     assert not permutation_consistent(swapped)
 
 
-# ------------------------------------------------------------------ target policies, replayed actions
+# ---------------------------------------------------- target policies, replayed actions
 
 CONT2 = (gym.spaces.Box(0.0, 1.0, (2,), np.float64), gym.spaces.Box(0.0, 1.0, (3,), np.float64))
 
