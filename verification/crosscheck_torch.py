@@ -66,6 +66,8 @@ NEGATIVE_CONTROLS = [     # (key, case, profile, what)
     ("ppo_no_clip", "ppo_clip", "minipg", "PPO surrogate without clipping (mean r A)"),
     ("ddpg_bootstrap_terminal", "ddpg_critic", "minipg",
      "DDPG target bootstraps through termination"),
+    ("maddpg_replayed_next_actions", "maddpg_critic", "minipg",
+     "MADDPG target at the replayed actions instead of every agent's target policy"),
     ("sac_v_target_no_entropy", "sac_value", "minipg", "SAC value target without -alpha log pi"),
     ("sac_no_tanh_correction", "sac_policy", "minipg", "SAC log-prob without the tanh correction"),
     ("acktr_empirical_fisher", "acktr", "minipg",
@@ -1260,6 +1262,82 @@ def d4pg_actor(c):
 
 
 # --- end of D4PG ---------------------------------------------------------------------------
+
+
+# --- MADDPG ---------------------------------------------------------------------------
+# Lowe et al. 2017, section 4: centralized critic Q_1(concat(o_1, o_2, a_1, a_2)); the
+# Gumbel-softmax relaxed action softmax((l + g) / T) (Jang et al. 2017, eq. 2).
+
+def gumbel_softmax_torch(logits, noise, T):
+    return torch.softmax((logits + noise) / T, dim=-1)
+
+
+def joint_q(net, obs, actions):
+    """Q(concat(o_1..o_N, a_1..a_N))[:, 0], agent order, observations first."""
+    return net(torch.cat(list(obs) + list(actions), dim=-1))[..., 0]
+
+
+@case
+def maddpg_critic(c):
+    g, T = c.hp["gamma"], c.hp["temperature"]
+    next_obs = [c.t("next_obs_1"), c.t("next_obs_2")]
+    a_next = [gumbel_softmax_torch(c.net(f"target_actor_{j}")(next_obs[j - 1]),
+                                   c.t(f"next_noise_{j}"), T).detach() for j in (1, 2)]
+    if "maddpg_replayed_next_actions" in WRONG:
+        a_next = [c.t("actions_1"), c.t("actions_2")]
+    for j in (1, 2):
+        c.out(f"target_actions_{j}", a_next[j - 1])
+    q_next = joint_q(c.net("target_critic"), next_obs, a_next).detach()
+    c.out("q_next_target", q_next)
+    y = c.t("rewards_1") + g * _cont(c) * q_next
+    c.out("y", y)
+    q = joint_q(c.net("critic"), [c.t("obs_1"), c.t("obs_2")],
+                [c.t("actions_1"), c.t("actions_2")])
+    c.out("q", q)
+    loss = ((q - y) ** 2).mean()
+    c.out("critic_loss", loss)
+    c.grad("critic_loss", loss, c.params("critic"))
+
+
+@case
+def maddpg_actor(c):
+    T = c.hp["temperature"]
+    obs = [c.t("obs_1"), c.t("obs_2")]
+    a1 = gumbel_softmax_torch(c.net("actor_1")(obs[0]), c.t("noise_1"), T)
+    c.out("a_1", a1)
+    Q = c.net("critic")
+    objective = joint_q(Q, obs, [a1, c.t("actions_2")]).mean()     # a_2 as replayed
+    c.out("objective", objective)
+    c.grad("objective", objective, c.params("actor_1"))
+    leaf = a1.detach().clone().requires_grad_(True)
+    c.grad("objective", joint_q(Q, obs, [leaf, c.t("actions_2")]).mean(), {"a_1": leaf})
+    logits = c.net("actor_1")(obs[0])
+    actor_loss = -objective + c.hp["policy_reg"] * (logits ** 2).mean()
+    c.out("actor_loss", actor_loss)
+    c.grad("actor_loss", actor_loss, c.params("actor_1"))
+
+
+@case
+def gumbel_softmax(c):
+    logits = c.t("logits").clone().requires_grad_(True)
+    y = gumbel_softmax_torch(logits, c.t("noise"), c.hp["temperature"])
+    c.out("y", y)
+    weighted = (y * c.t("weights")).sum()
+    c.out("weighted", weighted)
+    c.grad("weighted", weighted, {"logits": logits})
+
+
+@case
+def maddpg_approximate_policy(c):
+    logits = c.net("approx")(c.t("obs_2"))
+    log_prob = log_softmax_pick(logits, c.t("actions_2"))
+    H = softmax_entropy(logits)
+    c.out("log_prob", log_prob)
+    c.out("entropy", H)
+    loss = -(log_prob.mean() + c.hp["entropy_coef"] * H.mean())     # Lowe et al., eq. 7
+    c.out("loss", loss)
+    c.grad("loss", loss, c.params("approx"))
+# --- end MADDPG -----------------------------------------------------------------------
 
 
 # ------------------------------------------------------------------ main

@@ -24,7 +24,7 @@ __all__ = ["ALGORITHMS", "MODULES", "get", "names", "Algorithm", "BaseConfig", "
 
 # the algorithm modules under minipg.algorithms, in the order of Weng's document
 MODULES = ("reinforce", "actor_critic", "off_policy_ac", "a2c", "a3c", "dpg", "ddpg", "d4pg",
-           "td3", "trpo", "ppo", "acer", "acktr", "sac", "sac_v1")
+           "maddpg", "td3", "trpo", "ppo", "acer", "acktr", "sac", "sac_v1")
 
 ALGORITHMS = Registry("algorithm", __name__, MODULES)
 

@@ -41,7 +41,8 @@ __all__ = ["Result", "LEVELS", "CHECK_MODULES", "CHECKS", "audit_check", "check_
            "UnknownAlgorithmError"]
 
 # the modules holding the checks, imported on first use
-CHECK_MODULES = ("classical", "onpolicy", "a3c", "offpolicy", "d4pg", "trpo", "acer", "acktr")
+CHECK_MODULES = ("classical", "onpolicy", "a3c", "offpolicy", "d4pg", "maddpg", "trpo", "acer",
+                 "acktr")
 
 CHECKS = Registry("audit check", __name__, CHECK_MODULES)
 

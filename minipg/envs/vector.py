@@ -54,6 +54,10 @@ def _check_env_id(env_id):
             f"--env {env_id!r}: an environment id is needed; accepted: a gymnasium id such as "
             f"CartPole-v1 or Pendulum-v1, or module:EnvId for a task registered by a module "
             f"(leave --env out for the algorithm's default task)")
+    if env_id.startswith("mpe2/"):           # minipg.envs.multiagent's tasks
+        raise UnsupportedEnvironmentError(
+            f"--env {env_id} is a multi-agent task; use maddpg (minipg train maddpg --env "
+            f"{env_id}); this algorithm trains one-agent gymnasium tasks")
     name = env_id
     if ":" in env_id:
         module, name = env_id.split(":", 1)

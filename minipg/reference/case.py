@@ -41,7 +41,8 @@ __all__ = ["CASES", "Case", "build", "FORWARD", "DATA_ROLES", "float32_exact",
 #: the reference cases, one module per family, written in this order
 CASES = Registry("reference case", "minipg.reference",
                  ("cases_classical", "cases_returns", "cases_onpolicy", "cases_a3c",
-                  "cases_offpolicy", "cases_d4pg", "cases_trpo", "cases_acer", "cases_acktr"))
+                  "cases_offpolicy", "cases_d4pg", "cases_maddpg", "cases_trpo", "cases_acer",
+                  "cases_acktr"))
 
 FORWARD = ("h_0 = input, a batch of row vectors of shape (..., n_in); for each layer i: "
            "h_{i+1} = activation_i(h_i @ W_i + b_i) with W_i of shape (n_in, n_out) and b_i of "

@@ -42,8 +42,8 @@ ROLES = ("input", "parameter", "output", "gradient")
 #: the document every case cites, and its section headings a manifest's "section" may name
 DOCUMENT = 'L. Weng, "Policy Gradient Algorithms" (2018)'
 SECTIONS = ("Proof of Policy Gradient Theorem", "REINFORCE", "Actor-Critic",
-            "Off-Policy Policy Gradient", "A3C", "A2C", "DPG", "DDPG", "D4PG", "TRPO", "PPO",
-            "ACER", "ACKTR",
+            "Off-Policy Policy Gradient", "A3C", "A2C", "DPG", "DDPG", "D4PG", "MADDPG", "TRPO",
+            "PPO", "ACER", "ACKTR",
             "SAC",
             "SAC with Automatically Adjusted Temperature", "TD3")
 
