@@ -235,9 +235,9 @@ def default_command(args):
     lines += ["", f"Median [min, max] over {len(rows)} repeats: wall ratio minipg / SB3 "
               f"{wp.summary(wall)} (goal <= 0.33); training-loop ratio {wp.summary(loop)}; "
               f"minipg CPU / wall {wp.summary(cpu_over_wall)} (goal <= 1.1). Load average "
-              f"during the runs: {wp.summary([x['load_avg'] for x in mine + sb3])} (the "
-              "2-core machine was shared with four other sessions' tests and learning runs, "
-              "so absolute times are noisy; the ratios come from alternated runs)."]
+              f"during the runs: {wp.summary([x['load_avg'] for x in mine + sb3])} (on this "
+              "2-core machine, a load near 2 or above means other work shared the cores; the "
+              "ratios come from alternated runs)."]
     path = os.path.join(HERE, "results", "ppo_speed.md")
     heading = "The default command, whole process (issue 13)"
     if args.sb3_threads:
