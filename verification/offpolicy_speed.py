@@ -578,9 +578,9 @@ def cmd_default(args):
         lines += ["", f"{algo}: wall ratio minipg / SB3 {wp.summary(walls)} (goal <= 0.6), "
                   f"training-loop ratio {wp.summary(loops)}, median [min, max] over "
                   f"{len(walls)} repeats; load average at the ends of the runs "
-                  f"{statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}]. The "
-                  "2-core machine was shared with four other sessions' tests and learning "
-                  "runs, so absolute times are noisy; the ratios come from alternated runs."]
+                  f"{statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}] (on "
+                  "this 2-core machine, a load near 2 or above means other work shared the "
+                  "cores); the ratios come from alternated runs."]
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "offpolicy_speed.md")
         # one section per algorithm, written when it is done (a cut-short session keeps it)
