@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ReplayBuffer", "ReplayBatch"]
+__all__ = ["ReplayBuffer", "ReplayBatch", "ring_state", "load_ring_state"]
 
 _FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
 
@@ -222,51 +222,67 @@ class ReplayBuffer:
         (the first ``len(self)`` slots, copies) and ``ptr``, ``size``,
         ``capacity`` (0-d int64 arrays).
         """
-        n = self._size
-        state = {name: getattr(self, name)[:n].copy() for name in _FIELDS}
-        state["ptr"] = np.array(self.ptr, dtype=np.int64)
-        state["size"] = np.array(n, dtype=np.int64)
-        state["capacity"] = np.array(self.capacity, dtype=np.int64)
-        return state
+        return ring_state(self, _FIELDS)
 
     def load_state_dict(self, state):
         """Restore from :meth:`state_dict` (same capacity, shapes and dtype kinds)."""
-        keys = set(_FIELDS) | {"ptr", "size", "capacity"}
-        missing = sorted(keys - set(state))
-        unexpected = sorted(set(state) - keys)
-        if missing or unexpected:
-            raise ValueError(f"ReplayBuffer.load_state_dict: missing keys {missing}, unexpected "
-                             f"keys {unexpected}; expected {sorted(keys)}")
-        scalars = {}
-        for name in ("ptr", "size", "capacity"):
-            v = np.asarray(state[name])
-            if v.shape != () or v.dtype.kind not in "iu":
-                raise ValueError(f"ReplayBuffer.load_state_dict: '{name}' must be a 0-d integer "
-                                 f"array, got shape {v.shape} dtype {v.dtype}")
-            scalars[name] = int(v)
-        cap, size, ptr = scalars["capacity"], scalars["size"], scalars["ptr"]
-        if cap != self.capacity:
-            raise ValueError(f"ReplayBuffer.load_state_dict: saved capacity {cap} differs from "
-                             f"this buffer's {self.capacity}")
-        if not 0 <= size <= cap or not 0 <= ptr < cap or (size < cap and ptr != size):
-            raise ValueError(f"ReplayBuffer.load_state_dict: inconsistent size {size} and ptr "
-                             f"{ptr} for capacity {cap} (need 0 <= size <= capacity, "
-                             f"0 <= ptr < capacity, and ptr == size until the buffer is full)")
-        arrays = {}
-        for name in _FIELDS:
-            target = getattr(self, name)
-            v = np.asarray(state[name])
-            want = (size,) + target.shape[1:]
-            if v.shape != want:
-                raise ValueError(f"ReplayBuffer.load_state_dict: '{name}' has shape {v.shape}, "
-                                 f"expected {want}")
-            if not np.can_cast(v.dtype, target.dtype, casting="same_kind"):
-                raise ValueError(f"ReplayBuffer.load_state_dict: '{name}' has dtype {v.dtype}, "
-                                 f"which does not convert to the buffer's {target.dtype}")
-            arrays[name] = v
-        for name, v in arrays.items():          # all checked: now write
-            target = getattr(self, name)
-            target[:size] = v
-            target[size:] = 0                   # no stale rows beyond the filled part
-        self._size, self.ptr = size, ptr
+        self._size, self.ptr = load_ring_state(self, _FIELDS, state)
         return self
+
+
+# --- checkpoints of a ring of preallocated arrays ---------------------------------------
+# A buffer with arrays ``fields`` of ``capacity`` rows, ``len(buffer)`` rows filled and the
+# next write at ``ptr`` (ReplayBuffer here, ACER's SegmentReplay).
+def ring_state(buffer, fields):
+    """The filled rows of ``buffer``'s arrays ``fields`` (copies) and its ``ptr``, ``size``
+    and ``capacity`` as 0-d int64 arrays."""
+    n = len(buffer)
+    state = {name: getattr(buffer, name)[:n].copy() for name in fields}
+    state["ptr"] = np.array(buffer.ptr, dtype=np.int64)
+    state["size"] = np.array(n, dtype=np.int64)
+    state["capacity"] = np.array(buffer.capacity, dtype=np.int64)
+    return state
+
+
+def load_ring_state(buffer, fields, state):
+    """Write :func:`ring_state`'s rows into ``buffer``'s arrays (same capacity, row shapes
+    and dtype kinds; everything is checked before anything is written) and return the
+    saved ``(size, ptr)`` for the buffer to take."""
+    where = f"{type(buffer).__name__}.load_state_dict"
+    keys = set(fields) | {"ptr", "size", "capacity"}
+    missing = sorted(keys - set(state))
+    unexpected = sorted(set(state) - keys)
+    if missing or unexpected:
+        raise ValueError(f"{where}: missing keys {missing}, unexpected keys {unexpected}; "
+                         f"expected {sorted(keys)}")
+    scalars = {}
+    for name in ("ptr", "size", "capacity"):
+        v = np.asarray(state[name])
+        if v.shape != () or v.dtype.kind not in "iu":
+            raise ValueError(f"{where}: '{name}' must be a 0-d integer array, got shape "
+                             f"{v.shape} dtype {v.dtype}")
+        scalars[name] = int(v)
+    cap, size, ptr = scalars["capacity"], scalars["size"], scalars["ptr"]
+    if cap != buffer.capacity:
+        raise ValueError(f"{where}: saved capacity {cap} differs from this buffer's "
+                         f"{buffer.capacity}")
+    if not 0 <= size <= cap or not 0 <= ptr < cap or (size < cap and ptr != size):
+        raise ValueError(f"{where}: inconsistent size {size} and ptr {ptr} for capacity {cap} "
+                         f"(need 0 <= size <= capacity, 0 <= ptr < capacity, and ptr == size "
+                         f"until the buffer is full)")
+    arrays = {}
+    for name in fields:
+        target = getattr(buffer, name)
+        v = np.asarray(state[name])
+        want = (size,) + target.shape[1:]
+        if v.shape != want:
+            raise ValueError(f"{where}: '{name}' has shape {v.shape}, expected {want}")
+        if not np.can_cast(v.dtype, target.dtype, casting="same_kind"):
+            raise ValueError(f"{where}: '{name}' has dtype {v.dtype}, which does not convert "
+                             f"to the buffer's {target.dtype}")
+        arrays[name] = v
+    for name, v in arrays.items():          # all checked: now write
+        target = getattr(buffer, name)
+        target[:size] = v
+        target[size:] = 0                   # no stale rows beyond the filled part
+    return size, ptr

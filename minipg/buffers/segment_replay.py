@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .replay import load_ring_state, ring_state
+
 __all__ = ["SegmentReplay", "SegmentBatch"]
 
 FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "next_obs", "mu")
@@ -152,34 +154,9 @@ class SegmentReplay:
     # ------------------------------------------------------------ checkpoint
     def state_dict(self):
         """The filled part as plain arrays, plus ``ptr``, ``size``, ``capacity``."""
-        n = self._size
-        state = {name: getattr(self, name)[:n].copy() for name in FIELDS}
-        state["ptr"] = np.array(self.ptr, dtype=np.int64)
-        state["size"] = np.array(n, dtype=np.int64)
-        state["capacity"] = np.array(self.capacity, dtype=np.int64)
-        return state
+        return ring_state(self, FIELDS)
 
     def load_state_dict(self, state):
         """Restore from :meth:`state_dict` (same capacity and shapes); checked before writing."""
-        keys = set(FIELDS) | {"ptr", "size", "capacity"}
-        if set(state) != keys:
-            raise ValueError(f"SegmentReplay.load_state_dict: keys {sorted(state)}; expected "
-                             f"{sorted(keys)}")
-        cap, size, ptr = (int(np.asarray(state[k])) for k in ("capacity", "size", "ptr"))
-        if cap != self.capacity:
-            raise ValueError(f"SegmentReplay.load_state_dict: saved capacity {cap}, this "
-                             f"buffer's {self.capacity}")
-        if not 0 <= size <= cap or not 0 <= ptr < cap or (size < cap and ptr != size):
-            raise ValueError(f"SegmentReplay.load_state_dict: inconsistent size {size} and ptr "
-                             f"{ptr} for capacity {cap}")
-        for name in FIELDS:
-            want = (size,) + getattr(self, name).shape[1:]
-            if np.shape(state[name]) != want:
-                raise ValueError(f"SegmentReplay.load_state_dict: '{name}' has shape "
-                                 f"{np.shape(state[name])}, expected {want}")
-        for name in FIELDS:
-            target = getattr(self, name)
-            target[:size] = state[name]
-            target[size:] = 0
-        self._size, self.ptr = size, ptr
+        self._size, self.ptr = load_ring_state(self, FIELDS, state)
         return self
