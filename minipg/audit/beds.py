@@ -48,7 +48,7 @@ from minipg.kernels import discounted_returns
 __all__ = [
     "episodic_bed", "continuing_bed", "lqr_bed", "step_log_prob", "split_gradient",
     "reinforce_estimates", "actor_critic_estimates", "off_policy_estimates", "lqr_q_of_action",
-    "dpg_estimates", "dpg_linear_jacobian",
+    "dpg_estimates", "dpg_linear_jacobian", "softmax_rows",
 ]
 
 # sum_i g_i / scale vs the autodiff gradient of the whole batch (and the value vs
@@ -58,6 +58,13 @@ SPLIT_TOL = 1e-10
 
 
 # ============================================ per-episode samples from minipg estimators
+
+def softmax_rows(logits):
+    """softmax over the last axis, max-shifted, in plain NumPy (the closed forms' own, so
+    that no check leans on the engine it checks)."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
 
 def step_log_prob(features, theta, states, actions):
     r"""log pi_theta(a_t|s_t) on the tape, for the linear softmax pi ∝ exp(phi(s,a)^T theta).

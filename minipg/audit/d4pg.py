@@ -36,6 +36,7 @@ from ..autodiff import ops
 from ..buffers.prioritized import PrioritizedBatch
 from ..kernels.projection import categorical_projection_numpy
 from . import audit_check
+from .beds import softmax_rows
 from .levels import formula_result, gradcheck_module, relative_error
 from .offpolicy import dpg_lqr_check, make_agent
 
@@ -82,11 +83,6 @@ def _actor_gradcheck(full, rng):
                             "d4pg.actor_loss in the actor's parameters")
 
 
-def _softmax(logits):
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @audit_check("d4pg", "critic_loss + actor_loss", "formula")
 def _formula(full, rng):
     agent = _agent(rng, ())
@@ -101,14 +97,14 @@ def _formula(full, rng):
 
     # the target Y_i by hand: target actor, target critic, projection's NumPy twin
     mu_next = center + scale * np.tanh(batch.next_obs @ At + ct)
-    p_next = _softmax(np.concatenate([batch.next_obs, mu_next], 1) @ Wt + bt)
+    p_next = softmax_rows(np.concatenate([batch.next_obs, mu_next], 1) @ Wt + bt)
     discounts = np.where(batch.terminated, 0.0, cfg.gamma ** batch.n_steps.astype(float))
     Y = categorical_projection_numpy(p_next, batch.rewards, discounts, cfg.v_min, cfg.v_max)
     loss, _, _ = agent.critic_loss(batch)
     agent.critic.zero_grad()
     loss.backward()
     X = np.concatenate([batch.obs, batch.actions], 1)
-    p = _softmax(X @ W + b)
+    p = softmax_rows(X @ W + b)
     G = batch.weights[:, None] / M * (p - Y)                   # d L / d logits
     expected_loss = np.mean(batch.weights * -(Y * np.log(p)).sum(1))
     layer = agent.critic.net.layer0
@@ -121,7 +117,7 @@ def _formula(full, rng):
     agent.actor_loss(batch.obs).backward()
     pre = batch.obs @ A + c
     mu = center + scale * np.tanh(pre)
-    p_mu = _softmax(np.concatenate([batch.obs, mu], 1) @ W + b)
+    p_mu = softmax_rows(np.concatenate([batch.obs, mu], 1) @ W + b)
     q = p_mu @ z
     grad_a = (p_mu * (z[None, :] - q[:, None])) @ W[agent.obs_dim:].T      # grad_a Q
     g = grad_a * scale * (1.0 - np.tanh(pre) ** 2)                         # dQ / d pre

@@ -33,6 +33,7 @@ import numpy as np
 from ..autodiff import ops
 from ..estimators import maddpg as est
 from . import audit_check
+from .beds import softmax_rows
 from .levels import exact_result, formula_result, gradcheck_function, gradcheck_module, \
     relative_error
 from .stats import z_test_bonferroni
@@ -114,11 +115,6 @@ def _gumbel_gradcheck(full, rng):
 
 
 # --------------------------------------------------------------- 2. formula
-def _softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @audit_check("maddpg", "critic_loss + actor_loss", "formula")
 def _formula(full, rng):
     agent = _randomized(rng, hidden=(), policy_reg=1e-2)
@@ -137,7 +133,7 @@ def _formula(full, rng):
     for j, target in enumerate(agent.actor_targets):
         layer = target[0].layer0
         z = batch.next_obs[j] @ layer.weight.data + layer.bias.data
-        next_actions.append(_softmax((z + noises[j]) / T))
+        next_actions.append(softmax_rows((z + noises[j]) / T))
     x_next = np.concatenate(batch.next_obs + next_actions, axis=1)
     y = batch.rewards[:, i] + cfg.gamma * np.where(batch.terminated, 0.0, x_next @ wt + ct)
     loss, _ = agent.critic_loss(i, batch)
@@ -154,7 +150,7 @@ def _formula(full, rng):
     agent.actors[i][0].zero_grad()
     agent.actor_loss(i, batch, noise=noise).backward()
     logits = batch.obs[i] @ actor.weight.data + actor.bias.data
-    yi = _softmax((logits + noise) / T)
+    yi = softmax_rows((logits + noise) / T)
     start = sum(agent.obs_dims) + sum(agent.action_dims[:i])
     w_a = w[start:start + agent.action_dims[i]]                          # Q's weights on a_i
     dq_dl = (yi * (w_a - (yi * w_a).sum(axis=1, keepdims=True))) / T     # J_y^T w_a per row
@@ -174,5 +170,5 @@ def _gumbel_exact(full, rng):
     g = est.gumbel_noise(rng, (n, logits.size))
     y = est.gumbel_softmax(np.tile(logits, (n, 1)), g, 0.7).data
     indicators = np.eye(logits.size)[np.argmax(y, axis=1)]
-    return exact_result(z_test_bonferroni(indicators, _softmax(logits[None])[0]),
+    return exact_result(z_test_bonferroni(indicators, softmax_rows(logits[None])[0]),
                         "softmax(l) (Gumbel-max: argmax softmax((l + g)/T) ~ Categorical)")
