@@ -141,17 +141,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def sample(self, batch_size, rng, beta=1.0):
         """A minibatch drawn with P(i) proportional to p_i^alpha, with replacement, and its
         importance weights (R P(i))^-beta / max over the batch (beta in [0, 1])."""
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"PrioritizedReplayBuffer.sample: rng must be a numpy Generator, "
-                            f"got {type(rng).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"PrioritizedReplayBuffer.sample: batch_size must be an int, got "
-                            f"{batch_size!r}")
-        if len(self) == 0:
-            raise ValueError("PrioritizedReplayBuffer.sample: the buffer is empty")
-        if not 1 <= batch_size <= len(self):
-            raise ValueError(f"PrioritizedReplayBuffer.sample: batch_size = {batch_size} must "
-                             f"be between 1 and the number of stored transitions, {len(self)}")
+        self.check_sample(batch_size, rng)
         beta = float(beta)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"PrioritizedReplayBuffer.sample: beta must lie in [0, 1], got "

@@ -190,6 +190,21 @@ class ReplayBuffer:
         self._size = min(self._size + n, self.capacity)
 
     # --------------------------------------------------------------- sample
+    def check_sample(self, batch_size, rng):
+        """Refuse a sampling request :meth:`sample` (and a subclass's) cannot serve: ``rng``
+        not a ``numpy.random.Generator``, ``batch_size`` not an int in [1, len(self)]."""
+        where = f"{type(self).__name__}.sample"
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"{where}: rng must be a numpy Generator "
+                            f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"{where}: batch_size must be an int, got {batch_size!r}")
+        if self._size == 0:
+            raise ValueError(f"{where}: the buffer is empty; add transitions first")
+        if not 1 <= batch_size <= self._size:
+            raise ValueError(f"{where}: batch_size = {batch_size} must be between 1 and the "
+                             f"number of stored transitions, {self._size}")
+
     def sample(self, batch_size, rng):
         """A uniform minibatch, drawn with replacement from the filled slots.
 
@@ -199,17 +214,7 @@ class ReplayBuffer:
         is almost always a warm-up bug, so it is refused).  Returns a
         :class:`ReplayBatch` of copies.
         """
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"ReplayBuffer.sample: rng must be a numpy Generator "
-                            f"(np.random.default_rng(seed)), got {type(rng).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"ReplayBuffer.sample: batch_size must be an int, got "
-                            f"{batch_size!r}")
-        if self._size == 0:
-            raise ValueError("ReplayBuffer.sample: the buffer is empty; add transitions first")
-        if not 1 <= batch_size <= self._size:
-            raise ValueError(f"ReplayBuffer.sample: batch_size = {batch_size} must be between 1 "
-                             f"and the number of stored transitions, {self._size}")
+        self.check_sample(batch_size, rng)
         idx = rng.integers(0, self._size, size=int(batch_size))   # uniform over filled slots
         return ReplayBatch(self.obs[idx], self.actions[idx], self.rewards[idx],
                            self.next_obs[idx], self.terminated[idx], idx)
