@@ -67,7 +67,8 @@ from ..estimators import acer as acer_estimators
 from ..nn import MLP
 from ..optim import Adam, RMSprop, clip_grad_norm, polyak_update
 from . import ALGORITHMS
-from .base import Algorithm, BaseConfig, ConfigError, setting
+from .base import (Algorithm, BaseConfig, ConfigError, load_replay_state, replay_state,
+                   setting)
 from .networks import CategoricalPolicy, GaussianPolicy, ValueNet
 
 __all__ = ["ACERConfig", "ACER"]
@@ -418,15 +419,10 @@ class ACER(Algorithm):
     # --- checkpoints ------------------------------------------------------------------
     def extra_state(self):
         state = {"updates": np.asarray(self.updates), "replayed": np.asarray(self.replayed)}
-        if self.config.checkpoint_replay:
-            state.update({f"replay/{k}": v for k, v in self.buffer.state_dict().items()})
+        state.update(replay_state(self.buffer, self.config.checkpoint_replay))
         return state
 
     def load_extra_state(self, arrays):
         self.updates = int(arrays["updates"])
         self.replayed = int(arrays["replayed"])
-        replay = {k[len("replay/"):]: v for k, v in arrays.items() if k.startswith("replay/")}
-        if self.config.checkpoint_replay:
-            if not replay:
-                raise ValueError("checkpoint_replay is on but the checkpoint holds no replay")
-            self.buffer.load_state_dict(replay)
+        load_replay_state(self.buffer, arrays, self.config.checkpoint_replay)

@@ -28,7 +28,7 @@ __all__ = ["Algorithm", "BaseConfig", "ConfigError", "setting", "config_from",
            "config_to_dict", "config_help", "parse_assignments", "validate", "accepted_range",
            "accepted_values", "setting_default", "parse_int", "memory_estimate",
            "check_memory", "available_memory", "format_bytes", "update_rows", "INT_HIGH",
-           "WIDTH_HIGH", "LAYERS_HIGH"]
+           "WIDTH_HIGH", "LAYERS_HIGH", "replay_state", "load_replay_state"]
 
 # Upper bounds every setting has unless it states a smaller one: an integer setting
 # at most INT_HIGH; a layer-size tuple at most LAYERS_HIGH layers of at most WIDTH_HIGH
@@ -358,6 +358,24 @@ def check_memory(config, obs_dim, act_dim, limit=None):
         f"{format_bytes(biggest)} "
         f"({values}, {config.dtype}): lower {' or '.join(names)}"
         f"{hint}")
+
+
+# --- a replay buffer in the checkpoint (``checkpoint_replay``) --------------------------
+def replay_state(buffer, enabled):
+    """``buffer.state_dict()`` under keys ``replay/...`` for an algorithm's
+    :meth:`Algorithm.extra_state` when ``enabled``; else nothing."""
+    return {f"replay/{k}": v for k, v in buffer.state_dict().items()} if enabled else {}
+
+
+def load_replay_state(buffer, arrays, enabled):
+    """Restore :func:`replay_state`'s keys from ``arrays`` into ``buffer`` when ``enabled``
+    (a ValueError if the checkpoint holds none); the keys are ignored otherwise."""
+    if not enabled:
+        return
+    replay = {k[len("replay/"):]: v for k, v in arrays.items() if k.startswith("replay/")}
+    if not replay:
+        raise ValueError("checkpoint_replay is on but the checkpoint holds no replay buffer")
+    buffer.load_state_dict(replay)
 
 
 class Algorithm:

@@ -72,7 +72,8 @@ from ..estimators import maddpg as est
 from ..nn import MLP
 from ..optim import Adam, clip_grad_norm, polyak_update
 from . import ALGORITHMS
-from .base import Algorithm, ConfigError, check_memory, setting
+from .base import (Algorithm, ConfigError, check_memory, load_replay_state, replay_state,
+                   setting)
 from .networks import make_policy
 from .offpolicy_common import (CriticEnsemble, DeterministicActor, OffPolicyConfig, action_box,
                                frozen)
@@ -566,8 +567,7 @@ class MADDPG(Algorithm):
                  "vector_steps": np.asarray(self.vector_steps),
                  "subpolicy": self.subpolicy.copy(),
                  "last_metrics": np.asarray([self._last_metrics[k] for k in self.metric_names])}
-        if self.config.checkpoint_replay:
-            state.update({f"replay/{k}": v for k, v in self.replay.state_dict().items()})
+        state.update(replay_state(self.replay, self.config.checkpoint_replay))
         return state
 
     def load_extra_state(self, arrays):
@@ -576,9 +576,4 @@ class MADDPG(Algorithm):
         self.subpolicy = np.array(arrays["subpolicy"], dtype=np.int64)
         self._last_metrics = dict(zip(self.metric_names,
                                       map(float, np.asarray(arrays["last_metrics"]))))
-        replay = {k[len("replay/"):]: v for k, v in arrays.items() if k.startswith("replay/")}
-        if self.config.checkpoint_replay:
-            if not replay:
-                raise ValueError("checkpoint_replay is on but the checkpoint holds no replay "
-                                 "buffer")
-            self.replay.load_state_dict(replay)
+        load_replay_state(self.replay, arrays, self.config.checkpoint_replay)

@@ -48,7 +48,8 @@ from ..distributions import GaussianNoise, OrnsteinUhlenbeckNoise, TanhGaussian
 from ..kernels.polyak import polyak_update_kernel_numba
 from ..nn import MLP, Module, fan_in_uniform
 from ..optim import Adam, polyak_update
-from .base import Algorithm, BaseConfig, ConfigError, setting
+from .base import (Algorithm, BaseConfig, ConfigError, load_replay_state, replay_state,
+                   setting)
 
 __all__ = ["OffPolicyConfig", "DeterministicPolicyConfig", "OffPolicyAlgorithm",
            "DeterministicPolicyMixin", "TanhGaussianPolicyMixin", "DeterministicActor",
@@ -377,8 +378,7 @@ class OffPolicyAlgorithm(Algorithm):
                  "vector_steps": np.asarray(self.vector_steps),
                  "last_metrics": np.asarray([self._last_metrics[k] for k in self.metric_names],
                                             dtype=np.float64)}
-        if self.config.checkpoint_replay:
-            state.update({f"replay/{k}": v for k, v in self.buffer.state_dict().items()})
+        state.update(replay_state(self.buffer, self.config.checkpoint_replay))
         return state
 
     def load_extra_state(self, arrays):
@@ -386,12 +386,7 @@ class OffPolicyAlgorithm(Algorithm):
         self.vector_steps = int(arrays["vector_steps"])
         self._last_metrics = dict(zip(self.metric_names,
                                       map(float, np.asarray(arrays["last_metrics"]))))
-        replay = {k[len("replay/"):]: v for k, v in arrays.items() if k.startswith("replay/")}
-        if self.config.checkpoint_replay:
-            if not replay:
-                raise ValueError("checkpoint_replay is on but the checkpoint holds no replay "
-                                 "buffer")
-            self.buffer.load_state_dict(replay)
+        load_replay_state(self.buffer, arrays, self.config.checkpoint_replay)
 
 
 LOG_PROB_OF = ("action", "normalized_action")
