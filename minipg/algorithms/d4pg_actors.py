@@ -49,7 +49,7 @@ import numpy as np
 from ..autodiff import no_grad
 from ..buffers.nstep import NStepAssembler, NStepRows
 from ..envs.vector import Collector, make_vector_env, probe_spaces
-from ..parallel import SharedArrays, get_backend
+from ..parallel import SharedArrays, close_queue, get_backend
 from .offpolicy_common import DeterministicActor, action_box, make_exploration_noise
 
 __all__ = ["ActorCollector", "WeightChannel", "actor_main", "put_until_stopped",
@@ -468,14 +468,8 @@ class ActorCollector:
                     thing.close()
             self.weights = self.counters = None
             queue, self.queue = getattr(self, "queue", None), None
-            if hasattr(queue, "cancel_join_thread"):      # a process queue: its pipe
-                queue.cancel_join_thread()
-                queue.close()
-            elif queue is not None:                       # a Ray queue: its actor
-                try:
-                    queue.inner.shutdown()
-                except Exception:                         # the Ray session is gone
-                    pass
+            if queue is not None:       # a process queue's pipe, a Ray queue's actor
+                close_queue(queue)
             self.backend.__exit__(None, None, None)
 
 
