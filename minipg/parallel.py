@@ -7,6 +7,9 @@ starting, watching and stopping processes is written once:
 * :func:`get_backend` -- ``"process"`` (``multiprocessing`` with the spawn
   start method on this machine) or ``"ray"`` (Ray actors, on a local Ray
   instance or the cluster at ``ray_address``); checked before anything runs.
+  :meth:`RayBackend.driver_node` and :func:`ray_node_id` say which Ray node a
+  process runs on, so that Ray workers on the driver's machine can share its
+  memory (:class:`SharedArrays`) and only the others need the network.
 * :meth:`Backend.start` runs ``target(rank, stop, *args)`` in ``n`` workers
   and returns a :class:`WorkerGroup`: :meth:`WorkerGroup.poll` says how many
   still run and raises :class:`WorkerError` (with the worker's traceback) as
@@ -53,7 +56,7 @@ import numpy as np
 
 __all__ = ["BACKENDS", "WorkerError", "check_workers", "require_ray", "SharedArrays",
            "get_backend", "Backend", "WorkerGroup", "worker_limit", "WORKER_MEMORY",
-           "check_ray_address", "close_queue"]
+           "check_ray_address", "close_queue", "ray_node_id"]
 
 BACKENDS = ("process", "ray")
 
@@ -717,6 +720,16 @@ class RayBackend(Backend):
             self.started_ray = False
         return False
 
+    def driver_node(self):
+        """The Ray node id of this process when it is a node of the cluster (a local Ray
+        instance, or ``ray_address`` host:port or auto: a driver on a machine of the
+        cluster, sharing that machine's memory with the workers placed there); None for a
+        ``ray://`` client connection, whose driver is off the cluster."""
+        from ray.util.client import ray as client
+        if client.is_connected():
+            return None
+        return ray_node_id()
+
     def queue(self, maxsize=0):
         """A ``ray.util.queue.Queue`` (held by an actor) with put/get/get_nowait."""
         return RayQueue(maxsize)
@@ -726,6 +739,12 @@ class RayBackend(Backend):
         if not self.ray.is_initialized():
             raise RuntimeError("RayBackend.start: enter the backend first (with backend: ...)")
         return RayWorkerGroup(self.ray, target, _count(n), tuple(args))
+
+
+def ray_node_id():
+    """The id of the Ray node this process (a driver or an actor) runs on."""
+    import ray
+    return ray.get_runtime_context().get_node_id()
 
 
 def get_backend(name, ray_address=None):

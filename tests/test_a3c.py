@@ -6,6 +6,7 @@ Spawned workers (and the command-line runs) import this module by name to make t
 failing task below, so the tests directory goes on their PYTHONPATH.
 """
 
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -19,15 +20,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from minipg.algorithms.a3c import (A3C, A3CConfig, A3CWorkers, SharedGlobals, learning_rate,
-                                   worker_seeds)
+from minipg.algorithms.a3c import (A3C, A3CConfig, A3CWorkers, SharedGlobals, WorkerJob,
+                                   connect_globals, learning_rate, worker_seeds)
 from minipg.algorithms.base import ConfigError, config_from
 from minipg.autodiff import Tensor
 from minipg.distributions import Categorical
 from minipg.envs.vector import Collector, Step
 from minipg.estimators.a3c import segment_loss
 from minipg.kernels import rmsprop_update_numpy
-from minipg.parallel import SharedArrays, get_backend
+from minipg.parallel import WorkerError, get_backend
 from minipg.run import CHECKPOINT, read_checkpoint, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -312,24 +313,51 @@ def test_one_worker_follows_the_sequential_outline_and_resumes_exactly(tmp_path,
 
 
 # --- several workers ------------------------------------------------------------------------
-def push_one_hot(rank, stop, spec, cfg, size):
-    """A worker that applies a gradient on coordinate ``rank`` only, through the same
-    SharedGlobals a real worker uses."""
+def push_one_hot(rank, stop, jobs, size, kinds):
+    """A worker that applies a gradient on coordinate ``rank`` only, through the global
+    state a real worker with ``jobs[rank]`` reaches (checked to be of class kinds[rank])."""
     grad = np.zeros(size)
-    shared = SharedGlobals(spec, cfg, rank, grad)
+    global_model = connect_globals(jobs[rank], rank, grad)
+    assert type(global_model).__name__ == kinds[rank], type(global_model)
     grad[rank] = 1.0
-    shared.push(grad, 10 + rank)
-    shared.close()
+    global_model.push(grad, 10 + rank)
+    global_model.close()
 
 
-def test_every_worker_updates_the_one_shared_state():
+def descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        kids = children_of(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def ray_actor_pids():
+    """This test process's Ray actor processes running A3C's workers or server."""
+    pids = []
+    for pid in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if b"RayWorkerHost" in cmdline or b"ParameterServer" in cmdline:
+            pids.append(pid)
+    return pids
+
+
+def check_every_worker_updates_the_one_shared_state(backend, ray=None):
     """Each worker's update reaches the shared theta, w and the shared RMSprop statistics
     (one array for all), and T is the sum of the workers' steps."""
-    cfg = config(workers=2, anneal_lr=False, lr=0.01)
+    cfg = config(workers=2, anneal_lr=False, lr=0.01, backend=backend)
     size = 6
-    with SharedArrays.create(SharedGlobals.layout(size, np.float64, 2)) as shared:
-        shared["params"][:] = 1.0
-        local = SharedGlobals(shared.spec, cfg, 0, np.zeros(size))
+    workers = A3CWorkers(A3C, "CartPole-v1", cfg, 0)
+    workers.backend = get_backend(backend).__enter__()    # Ray: the session of the fixture
+    try:
+        workers.open_globals(np.ones(size), np.zeros(size))
+        shared = workers.shared
+        local = SharedGlobals.attach(shared.spec, cfg, 0, np.zeros(size))
         # the optimizer of a worker steps the shared vectors themselves: what it writes,
         # the owner's mapping of the segments reads
         local.optimizer.square_avg[5] = 7.0
@@ -338,9 +366,15 @@ def test_every_worker_updates_the_one_shared_state():
         local.optimizer.square_avg[5] = 0.0
         local.optimizer.data[5] = 1.0
         local.close()
-        with get_backend("process") as backend:
-            with backend.start(push_one_hot, 2, (shared.spec, cfg, size)) as group:
-                assert group.join(timeout=120) == 0      # both workers returned
+        job = WorkerJob(A3C, "CartPole-v1", cfg, 0, shared.spec, workers.server, [], None,
+                        [None, None], workers.shared_node)
+        if backend == "process":
+            jobs, kinds = [job, job], ["SharedGlobals", "SharedGlobals"]
+        else:
+            elsewhere = dataclasses.replace(job, shared_node="f" * len(job.shared_node))
+            jobs, kinds = [job, elsewhere], ["SharedGlobals", "RayGlobals"]
+        with workers.backend.start(push_one_hot, 2, (jobs, size, kinds)) as group:
+            assert group.join(timeout=120) == 0      # both workers returned
         step = 0.01 / (np.sqrt(1 - cfg.rmsprop_alpha) + cfg.optimizer_eps)   # first RMSprop step
         np.testing.assert_allclose(shared["params"], [1 - step, 1 - step, 1, 1, 1, 1],
                                    rtol=1e-12)
@@ -352,6 +386,25 @@ def test_every_worker_updates_the_one_shared_state():
         assert (shared["square_avg"][2:] == 0).all()
         assert shared["worker_steps"].tolist() == [10, 11]
         assert shared["worker_updates"].tolist() == [1, 1]
+        segments = [os.path.join("/dev/shm", name.lstrip("/")) for name in shared.segment_names]
+        if backend == "ray":
+            assert ray.get(workers.server.state.remote())["pushes"] == 1   # worker 1's only
+            pids = ray_actor_pids()
+            assert pids                                   # the workers' hosts and the server
+            ray.kill(workers.server, no_restart=True)
+            workers.server = None
+            deadline = time.monotonic() + 30
+            while any(alive(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(alive(p) for p in pids)
+            assert all(os.path.exists(s) for s in segments)      # still the driver's
+    finally:
+        workers.close()
+    assert not any(os.path.exists(s) for s in segments)
+
+
+def test_every_worker_updates_the_one_shared_state():
+    check_every_worker_updates_the_one_shared_state("process")
 
 
 def test_two_workers_train_through_the_run_loop(tmp_path):
@@ -378,95 +431,6 @@ def test_two_workers_train_through_the_run_loop(tmp_path):
     assert workers.updates == int(workers.worker_updates.sum())
     assert multiprocessing.active_children() == []
     assert os.path.exists(os.path.join(out, "eval.json"))
-
-
-# --- Ray ---------------------------------------------------------------------------------------
-def test_ray_backend_trains_with_a_parameter_server(tmp_path, monkeypatch):
-    """Trains through the run loop on Ray; after close the parameter server's and the
-    queues' actors are gone (their handles, kept aside, answer with an actor error)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    handles = []
-    close = A3CWorkers.close
-
-    def close_keeping_handles(self):
-        if self.server is not None:
-            handles.append(self.server)
-            handles.extend(channel.inner.actor for channel in self.commands + [self.reports])
-        close(self)
-    monkeypatch.setattr(A3CWorkers, "close", close_keeping_handles)
-    try:
-        overrides = {"workers": 2, "hidden": (8,), "log_every": 200, "backend": "ray"}
-        out = train("a3c", "CartPole-v1", total_steps=400, seed=0, out=str(tmp_path / "run"),
-                    overrides=overrides, stream=io.StringIO())
-        ckpt = read_checkpoint(os.path.join(out, CHECKPOINT))
-        assert int(ckpt["collector/steps"]) >= 400 and int(ckpt["collector/updates"]) > 0
-        assert "worker/1/collector/obs" in ckpt
-        assert ray.is_initialized()                  # the session was not ours to end
-        assert len(handles) == 4                     # server, 2 command queues, reports
-        for handle in handles:
-            with pytest.raises(ray.exceptions.RayActorError):
-                ray.get(handle.__ray_ready__.remote(), timeout=30)
-    finally:
-        ray.shutdown()
-
-
-class SynchronousServer:
-    """The ParameterServer's pull / push called in-process (ray.get patched to identity),
-    logging each call; ``advance`` stands for the other workers' pushes."""
-
-    class Remote:
-        def __init__(self, function):
-            self.remote = function
-
-    def __init__(self, size):
-        self.params, self.T, self.calls = np.zeros(size), 0, []
-        self.pull = self.Remote(self._pull)
-        self.push = self.Remote(self._push)
-
-    def _pull(self):
-        self.calls.append("pull")
-        return self.params.copy(), self.T
-
-    def _push(self, rank, grad, steps):
-        self.calls.append("push")
-        self.T += int(steps)
-        return self.params.copy(), self.T
-
-    def advance(self, steps):
-        self.params = self.params + 1.0
-        self.T += steps
-
-
-def test_ray_worker_pulls_fresh_globals_after_each_pause(monkeypatch):
-    """backend=ray: the parameters and T a worker's last push brought back are stale once
-    it has paused (the other workers went on): the first segment after a new command must
-    pull (before the fix it pushed from the old theta' and T first)."""
-    import queue as queue_module
-    import threading
-    ray = pytest.importorskip("ray")
-    from minipg.algorithms.a3c import WorkerJob, worker_main
-    monkeypatch.setattr(ray, "get", lambda value: value)
-    cfg = config(hidden=(4,))
-    size = make_agent(cfg, obs_dim=4).optimizer.data.size
-    server = SynchronousServer(size)
-    commands, reports, stop = queue_module.Queue(), queue_module.Queue(), threading.Event()
-    job = WorkerJob(A3C, "CartPole-v1", cfg, 0, None, server, [commands], reports, [None])
-    thread = threading.Thread(target=worker_main, args=(0, stop, job), daemon=True)
-    thread.start()
-    try:
-        commands.put(20)
-        reports.get(timeout=60)
-        before = len(server.calls)
-        assert server.calls[0] == "pull" and server.T >= 20
-        server.advance(100)                           # the other workers, during the pause
-        commands.put(server.T + 10)
-        reports.get(timeout=60)
-        assert server.calls[before] == "pull"
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
 
 
 # --- shutdown ---------------------------------------------------------------------------------
@@ -560,6 +524,9 @@ def test_bad_worker_counts_are_refused(value):
 @pytest.mark.parametrize("overrides, match", [
     ({"backend": "threads"}, "accepted: process, ray"),
     ({"ray_address": "10.0.0.1:6379"}, "is for backend=ray"),
+    ({"ray_transport": "actor"}, "'ray_transport': 'actor' is for backend=ray; accepted "
+                                 "with backend=process: auto"),
+    ({"backend": "ray", "ray_transport": "shm"}, "'ray_transport'.*accepted: auto, actor"),
     ({"normalize_obs": "true"}, "normalize_obs"),
     ({"n_envs": "2"}, "n_envs"),
 ])
@@ -625,3 +592,197 @@ def test_audit_rows_pass_and_reject_wrong_estimators():
     wrong = Z * rows.segment_estimates(mdp, policy, theta, states, actions, rewards, terminated,
                                        next_states, flag_terminations=False)
     assert hotelling_test(wrong, mdp.policy_gradient(policy, theta)).rejected
+
+
+# --- Ray (last: the module's Ray session lives from its first use to the end) ----------------
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance for this module's Ray tests (its start costs seconds); its
+    workers find this directory (the failing task, the test targets) on their path."""
+    ray = pytest.importorskip("ray")
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, HERE] + ([saved] if saved else []))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_every_worker_updates_the_one_shared_state(ray_session):
+    """backend=ray, auto transport: worker 0 is on the driver's node and writes the shared
+    memory itself; worker 1 believes it is on another node and goes through the parameter
+    server, whose update lands in the same arrays.  The server's actor neither unlinks the
+    segments when it ends (the driver does, at close) nor leaves them behind."""
+    check_every_worker_updates_the_one_shared_state("ray", ray_session)
+
+
+def keep_ray_handles(monkeypatch, found):
+    """Patch A3CWorkers.close to record, just before it runs, the parameter server's state,
+    the actor handles of the server and the queues, and the shared segments' paths."""
+    import ray
+    close = A3CWorkers.close
+
+    def close_keeping_handles(self):
+        if self.server is not None:
+            found["state"] = ray.get(self.server.state.remote())
+            found["handles"] = [self.server] + [channel.inner.actor for channel
+                                                in self.commands + [self.reports]]
+            found["segments"] = ([] if self.shared is None else
+                                 [os.path.join("/dev/shm", name.lstrip("/"))
+                                  for name in self.shared.segment_names])
+            found["actor_pids"] = ray_actor_pids()
+            found["workers"] = self.n
+        close(self)
+    monkeypatch.setattr(A3CWorkers, "close", close_keeping_handles)
+
+
+def assert_nothing_left(ray, found):
+    """After close: the server's and the queues' actors are gone (their handles answer with
+    an actor error), so are the actors' processes, and no shared-memory segment remains."""
+    assert len(found["handles"]) == found["workers"] + 2    # server, command queues, reports
+    for handle in found["handles"]:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(handle.__ray_ready__.remote(), timeout=30)
+    assert found["segments"] and not any(os.path.exists(s) for s in found["segments"])
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in found["actor_pids"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found["actor_pids"] and not any(alive(p) for p in found["actor_pids"])
+
+
+def test_ray_ctrl_c_and_resume_are_exact_on_both_transports(tmp_path, monkeypatch,
+                                                            ray_session):
+    """workers=1 on Ray, stopped by Ctrl-C after each first stretch and resumed, switching
+    transport at each resume (auto, actor, auto: config.json edited between the runs, as a
+    run continued on another machine would be), ends exactly as the uninterrupted run on
+    the process backend: the same arithmetic on the same arrays whichever way an update
+    travels, and a checkpoint that does not depend on it.  Nothing is left after each."""
+    overrides = {"workers": 1, "hidden": (8,), "log_every": 150, "checkpoint_every": 450}
+    full = read_checkpoint(os.path.join(train(
+        "a3c", "CartPole-v1", total_steps=450, seed=4, out=str(tmp_path / "full"),
+        overrides=overrides, stream=io.StringIO()), CHECKPOINT))
+    original, run_dir = A3C.learn, str(tmp_path / "ray")
+    for i, transport in enumerate(("auto", "actor", "auto")):
+        calls, found = [], {}
+
+        def learn_then_interrupt(self, collector):
+            out = original(self, collector)
+            calls.append(collector.steps)
+            if len(calls) == 1 and i < 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+        monkeypatch.setattr(A3C, "learn", learn_then_interrupt)
+        keep_ray_handles(monkeypatch, found)
+        if i == 0:
+            train("a3c", "CartPole-v1", total_steps=450, seed=4, out=run_dir,
+                  stream=io.StringIO(), overrides=dict(overrides, backend="ray"))
+        else:
+            path = os.path.join(run_dir, "config.json")
+            with open(path) as fh:
+                saved = json.load(fh)
+            saved["config"]["ray_transport"] = transport
+            with open(path, "w") as fh:
+                json.dump(saved, fh)
+            train("a3c", out=run_dir, resume=True, stream=io.StringIO())
+        ckpt = read_checkpoint(os.path.join(run_dir, CHECKPOINT))
+        assert int(ckpt["collector/steps"]) == calls[-1] >= 150 * (i + 1)   # stopped, ended
+        assert (calls[-1] < 450) == (i < 2)
+        session_updates = int(found["state"]["worker_updates"].sum())
+        assert session_updates > 0
+        assert found["state"]["pushes"] == (0 if transport == "auto" else session_updates)
+        assert_nothing_left(ray_session, found)
+    for key in ("module/policy", "module/value", "optim/optimizer/square_avg",
+                "collector/steps", "collector/updates", "worker/0/collector/obs",
+                "worker/0/envstate/0/1/return_rms/var"):
+        assert np.array_equal(full[key], ckpt[key]), key
+    assert str(full["worker/0/rng"]) == str(ckpt["worker/0/rng"])
+
+
+@pytest.mark.parametrize("transport", ["auto", "actor"])
+def test_ray_trains_and_a_failing_worker_stops_the_run(transport, tmp_path, monkeypatch,
+                                                       ray_session):
+    """Two workers train through the run loop on Ray until worker 1's environment fails.
+    auto: the workers (all on this node) update the driver's shared memory and the
+    parameter server applies nothing; actor: every update goes through the server, into
+    the same shared arrays.  The worker's exception ends train() with its error after a
+    checkpoint; the actors, their processes and the shared segments are gone."""
+    found = {}
+    keep_ray_handles(monkeypatch, found)
+    with pytest.raises(WorkerError, match="worker 1 failed: RuntimeError: the simulator lost"):
+        train("a3c", "test_a3c:A3CFailing-v0", total_steps=1_000_000, seed=0,
+              out=str(tmp_path / "run"), stream=io.StringIO(),
+              overrides={"workers": 2, "hidden": (8,), "log_every": 100, "backend": "ray",
+                         "ray_transport": transport})
+    ckpt = read_checkpoint(str(tmp_path / "run" / CHECKPOINT))
+    updates = int(ckpt["collector/updates"])
+    assert int(ckpt["collector/steps"]) >= 300 and updates > 0
+    assert "worker/1/collector/obs" in ckpt
+    assert (found["state"]["worker_updates"] > 0).all()          # both workers updated
+    assert found["state"]["pushes"] == (0 if transport == "auto" else
+                                        found["state"]["worker_updates"].sum())
+    assert ray_session.is_initialized()          # the session was not ours to end
+    assert_nothing_left(ray_session, found)
+
+
+class SynchronousServer:
+    """The ParameterServer's pull / push called in-process (ray.get patched to identity),
+    logging each call; ``advance`` stands for the other workers' pushes."""
+
+    class Remote:
+        def __init__(self, function):
+            self.remote = function
+
+    def __init__(self, size):
+        self.params, self.T, self.calls = np.zeros(size), 0, []
+        self.pull = self.Remote(self._pull)
+        self.push = self.Remote(self._push)
+
+    def _pull(self):
+        self.calls.append("pull")
+        return self.params.copy(), self.T
+
+    def _push(self, rank, grad, steps):
+        self.calls.append("push")
+        self.T += int(steps)
+        return self.params.copy(), self.T
+
+    def advance(self, steps):
+        self.params = self.params + 1.0
+        self.T += steps
+
+
+def test_ray_worker_pulls_fresh_globals_after_each_pause(monkeypatch):
+    """backend=ray: the parameters and T a worker's last push brought back are stale once
+    it has paused (the other workers went on): the first segment after a new command must
+    pull (before the fix it pushed from the old theta' and T first)."""
+    import queue as queue_module
+    import threading
+    ray = pytest.importorskip("ray")
+    from minipg.algorithms.a3c import WorkerJob, worker_main
+    monkeypatch.setattr(ray, "get", lambda value: value)
+    cfg = config(hidden=(4,))
+    size = make_agent(cfg, obs_dim=4).optimizer.data.size
+    server = SynchronousServer(size)
+    commands, reports, stop = queue_module.Queue(), queue_module.Queue(), threading.Event()
+    job = WorkerJob(A3C, "CartPole-v1", cfg, 0, None, server, [commands], reports, [None])
+    thread = threading.Thread(target=worker_main, args=(0, stop, job), daemon=True)
+    thread.start()
+    try:
+        commands.put(20)
+        reports.get(timeout=60)
+        before = len(server.calls)
+        assert server.calls[0] == "pull" and server.T >= 20
+        server.advance(100)                           # the other workers, during the pause
+        commands.put(server.T + 10)
+        reports.get(timeout=60)
+        assert server.calls[before] == "pull"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()

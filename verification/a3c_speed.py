@@ -6,8 +6,11 @@ measured side by side mean something; medians over the repeats are reported):
 
 1. environment steps per second with 1 and 2 worker processes (process backend),
    CartPole-v1 preset otherwise; goal: 2 workers >= 1.7x one;
-2. the Ray backend (Ray actors, a parameter-server actor, a local Ray instance) against
-   the process backend, 2 workers each; goal: Ray >= 0.75x;
+2. the Ray backend (Ray actors on a local Ray instance) against the process backend, 2
+   workers each, with both of its transports: `ray_transport=auto` (the workers on the
+   driver's machine, here all of them, share its memory as worker processes do) and
+   `ray_transport=actor` (every worker goes through the parameter-server actor, one round
+   trip per segment, as a worker on another machine does); goal: Ray >= 0.75x;
 3. wall time until the training return (mean of the last 20 episodes) first reaches 475
    on CartPole-v1: A3C with its preset and default workers against minipg's A2C with its
    preset (`minipg train a2c --env CartPole-v1`), 3 seeds each.
@@ -16,7 +19,7 @@ Throughput is the steady state: steps between the first and the last progress ro
 the wall time between them (so the start of the worker processes and of Ray, a few
 seconds, is left out and reported apart).  Everything float64, one BLAS thread a process.
 
-    python verification/a3c_speed.py [--repeats 3] [--steps 12000]
+    python verification/a3c_speed.py [--repeats 3] [--steps 12000] [--skip ...] [--out PATH]
 
 (not under `nice`: a timing run; run it on an otherwise idle machine, and read the
 'cores obtained' column to see whether it was)
@@ -77,7 +80,7 @@ def throughput(tmp, tag, steps, overrides):
 
     def learn(self, collector):
         metrics = original(self, collector)
-        if collector.shared is not None:
+        if collector.config.backend == "process":
             pids = [p.pid for p in collector.group.processes]
         else:
             pids = ray_worker_pids()
@@ -131,6 +134,8 @@ def main():
     p.add_argument("--steps", type=int, default=12_000, help="steps of a throughput run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--skip", nargs="*", default=[], choices=["workers", "ray", "target"])
+    p.add_argument("--out", default=lr.results_path("a3c_speed.md"),
+                   help="the results file (default: verification/results/a3c_speed.md)")
     args = p.parse_args()
     import numpy as np
     import ray
@@ -142,45 +147,50 @@ def main():
              f"Python {sys.version.split()[0]}. The contenders alternate repeat by repeat; "
              "medians over the repeats.", ""]
     results = {}
+    parts = (("workers", "workers", 1.7, "## 1 and 2 workers (process backend)",
+              (("1", {"workers": 1}), ("2", {"workers": 2}))),
+             ("ray", "backend", 0.75,
+              "## Ray backend against the process backend (2 workers, this machine)",
+              (("process", {"workers": 2}),
+               ("ray, auto", {"workers": 2, "backend": "ray", "ray_transport": "auto"}),
+               ("ray, actor", {"workers": 2, "backend": "ray", "ray_transport": "actor"}))))
     with tempfile.TemporaryDirectory() as tmp:
-        for part, key, contenders, extra in (
-                ("workers", "workers", (1, 2), {}),
-                ("ray", "backend", ("process", "ray"), {"workers": 2})):
+        for part, key, goal, title, contenders in parts:
             if part in args.skip:
                 continue
-            runs = {c: [] for c in contenders}
+            runs = {c: [] for c, _ in contenders}
             for r in range(args.repeats):
-                for c in contenders:
-                    figures = throughput(tmp, f"{key}-{c}-{r}", args.steps,
-                                         dict(extra, **{key: c}))
+                for c, overrides in contenders:
+                    tag = f"{part}-{c.replace(', ', '-')}-{r}"
+                    figures = throughput(tmp, tag, args.steps, overrides)
                     runs[c].append(figures)
                     print(f"{key}={c} repeat {r}: {figures}", flush=True)
             med = {c: {k: statistics.median(f[k] for f in runs[c])
                        for k in ("rate", "cores", "per_cpu_s", "first_row_s")}
-                   for c in contenders}
-            a, b = contenders
-            results[part] = (med[b]["rate"] / med[a]["rate"],
-                             med[b]["per_cpu_s"] / med[a]["per_cpu_s"])
-            title = ("## 1 and 2 workers (process backend)" if part == "workers" else
-                     "## Ray backend against the process backend (2 workers, this machine)")
+                   for c in runs}
+            base = contenders[0][0]
+            results[part] = {c: (med[c]["rate"] / med[base]["rate"],
+                                 med[c]["per_cpu_s"] / med[base]["per_cpu_s"])
+                             for c, _ in contenders[1:]}
             lines += [title, "",
                       f"| {key} | steps/s per repeat | median steps/s | workers' cores obtained "
                       "(CPU s / wall s) | steps per worker CPU-second | workers' nice | "
                       "first progress row at (s) |", "|---|---|---|---|---|---|---|"]
-            for c in contenders:
+            for c in runs:
                 per_repeat = ", ".join(f"{f['rate']:.0f}" for f in runs[c])
                 lines.append(
                     f"| {c} | {per_repeat} | "
                     f"{med[c]['rate']:.0f} | {med[c]['cores']:.2f} | {med[c]['per_cpu_s']:.0f} | "
                     f"{sorted({n for f in runs[c] for n in f['nice']})} | "
                     f"{med[c]['first_row_s']:.1f} |")
-            wall_ratio, cpu_ratio = results[part]
-            goal = 1.7 if part == "workers" else 0.75
-            lines += ["", f"Ratio {b} / {a}, wall-clock steps/s: **{wall_ratio:.2f}** (goal >= "
-                      f"{goal}: {'met' if wall_ratio >= goal else 'MISSED'}); per repeat: "
-                      + ", ".join(f"{y['rate'] / x['rate']:.2f}"
-                                  for x, y in zip(runs[a], runs[b]))
-                      + f". Steps per worker CPU-second, {b} / {a}: {cpu_ratio:.2f}.", ""]
+            lines.append("")
+            for c, _ in contenders[1:]:
+                wall_ratio, cpu_ratio = results[part][c]
+                lines += [f"Ratio {c} / {base}, wall-clock steps/s: **{wall_ratio:.2f}** (goal "
+                          f">= {goal}: {'met' if wall_ratio >= goal else 'MISSED'}); per repeat: "
+                          + ", ".join(f"{y['rate'] / x['rate']:.2f}"
+                                      for x, y in zip(runs[base], runs[c]))
+                          + f". Steps per worker CPU-second, {c} / {base}: {cpu_ratio:.2f}.", ""]
         if "target" not in args.skip:
             walls = {"a3c": [], "a2c": []}
             steps = {"a3c": [], "a2c": []}
@@ -205,8 +215,7 @@ def main():
                              f"{', '.join(str(x) for x in steps[algo])} | {m:.1f} |")
             lines += ["", f"A2C's median wall time over A3C's: **{mb / ma:.2f}x**.", ""]
     lines += [contention_note(results), "", SCALING]
-    path = lr.results_path("a3c_speed.md")
-    lr.write_report(lines, path)
+    lr.write_report(lines, args.out)
 
 
 def autogroup_enabled():
@@ -220,9 +229,10 @@ def autogroup_enabled():
 def contention_note(results):
     """What the wall-clock ratios above measure on this shared machine, with the figures
     that do not depend on the CPU share the scheduler grants."""
+    from minipg.parallel import RAY_STOP_REFRESH_S
     text = ["## What these wall-clock ratios measure here", ""]
     if "workers" in results:
-        wall, cpu = results["workers"]
+        wall, cpu = results["workers"]["2"]
         if wall >= 1.7:
             text.append(
                 "Both cores were free for the workers (the 'cores obtained' column: CPU "
@@ -245,15 +255,25 @@ def contention_note(results):
                 f"2 / 1 = {cpu:.2f}), so on two idle cores two workers would step about "
                 f"{2 * cpu:.2f}x as fast as one: a projection, not a measurement.")
     if "ray" in results:
-        wall, cpu = results["ray"]
+        (auto_wall, auto_cpu), (actor_wall, actor_cpu) = (results["ray"]["ray, auto"],
+                                                          results["ray"]["ray, actor"])
         text += ["", (
-            f"The Ray backend's wall-clock ratio is {wall:.2f}; per CPU-second of the worker "
-            f"processes it steps {cpu:.2f}x as much as the process backend. Each segment "
-            "(t_max steps) costs a worker one round trip to the parameter-server actor: "
-            "its gradient goes in and the new parameters come back through Ray's object "
-            "store, the server applies the updates one at a time, and Ray's own threads "
-            "use CPU. With CartPole's 5-step segments that round trip, not the "
-            "environment or the networks, sets the pace.")]
+            f"The Ray backend's wall-clock ratio to the process backend is {auto_wall:.2f} "
+            f"with `ray_transport=auto` (per CPU-second of the worker processes "
+            f"{auto_cpu:.2f}x the process backend's steps) and {actor_wall:.2f} with "
+            f"`ray_transport=actor` ({actor_cpu:.2f}x per CPU-second). With auto, the Ray "
+            "workers on the driver's machine (here both) read and write the shared memory "
+            "as worker processes do: what remains is Ray's start-up (the first progress row "
+            "comes later) and Ray's own processes and the workers' stop-flag checks (one "
+            f"remote call every {RAY_STOP_REFRESH_S:g} s). Ray starts its worker processes "
+            "at nice 15 (its `worker_niceness`), so on a machine busy with other work they "
+            "get less CPU than the process backend's workers at nice 0 (the 'workers' nice' "
+            "column). With actor, each segment (t_max steps) costs a worker one round trip "
+            "to the parameter-server actor: its gradient goes in and the new parameters "
+            "come back through Ray's object store, and the server applies the updates one "
+            "at a time; with CartPole's 5-step segments that round trip, "
+            "not the environment or the networks, sets the pace, and it is what a worker "
+            "on another machine pays.")]
     return "\n".join(text)
 
 
@@ -262,22 +282,31 @@ SCALING = """\
 
 On one machine the workers share the global parameters and the RMSprop statistics through
 shared memory: an update is a Hogwild write of the parameter vector in place and nothing is
-copied but the worker's own snapshot at its next synchronisation. Across machines
-(`backend=ray`, `ray_address=HEAD:PORT`) the global state is held by one parameter-server
-actor, and per segment (at most `t_max` = 5 environment steps of one worker) one round trip
-crosses the network: the worker sends its accumulated gradient (one float64 vector of the
-networks' size, 8 bytes x P: P = 9,155 parameters for CartPole's two 64-64 networks, 73 kB)
-and receives the new parameter vector (the same 73 kB) and T. So the traffic is 2 x 8 P bytes
-per t_max steps per worker, and the server applies the updates one at a time: with W workers
-stepping at s steps/s each, it must absorb W s / t_max updates per second (each an RMSprop
-pass over P numbers, tens of microseconds for P ~ 10^4) and move 16 P W s / t_max bytes per
-second: for CartPole's networks at 2,000 steps/s a worker, 0.6 GB/s with W = 10 workers and
-6 GB/s with W = 100 (40,000 updates/s at the server). Past a few dozen workers the single server's network link and update loop become the bottleneck,
+copied but the worker's own snapshot at its next synchronisation. That holds for the Ray
+backend too: the driver keeps the global state in its machine's shared memory, and the Ray
+workers on that machine (on one machine, all of them; `ray_transport=auto`, the default)
+read and write it exactly as worker processes do, so nothing crosses a network for them.
+Across machines (`backend=ray`, `ray_address=HEAD:PORT`) a worker on another machine reaches
+the global state through one parameter-server actor, pinned to the driver's machine, which
+applies its updates into the same shared memory; per segment (at most `t_max` = 5
+environment steps of that worker) one round trip crosses the network, as before: the worker
+sends its accumulated gradient (one float64 vector of the networks' size, 8 bytes x P:
+P = 9,155 parameters for CartPole's two 64-64 networks, 73 kB) and receives the new
+parameter vector (the same 73 kB) and T. So the traffic is 2 x 8 P bytes per t_max steps
+per remote worker, and the server applies the remote updates one at a time: with W remote
+workers stepping at s steps/s each, it must absorb W s / t_max updates per second (each an
+RMSprop pass over P numbers, tens of microseconds for P ~ 10^4) and move 16 P W s / t_max
+bytes per second: for CartPole's networks at 2,000 steps/s a worker, 0.6 GB/s with W = 10
+remote workers and 6 GB/s with W = 100 (40,000 updates/s at the server). Past a few dozen
+remote workers the single server's network link and update loop become the bottleneck,
 which is where the paper's design (one machine, many threads) stops; the standard remedies,
 not implemented here, are a larger t_max (fewer, larger updates), sending float32 gradients,
 sharding the parameter vector over several server actors, or A2C's synchronous batching.
-The episode statistics and each worker's state travel to the driver only at progress rows
-(every `log_every` steps), a few kB per worker."""
+`ray_transport=actor` sends every worker through the server, the local ones too (the
+remote path, measured above on one machine). A driver connected as a `ray://` client is off
+the cluster: the server then holds the global state itself and every worker goes through
+it. The episode statistics and each worker's state travel to the driver only at progress
+rows (every `log_every` steps), a few kB per worker."""
 
 
 if __name__ == "__main__":

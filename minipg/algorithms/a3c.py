@@ -36,10 +36,22 @@ array (no lost increments without a lock), and T is their sum.  The
 learning rate decays linearly in T to 0 at ``total_steps`` (the paper's).
 
 With ``backend=ray`` the same worker code runs in Ray actors, on this
-machine or on the cluster at ``ray_address``, and the global parameters and
-statistics are held by a parameter-server actor (:class:`ParameterServer`):
-a worker sends its accumulated gradient and receives the new parameters,
-one round trip per segment; the server applies the updates one at a time.
+machine or on the cluster at ``ray_address``.  The driver, when it is a node
+of the cluster (a local Ray instance, or ``ray_address`` host:port or auto),
+creates the global state in shared memory as the process backend does, and
+a parameter-server actor (:class:`ParameterServer`) pinned to the driver's
+node attaches it.  Each worker compares its node with the server's
+(:func:`connect_globals`): a worker on that node (on one machine: every
+worker) uses the shared memory exactly as a worker process does, and
+nothing crosses a network; a worker on another node sends its accumulated
+gradient to the server and receives the new parameters and T, one round
+trip per segment, and the server applies those updates one at a time into
+the same shared arrays, so local and remote workers update one theta, w,
+one set of statistics and one T.  ``ray_transport=actor`` sends every
+worker through the server (what a remote worker does; it lets one machine
+exercise that path); a driver connected as a ``ray://`` client is off the
+cluster, so its server holds the global state itself and every worker goes
+through it.
 
 The run loop (``minipg/run.py``) calls :meth:`A3C.learn`, which lets the
 workers run until T reaches the next multiple of ``log_every`` and pauses
@@ -67,17 +79,20 @@ from ..envs.vector import Collector, make_vector_env, probe_spaces
 from ..estimators.a3c import segment_loss
 from ..kernels import discounted_returns
 from ..optim import RMSprop, clip_grad_norm
-from ..parallel import BACKENDS, SharedArrays, check_workers, close_queue, get_backend
+from ..parallel import (BACKENDS, SharedArrays, check_workers, close_queue, get_backend,
+                        ray_node_id)
 from ..threads import cpu_count
 from . import ALGORITHMS
 from .base import ConfigError, setting
 from .onpolicy_common import JointLossAlgorithm, OnPolicyConfig, linear_decay
 
-__all__ = ["A3CConfig", "A3C", "A3CWorkers", "SharedGlobals", "ParameterServer",
-           "worker_main", "learning_rate"]
+__all__ = ["A3CConfig", "A3C", "A3CWorkers", "SharedGlobals", "ParameterServer", "RayGlobals",
+           "connect_globals", "worker_main", "learning_rate", "RAY_TRANSPORTS"]
 
 # Seconds the parent waits on the report queue between checks of the workers' health.
 POLL_S = 0.05
+# backend=ray: how a worker reaches the global state (A3CConfig.ray_transport).
+RAY_TRANSPORTS = ("auto", "actor")
 
 
 # ----------------------------------------------------------------------------- config
@@ -94,10 +109,17 @@ class A3CConfig(OnPolicyConfig):
                                         "allows; on a Ray cluster, per the cluster's)",
                            low=1, high=4096)
     backend: str = setting("process", "'process' (this machine, shared memory) or 'ray' "
-                                      "(Ray actors and a parameter-server actor)",
+                                      "(Ray actors: shared memory on the driver's machine, a "
+                                      "parameter-server actor for the others)",
                            choices=BACKENDS)
     ray_address: str = setting("", "backend=ray: the cluster to join (host:port, "
                                    "ray://host:port or auto); empty: a local Ray instance")
+    ray_transport: str = setting("auto", "backend=ray: how a worker reaches the global state: "
+                                         "'auto' (shared memory for the workers on the machine "
+                                         "that holds it, the parameter-server actor for the "
+                                         "others) or 'actor' (every worker through the actor, "
+                                         "as a worker on another machine does)",
+                                 choices=RAY_TRANSPORTS)
     normalize_reward: bool = setting(False, "scale rewards by the std of the discounted return "
                                      "(gymnasium NormalizeReward); each worker keeps its own "
                                      "statistics: it only rescales that worker's rewards by a "
@@ -123,6 +145,9 @@ class A3CConfig(OnPolicyConfig):
         if self.backend == "process" and self.ray_address:
             raise ConfigError(f"setting 'ray_address': {self.ray_address!r} is for "
                               f"backend=ray; accepted with backend=process: empty")
+        if self.backend == "process" and self.ray_transport != "auto":
+            raise ConfigError(f"setting 'ray_transport': {self.ray_transport!r} is for "
+                              f"backend=ray; accepted with backend=process: auto")
         if not (self.backend == "ray" and self.ray_address):
             check_workers(self.workers)     # a cluster's size is checked once joined
 
@@ -233,28 +258,39 @@ def view_parameters(data, grad):
 
 
 class SharedGlobals:
-    """theta, w, the RMSprop statistics and T in shared memory, as a worker sees them.
+    """theta, w, the RMSprop statistics and T, as a worker (or the parameter server) updates them.
 
-    ``params`` and ``square_avg`` view the shared segments; the optimizer is an
-    :class:`~minipg.optim.RMSprop` over one Parameter whose data is the shared
-    parameter vector and whose gradient is the worker's own d theta, d w buffer, with
-    the shared statistics as its ``square_avg``: a step writes both shared vectors in
-    place, without a lock (Hogwild).  T = ``steps_before`` + the sum of
-    ``worker_steps``, the slot of each worker written by that worker alone.
+    ``params`` and ``square_avg`` are the global vectors (views of the shared segments
+    after :meth:`attach`); the optimizer is an :class:`~minipg.optim.RMSprop` over one
+    Parameter whose data is the global parameter vector and whose gradient is the
+    caller's own d theta, d w buffer ``grad``, with the global statistics as its
+    ``square_avg``: a step writes both global vectors in place, without a lock (Hogwild).
+    T = ``steps_before`` + the sum of ``worker_steps``, the slot of each worker written
+    for that worker alone (by the worker itself, or by the parameter server for a worker
+    that reaches the state through it).
     """
 
     LAYOUT = ("params", "square_avg", "worker_steps", "worker_updates", "steps_before")
 
-    def __init__(self, spec, config, rank, grad):
-        self.config, self.rank = config, rank
-        self.shared = SharedArrays.attach(spec)
-        arrays = self.shared.arrays
+    def __init__(self, arrays, config, rank, grad=None, shared=None):
+        self.config, self.rank, self.shared = config, rank, shared
         self.params, self.square_avg = arrays["params"], arrays["square_avg"]
         self.worker_steps, self.worker_updates = arrays["worker_steps"], arrays["worker_updates"]
         self.steps_before = arrays["steps_before"]
+        grad = np.zeros_like(self.params) if grad is None else grad
         self.flat = view_parameters(self.params, grad)
         self.optimizer = RMSprop([self.flat], lr=config.lr, alpha=config.rmsprop_alpha,
                                  eps=config.optimizer_eps, square_avg=self.square_avg)
+
+    @classmethod
+    def attach(cls, spec, config, rank, grad=None):
+        """Over the shared arrays ``spec`` (a :class:`SharedArrays` owner's ``spec``)."""
+        shared = SharedArrays.attach(spec)
+        try:
+            return cls(shared.arrays, config, rank, grad, shared)
+        except BaseException:
+            shared.close()
+            raise
 
     @staticmethod
     def layout(n_params, dtype, workers):
@@ -276,50 +312,61 @@ class SharedGlobals:
     def push(self, grad, steps):
         """The RMSprop step with this worker's accumulated gradient (already in the
         optimizer's gradient buffer: ``grad`` is that buffer), at the learning rate of T."""
+        self.apply(self.rank, steps)
+
+    def apply(self, rank, steps):
+        """The RMSprop step with the gradient in ``self.flat.grad`` for worker ``rank``'s
+        segment of ``steps`` steps: theta, w and the statistics in place, then T."""
         self.optimizer.lr = learning_rate(self.config, self.steps())
-        self.optimizer.step()                   # writes the shared theta, w and statistics
-        self.worker_steps[self.rank] += steps   # T <- T + steps: this worker's slot alone
-        self.worker_updates[self.rank] += 1
+        self.optimizer.step()                   # writes the global theta, w and statistics
+        self.worker_steps[rank] += steps        # T <- T + steps: that worker's slot alone
+        self.worker_updates[rank] += 1
 
     def close(self):
-        self.shared.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 class ParameterServer:
-    """backend=ray: theta, w, the RMSprop statistics and T held by one Ray actor.
+    """backend=ray: the Ray actor through which a worker away from the global state reaches it.
 
     A worker ``push``-es its accumulated gradient and gets the new parameters and T
     back (one round trip per segment); the actor applies the updates one at a time,
-    with the same RMSprop as the process backend's.
+    with the same RMSprop and the same T as the workers on shared memory
+    (:class:`SharedGlobals`).  Given ``spec`` (the driver is a node of the cluster),
+    the global state is the driver's shared memory: the actor runs on the driver's node
+    and attaches it, so its updates and the local workers' land in the same arrays.
+    Without it (a ``ray://`` client driver, off the cluster) the actor holds the global
+    state itself, starting from ``params``, ``square_avg`` and T = ``steps``.
     """
 
-    def __init__(self, config, params, square_avg, steps, workers):
-        self.config = config
-        self.flat = Parameter(np.array(params, copy=True))
-        self.flat.grad = np.zeros_like(self.flat.data)
-        self.optimizer = RMSprop([self.flat], lr=config.lr, alpha=config.rmsprop_alpha,
-                                 eps=config.optimizer_eps,
-                                 square_avg=np.array(square_avg, copy=True))
-        self.steps = int(steps)
-        self.worker_steps = np.zeros(workers, np.int64)
-        self.worker_updates = np.zeros(workers, np.int64)
+    def __init__(self, config, workers, spec=None, params=None, square_avg=None, steps=0):
+        if spec is not None:
+            self.globals = SharedGlobals.attach(spec, config, None)
+        else:
+            params = np.asarray(params)
+            arrays = {name: np.zeros(shape, dtype) for name, (shape, dtype)
+                      in SharedGlobals.layout(params.size, params.dtype, workers).items()}
+            arrays["params"][:] = params
+            arrays["square_avg"][:] = square_avg
+            arrays["steps_before"][0] = steps
+            self.globals = SharedGlobals(arrays, config, None)
+        self.pushes = 0                   # updates applied here (for the remote workers)
 
     def pull(self):
-        return self.flat.data.copy(), self.steps
+        return self.globals.params.copy(), self.globals.steps()
 
     def push(self, rank, grad, steps):
-        np.copyto(self.flat.grad, grad)
-        self.optimizer.lr = learning_rate(self.config, self.steps)
-        self.optimizer.step()
-        self.steps += int(steps)
-        self.worker_steps[rank] += int(steps)
-        self.worker_updates[rank] += 1
-        return self.flat.data.copy(), self.steps
+        np.copyto(self.globals.flat.grad, grad)
+        self.globals.apply(rank, int(steps))
+        self.pushes += 1
+        return self.pull()
 
     def state(self):
-        return {"params": self.flat.data.copy(), "square_avg": self.optimizer.square_avg.copy(),
-                "steps": self.steps, "worker_steps": self.worker_steps.copy(),
-                "worker_updates": self.worker_updates.copy()}
+        g = self.globals
+        return {"params": g.params.copy(), "square_avg": g.square_avg.copy(),
+                "steps": g.steps(), "worker_steps": g.worker_steps.copy(),
+                "worker_updates": g.worker_updates.copy(), "pushes": self.pushes}
 
 
 class RayGlobals:
@@ -366,16 +413,27 @@ class WorkerJob:
     env_id: str
     config: A3CConfig
     seed: int
-    spec: dict | None                 # process backend: the shared arrays
+    spec: dict | None                 # the shared arrays a worker may attach (None: none may)
     server: object                    # ray backend: the ParameterServer actor
     commands: list
     reports: object
     states: list
+    shared_node: str | None = None    # ray backend: the node whose memory holds ``spec``
 
 
 def worker_seeds(seed, rank):
     """(environment seed, sampling generator seed) of worker ``rank``."""
     return seed + rank, (seed, rank)
+
+
+def connect_globals(job, rank, grad):
+    """How worker ``rank`` reaches the global state: the shared arrays where they are in its
+    machine's memory (every worker of the process backend; with backend=ray and
+    ray_transport=auto, the workers on the node of the driver, which holds them), else
+    the parameter-server actor.  ``grad``: the worker's d theta, d w buffer."""
+    if job.spec is not None and (job.shared_node is None or ray_node_id() == job.shared_node):
+        return SharedGlobals.attach(job.spec, job.config, rank, grad)
+    return RayGlobals(job.server, rank)
 
 
 def worker_main(rank, stop, job):
@@ -398,10 +456,7 @@ def worker_main(rank, stop, job):
         if state is not None:
             collector.load_state_arrays(state)
             local.rng.bit_generator.state = json.loads(str(state["rng"]))
-        if job.spec is not None:
-            global_model = SharedGlobals(job.spec, cfg, rank, local.optimizer.grad)
-        else:
-            global_model = RayGlobals(job.server, rank)
+        global_model = connect_globals(job, rank, local.optimizer.grad)
         commands = job.commands[rank]
         while not stop.is_set():
             try:
@@ -450,6 +505,7 @@ class A3CWorkers:
         self.worker_updates = np.zeros(self.n, np.int64)
         self.updates = 0
         self.backend = self.group = self.shared = self.server = None
+        self.shared_node = None
         self.commands, self.reports = [], None
 
     # --- starting and running ---------------------------------------------------------
@@ -460,28 +516,48 @@ class A3CWorkers:
         self.backend = get_backend(cfg.backend, cfg.ray_address or None)
         self.backend.__enter__()
         try:
-            spec = server = None
-            if self.backend.name == "process":
-                self.shared = SharedArrays.create(
-                    SharedGlobals.layout(params.size, params.dtype, self.n))
-                self.shared["params"][:] = params
-                self.shared["square_avg"][:] = square_avg
-                self.shared["steps_before"][0] = self.steps
-                spec = self.shared.spec
-            else:
-                import ray
-                cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-                check_workers(self.n, cpus=cluster_cpus)
-                self.server = server = ray.remote(num_cpus=0)(ParameterServer).remote(
-                    cfg, params, square_avg, self.steps, self.n)
+            self.open_globals(params, square_avg)
+            # the workers may attach the shared arrays unless every one goes through the actor
+            spec = (self.shared.spec if self.shared is not None and cfg.ray_transport == "auto"
+                    else None)
             self.commands = [self.backend.queue() for _ in range(self.n)]
             self.reports = self.backend.queue()
-            job = WorkerJob(self.algo_cls, self.env_id, cfg, self.seed, spec, server,
-                            self.commands, self.reports, list(self.states))
+            job = WorkerJob(self.algo_cls, self.env_id, cfg, self.seed, spec, self.server,
+                            self.commands, self.reports, list(self.states), self.shared_node)
             self.group = self.backend.start(worker_main, self.n, (job,))
         except BaseException:
             self.close()
             raise
+
+    def open_globals(self, params, square_avg):
+        """The global state, from ``params`` and ``square_avg`` and T = ``self.steps``:
+        shared arrays owned here (so :meth:`close` unlinks them) wherever this process is a
+        node of the workers' machines (always with the process backend; with backend=ray,
+        unless connected as a ``ray://`` client), and with backend=ray the parameter-server
+        actor, pinned to this node to attach those arrays (``shared_node``)."""
+        cfg = self.config
+        node = None
+        if self.backend.name == "ray":
+            import ray
+            check_workers(self.n, cpus=int(ray.cluster_resources().get("CPU", 1)))
+            node = self.backend.driver_node()
+        if self.backend.name == "process" or node is not None:
+            self.shared = SharedArrays.create(
+                SharedGlobals.layout(params.size, params.dtype, self.n))
+            self.shared["params"][:] = params
+            self.shared["square_avg"][:] = square_avg
+            self.shared["steps_before"][0] = self.steps
+        if self.backend.name == "ray":
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            server_cls = ray.remote(num_cpus=0)(ParameterServer)
+            if node is not None:
+                self.shared_node = node
+                pinned = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+                self.server = server_cls.options(scheduling_strategy=pinned).remote(
+                    cfg, self.n, spec=self.shared.spec)
+            else:
+                self.server = server_cls.remote(cfg, self.n, params=params,
+                                                square_avg=square_avg, steps=self.steps)
 
     def global_state(self):
         """(params, square_avg, T, per-worker steps this session, per-worker updates)."""
@@ -594,9 +670,6 @@ class A3CWorkers:
                 if channel is not None:
                     close_queue(channel)
             self.commands, self.reports = [], None
-            if self.shared is not None:
-                self.shared.close()
-                self.shared = None
             if self.server is not None:          # a cluster we joined keeps running: end
                 import ray                       # the parameter server's actor ourselves
                 try:
@@ -604,6 +677,9 @@ class A3CWorkers:
                 except Exception:                # the session is gone, and the actor too
                     pass
                 self.server = None
+            if self.shared is not None:          # the actor attached without registering:
+                self.shared.close()              # unlinking is ours alone
+                self.shared = None
             if self.backend is not None:
                 backend, self.backend = self.backend, None
                 backend.__exit__(None, None, None)
