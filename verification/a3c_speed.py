@@ -230,7 +230,7 @@ def contention_note(results):
     """What the wall-clock ratios above measure on this shared machine, with the figures
     that do not depend on the CPU share the scheduler grants."""
     from minipg.parallel import RAY_STOP_REFRESH_S
-    text = ["## What these wall-clock ratios measure here", ""]
+    text = []
     if "workers" in results:
         wall, cpu = results["workers"]["2"]
         if wall >= 1.7:
@@ -257,7 +257,7 @@ def contention_note(results):
     if "ray" in results:
         (auto_wall, auto_cpu), (actor_wall, actor_cpu) = (results["ray"]["ray, auto"],
                                                           results["ray"]["ray, actor"])
-        text += ["", (
+        text.append((
             f"The Ray backend's wall-clock ratio to the process backend is {auto_wall:.2f} "
             f"with `ray_transport=auto` (per CPU-second of the worker processes "
             f"{auto_cpu:.2f}x the process backend's steps) and {actor_wall:.2f} with "
@@ -265,16 +265,17 @@ def contention_note(results):
             "workers on the driver's machine (here both) read and write the shared memory "
             "as worker processes do: what remains is Ray's start-up (the first progress row "
             "comes later) and Ray's own processes and the workers' stop-flag checks (one "
-            f"remote call every {RAY_STOP_REFRESH_S:g} s). Ray starts its worker processes "
-            "at nice 15 (its `worker_niceness`), so on a machine busy with other work they "
-            "get less CPU than the process backend's workers at nice 0 (the 'workers' nice' "
-            "column). With actor, each segment (t_max steps) costs a worker one round trip "
-            "to the parameter-server actor: its gradient goes in and the new parameters "
-            "come back through Ray's object store, and the server applies the updates one "
-            "at a time; with CartPole's 5-step segments that round trip, "
-            "not the environment or the networks, sets the pace, and it is what a worker "
-            "on another machine pays.")]
-    return "\n".join(text)
+            f"remote call every {RAY_STOP_REFRESH_S:g} s). On a machine busy with other work "
+            "the wall-clock ratios follow the CPU each contender obtained (the 'cores "
+            "obtained' column), which varies with that work and with the workers' nice "
+            "value (Ray starts its worker processes at nice 15, its `worker_niceness`); the "
+            "steps per worker CPU-second do not depend on it. With actor, each segment "
+            "(t_max steps) costs a worker one round trip to the parameter-server actor: its "
+            "gradient goes in and the new parameters come back through Ray's object store, "
+            "and the server applies the updates one at a time; with CartPole's 5-step "
+            "segments that round trip, not the environment or the networks, sets the pace, "
+            "and it is what a worker on another machine pays."))
+    return "\n\n".join(["## What these wall-clock ratios measure here"] + text)
 
 
 SCALING = """\
