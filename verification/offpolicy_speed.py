@@ -523,6 +523,15 @@ def cmd_updates(args):
     print("\n".join(lines))
 
 
+def threads_seen(config):
+    """config.json's thread count with what the default rule saw (``threads_basis``)."""
+    seen = config.get("threads_basis") or {}
+    if "busy_cores" in seen:
+        return (f"{config['threads']} (busy {seen['busy_cores']:.2f} of {seen['cores']} cores, "
+                f"{seen['source']})")
+    return f"{config['threads']} ({seen.get('rule', 'not recorded')})"
+
+
 def cmd_default(args):
     """The default command as a user types it (``minipg train sac --env Pendulum-v1``),
     whole process, against SB3 with its own defaults (verification/whole_process.py),
@@ -547,8 +556,8 @@ def cmd_default(args):
         "deterministic episodes as minipg's final evaluation.", "",
         "Wall: the whole process; CPU: user + system (wait4); loop: the training loop "
         "alone (minipg's progress.csv wall_s, SB3's learn()).", "",
-        "| algorithm | repeat | minipg threads | minipg wall s | minipg CPU s | SB3 wall s | "
-        "SB3 CPU s | wall ratio | loop ratio | minipg final return | SB3 (its RESULT line) |",
+        "| algorithm | repeat | minipg threads (what the rule saw) | minipg wall s | "
+        "minipg CPU s | SB3 wall s | SB3 CPU s | wall ratio | loop ratio | minipg final return | SB3 (its RESULT line) |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo in args.algos:                 # untimed warm-up: numba's kernels compiled, cached
         wp.time_process(wp.minipg_command(algo, "Pendulum-v1", 0, os.path.join(tmp, "warm"),
@@ -570,7 +579,7 @@ def cmd_default(args):
             sb3_line = [ln for ln in b["tail"].splitlines() if ln.startswith("RESULT")]
             walls.append(a["wall_s"] / b["wall_s"])
             loops.append(wp.loop_seconds(a, out_dir(r)) / wp.loop_seconds(b))
-            lines.append(f"| {algo} | {r} | {config['threads']} | {a['wall_s']:.1f} | "
+            lines.append(f"| {algo} | {r} | {threads_seen(config)} | {a['wall_s']:.1f} | "
                          f"{a['cpu_s']:.1f} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | "
                          f"{walls[-1]:.3f} | {loops[-1]:.3f} | {final:.1f} | "
                          f"{sb3_line[-1].replace('RESULT ', '') if sb3_line else '-'} |")
