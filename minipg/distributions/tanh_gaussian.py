@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import expit
 
 from ..autodiff import Tensor, ops
 from .common import HALF_LOG_2PI, check_event, float_tensor, gaussian_fisher_metric
@@ -342,15 +341,14 @@ class SquashedSample:
         mean, log_std = head[:, :d], head[:, d:]
         inside = None
         if bounds is not None:
-            log_std, inside = _clamp(log_std, *bounds)
+            log_std, inside = ops.Clip.forward(log_std, *bounds)     # the clamp
         std = np.exp(log_std)
         u = np.add(mean, np.multiply(std, eps))                      # u = mean + std eps
         gauss = np.subtract(np.subtract(-0.5 * np.sum(np.square(eps), axis=-1),
                                         np.add.reduce(log_std, axis=(1,))), d * HALF_LOG_2PI)
         minus_2u = np.multiply(-2.0, u)
-        softplus_grad = expit(minus_2u)
-        correction = np.multiply(2.0, np.subtract(np.subtract(_LOG2, u),
-                                                  np.logaddexp(0.0, minus_2u)))
+        softplus, softplus_grad = ops.Softplus.forward(minus_2u)
+        correction = np.multiply(2.0, np.subtract(np.subtract(_LOG2, u), softplus))
         log_prob = np.subtract(np.subtract(gauss, np.add.reduce(correction, axis=(1,))),
                                sum_log_scale)
         y = np.tanh(u)
@@ -367,15 +365,16 @@ class SquashedSample:
         # the squash: a = low + (tanh u + 1) scale (Add, Mul, Add, Tanh vjps)
         g_y = g_action if scale is None else g_action * scale
         g_u = g_y * (1.0 - y * y)
-        # log pi = gauss - sum(correction) - sum log s (Sub vjps), the correction's sum
-        g_correction = _expand_rows(-g_log_prob, d)
+        # log pi = gauss - sum(correction) - sum log s: the Sub vjps, then the Sum's
+        summed_rows = (shape[:1] + (d,), (1,), False)               # Sum over the last axis
+        g_correction = ops.Sum.vjp(-g_log_prob, summed_rows, None)[0]
         g_t2 = g_correction * 2.0                                    # 2 (t1 - softplus)
         g_u = g_u + (-g_t2 * softplus_grad) * -2.0                   # softplus(-2u)
         g_u = g_u + -g_t2                                            # log 2 - u
         # the Gaussian term's -sum(log_std), then std = exp(log_std) through u = mean + std eps
-        g_log_std = _expand_rows(-g_log_prob, d) + (g_u * eps) * std
+        g_log_std = ops.Sum.vjp(-g_log_prob, summed_rows, None)[0] + (g_u * eps) * std
         if inside is not None:
-            g_log_std = g_log_std * inside                           # the clamp
+            g_log_std = ops.Clip.vjp(g_log_std, inside, None)[0]    # the clamp
         g_head = np.empty(shape, dtype=g.dtype)
         g_head[:, :d] = g_u
         g_head[:, d:] = g_log_std
@@ -395,21 +394,6 @@ class SquashedSample:
         out[:, :d] = d_y if scale is None else d_y * scale
         out[:, d] = -np.sum(d_log_std, axis=-1) - np.sum(d_correction, axis=-1)
         return out
-
-
-def _clamp(x, lo, hi):
-    """np.clip(x, lo, hi) and where lo <= x <= hi (the Clip op's forward)."""
-    inside = np.ones(x.shape, dtype=bool)
-    inside &= x >= lo
-    inside &= x <= hi
-    return np.clip(x, lo, hi), inside
-
-
-def _expand_rows(g, d):
-    """g (N,) copied across d columns (the Sum op's vjp over the last axis)."""
-    out = np.empty(g.shape + (d,), dtype=g.dtype)
-    out[...] = g[:, None]
-    return out
 
 
 def rsample_from_head(head, eps, d, low=None, scale=None, sum_log_scale=0.0,
