@@ -43,7 +43,8 @@ THREADS_HELP = ("BLAS threads for NumPy's matrix products: an integer from 1 to 
 THREADS_DEFAULT = ("default: OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS where "
                    "you set one (--threads overrides it), else 1, or 2 where an update's "
                    "batch x width x width reaches 256**3 (SAC and TD3 at 256-256, batch 256) "
-                   "and a second core is idle (load average; minipg.threads)")
+                   "and a second core is idle (measured over 0.2 s from /proc/stat; "
+                   "minipg.threads)")
 
 
 def _bench(args):

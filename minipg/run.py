@@ -352,6 +352,7 @@ class Run:
     collector: Collector
     resumed: bool
     threads: int = 1
+    threads_basis: dict = None      # what chose the count (minipg.threads.choose_threads)
     wall_before: float = 0.0
     lock_fd: int = None
 
@@ -560,9 +561,9 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
             raise ConfigError("--resume continues a run with the thread count in its "
                               "config.json; --threads cannot change on resume")
         n_threads = read_run_config(out).get("threads")
-        n_threads = blas.resolve_threads(config, n_threads)
+        n_threads, basis = blas.choose_threads(config, n_threads)
     else:
-        n_threads = blas.resolve_threads(config, threads)
+        n_threads, basis = blas.choose_threads(config, threads)
     wrappers = algo_cls.env_wrappers(config)
     collector = algo_cls.make_collector(env_id, config, seed)
     try:
@@ -574,7 +575,7 @@ def open_run(algo, env_id=None, total_steps=None, seed=0, out=None, overrides=No
         collector.close()
         raise
     run = Run(algo_cls, env_id, seed, out, config, wrappers, agent, collector, resumed=resume,
-              threads=n_threads)
+              threads=n_threads, threads_basis=basis)
     created = False
     try:
         created = create_run_dir(out)
@@ -627,11 +628,13 @@ def write_json(path, obj):
 
 
 def write_run_config(run):
-    """config.json: the algorithm, the task, the seed, the BLAS thread count, every
-    setting, the versions."""
+    """config.json: the algorithm, the task, the seed, the BLAS thread count and what
+    chose it (``threads_basis``: minipg.threads.choose_threads), every setting, the
+    versions."""
     write_json(os.path.join(run.out, CONFIG),
                {"algorithm": run.algo_cls.name, "env_id": run.env_id, "seed": run.seed,
-                "threads": run.threads, "config": config_to_dict(run.config),
+                "threads": run.threads, "threads_basis": run.threads_basis,
+                "config": config_to_dict(run.config),
                 "versions": versions(),
                 "started": datetime.now(timezone.utc).isoformat()})
 

@@ -18,12 +18,35 @@ default command uses it).
   alone (0.64-0.83), but the whole CartPole PPO run (64-64, minibatch 256) is
   no faster on two threads and takes 1.8x the CPU: between updates the acting
   products (a few rows) leave the second thread spinning.  And two threads only
-  where a second core is idle: cores minus the 1-minute load average at least
-  ``IDLE_CORE_LOAD`` = 1.5 (on 2 cores: a load of 0.5 or less).  With the other
-  core busy, OpenBLAS's second thread waits for a time slice at every product:
-  SAC's preset update on the 2-core machine at a load average of 2-6 took
-  72-80 ms on two threads against 9 ms on one
-  (verification/results/threads.md).
+  where a second core is idle: the cores the rest of the machine keeps busy,
+  measured (:func:`measure_busy_cores`), leave at least ``IDLE_CORE_LOAD`` = 1.5
+  cores idle (on 2 cores: at most half a core busy), a whole core for the main
+  thread and at least half of one for the second.  With the other core busy,
+  OpenBLAS's second thread waits for a time slice at every product: SAC's preset
+  update on the 2-core machine at a load average of 2-6 took 72-80 ms on two
+  threads against 9 ms on one (verification/results/threads.md).
+
+  The busy cores are measured, not read from the 1-minute load average: that
+  average lags by a minute (an exponential average over a minute), so a job that
+  has just ended still counts and one that has just started does not; a default
+  SAC run started right after another two-thread job on the idle machine got one
+  thread (verification/results/offpolicy_speed.md).  :func:`measure_busy_cores`
+  reads /proc/stat's aggregate ``cpu`` line twice, ``BUSY_WINDOW_S`` = 0.2 s
+  apart, and takes (non-idle jiffies / all jiffies) x cores over the window, where
+  idle is the ``idle`` and ``iowait`` columns (a core waiting for a disk runs
+  nothing) and ``steal`` counts as busy (the hypervisor gave the core away).
+  Why 0.2 s: the counters tick at 100 Hz, so 2 cores give 40 ticks in the window
+  (a resolution of 0.05 cores), and the window spans tens of the scheduler's time
+  slices (a few ms each) while adding little to a start that takes seconds (only
+  runs whose products reach LARGE_PRODUCT measure; the others pay nothing).  A
+  shorter window is noisier; a longer one slows the start for little.  Our own
+  process adds nothing: it sleeps through the window (the command line's BLAS
+  pool is one thread, and the environments' workers start after the count is
+  chosen), so the sample sees the rest of the machine.  What it cannot see is
+  work that starts after the window.  Where /proc/stat cannot be read (not
+  Linux, or no /proc) it falls back to the 1-minute load average
+  (:func:`busy_cores`), with its lag.  What the rule saw is recorded in the run's
+  config.json (``threads_basis``, :func:`choose_threads`).
 * :func:`check_threads` -- a requested count checked: an integer >= 1
   (ConfigError otherwise); above ``os.cpu_count()`` a warning and the cap.
 * :func:`set_threads`, :func:`limit` (a context manager), :func:`blas_threads`
@@ -42,18 +65,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-__all__ = ["ENV_VARS", "LARGE_PRODUCT", "IDLE_CORE_LOAD", "check_threads", "default_threads",
-           "busy_cores", "cpu_count",
+__all__ = ["ENV_VARS", "LARGE_PRODUCT", "IDLE_CORE_LOAD", "BUSY_WINDOW_S", "check_threads",
+           "default_threads", "choose_threads", "largest_product", "busy_cores",
+           "cpu_jiffies", "measure_busy_cores", "cpu_count",
            "set_threads", "limit", "blas_threads", "user_env_threads", "note_environment",
            "resolve_threads"]
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LARGE_PRODUCT = 256 * 256 * 256
-IDLE_CORE_LOAD = 1.5     # cores minus the load average: two threads need this much idle
+IDLE_CORE_LOAD = 1.5     # idle cores (cores minus busy ones) two threads need
+BUSY_WINDOW_S = 0.2      # the busy-core sample's window (module docstring: why 0.2 s)
+PROC_STAT = "/proc/stat"
 
 _noted = None          # the user's thread variables, noted by the command line
 
@@ -87,28 +114,87 @@ def check_threads(n, what="--threads"):
 
 
 def busy_cores():
-    """The machine's load: the 1-minute load average (runnable processes), or 0 where the
-    system does not report one."""
+    """The fallback measure of the machine's load: the 1-minute load average (runnable
+    processes, lagging by about a minute), or 0 where the system does not report one."""
     try:
         return float(os.getloadavg()[0])
     except (AttributeError, OSError):
         return 0.0
 
 
-def default_threads(config, load=None):
-    """The default rule (module docstring): two threads (at most the cores) where an
-    update's largest product, rows x width x width, reaches LARGE_PRODUCT and a second
-    core is free (``load``, the 1-minute load average, at most cores - IDLE_CORE_LOAD;
-    None: read now); else one."""
-    hidden = tuple(getattr(config, "hidden", ()) or ())
-    width = max(hidden, default=0)
+def cpu_jiffies(path=PROC_STAT):
+    """(non-idle, total) jiffies of all cores so far, from /proc/stat's aggregate ``cpu``
+    line; None where it cannot be read or parsed.
+
+    The columns are user, nice, system, idle, iowait, irq, softirq, steal (then guest
+    and guest_nice, already counted in user and nice, so left out of the total);
+    non-idle is the total less idle and iowait."""
+    try:
+        with open(path, "rb") as fh:
+            fields = fh.readline().split()
+        values = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError):
+        return None
+    if not fields or fields[0] != b"cpu" or len(values) < 5:
+        return None
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
+def measure_busy_cores(window=BUSY_WINDOW_S, read=cpu_jiffies, sleep=time.sleep, cores=None,
+                       load=busy_cores):
+    """What the default rule sees: a dict with ``busy_cores`` (the cores the machine kept
+    busy over the last ``window`` seconds: delta non-idle / delta total jiffies x
+    ``cores``), ``source`` ("/proc/stat") and ``window_s``.  ``read`` gives the
+    (non-idle, total) jiffies (:func:`cpu_jiffies`); ``sleep`` waits the window (this
+    process sleeps through it, so it adds nothing to the count).  Where ``read`` gives
+    None, or the counters did not advance or went back, the fallback: ``busy_cores``
+    from ``load()``, the 1-minute load average, with ``source`` "load average".
+
+    ``read``, ``sleep`` and ``load`` are there for the tests: they feed fixed samples."""
+    cores = cpu_count() if cores is None else cores
+    first = read()
+    if first is not None:
+        sleep(window)
+        second = read()
+        if second is not None:
+            busy, total = second[0] - first[0], second[1] - first[1]
+            if total > 0 and 0 <= busy <= total:
+                return {"busy_cores": round(busy / total * cores, 3), "source": "/proc/stat",
+                        "window_s": window}
+    return {"busy_cores": round(float(load()), 3), "source": "load average"}
+
+
+def largest_product(config):
+    """An update's largest product, rows x width x width: the update's batch of rows
+    (:func:`minipg.algorithms.base.update_rows`) times the widest hidden layer squared."""
+    width = max(tuple(getattr(config, "hidden", ()) or ()), default=0)
     from .algorithms.base import update_rows
-    if update_rows(config)[0] * width * width < LARGE_PRODUCT:
-        return 1
-    load = busy_cores() if load is None else float(load)
-    if cpu_count() - load < IDLE_CORE_LOAD:     # no idle core for the second thread
-        return 1
-    return min(2, cpu_count())
+    return update_rows(config)[0] * width * width
+
+
+def default_threads(config, load=None, measure=measure_busy_cores):
+    """The default rule (module docstring): two threads (at most the cores) where an
+    update's largest product reaches LARGE_PRODUCT and a second core is idle (at least
+    IDLE_CORE_LOAD cores idle: cores - busy); else one.  ``load``: the busy cores given
+    (None: ``measure()``, :func:`measure_busy_cores`, taken only where the products are
+    large enough to need it)."""
+    return _default_rule(config, load, measure)[0]
+
+
+def _default_rule(config, load, measure):
+    """(count, what the rule saw) for :func:`default_threads`."""
+    product = largest_product(config)
+    seen = {"rule": "default", "largest_product": product, "large_product": LARGE_PRODUCT,
+            "cores": cpu_count()}
+    if product < LARGE_PRODUCT:
+        return 1, seen
+    seen.update({"busy_cores": float(load), "source": "given"} if load is not None
+                else measure())
+    seen["idle_cores_needed"] = IDLE_CORE_LOAD
+    if cpu_count() - seen["busy_cores"] < IDLE_CORE_LOAD:   # no idle core for a second thread
+        return 1, seen
+    return min(2, cpu_count()), seen
 
 
 def note_environment(environ=None):
@@ -121,6 +207,11 @@ def note_environment(environ=None):
 def user_env_threads():
     """The thread count the user's environment asks for (OPENBLAS_NUM_THREADS, then
     OMP_NUM_THREADS, then MKL_NUM_THREADS), or None where it asks for none."""
+    return _user_env_setting()[1]
+
+
+def _user_env_setting():
+    """(variable, count) of :func:`user_env_threads`; (None, None) where none is set."""
     env = _noted if _noted is not None else os.environ
     for var in ENV_VARS:
         try:
@@ -128,19 +219,27 @@ def user_env_threads():
         except ValueError:
             continue
         if n >= 1:
-            return n
-    return None
+            return var, n
+    return None, None
+
+
+def choose_threads(config, threads=None, measure=measure_busy_cores):
+    """(count, basis): the count a run uses -- ``threads`` when given (checked), else
+    the user's environment variable, else :func:`default_threads` -- and what decided it,
+    a dict for config.json: ``{"rule": "asked"}``, ``{"rule": "environment", "variable":
+    ...}`` or the default rule's inputs (largest product, and where it is large enough
+    the busy cores measured, their source and window)."""
+    if threads is not None:
+        return check_threads(threads), {"rule": "asked"}
+    var, env = _user_env_setting()
+    if env is not None:
+        return min(env, cpu_count()), {"rule": "environment", "variable": var}
+    return _default_rule(config, None, measure)
 
 
 def resolve_threads(config, threads=None):
-    """The count a run uses: ``threads`` when given (checked), else the user's
-    environment variable, else :func:`default_threads`."""
-    if threads is not None:
-        return check_threads(threads)
-    env = user_env_threads()
-    if env is not None:
-        return min(env, cpu_count())
-    return default_threads(config)
+    """The count a run uses (:func:`choose_threads`, without the basis)."""
+    return choose_threads(config, threads)[0]
 
 
 def blas_threads():

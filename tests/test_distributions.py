@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 from minipg.autodiff import Tensor, fisher_vector_product, gradcheck, grad, ops
 from minipg.distributions import (Categorical, DiagGaussian, GaussianNoise,
                                   OrnsteinUhlenbeckNoise, TanhGaussian, tanh_log_det_jacobian)
+from minipg.distributions.tanh_gaussian import box_constants, rsample_from_head
 
 TIGHT = dict(atol=1e-7, rtol=1e-6)          # float64 central differences, eps=1e-6
 HYP = settings(max_examples=30, deadline=None)
@@ -400,6 +401,62 @@ def test_tanh_log_std_clamp():
     assert ls.grad[0] == 0 and ls.grad[1] == 0 and ls.grad[2] != 0
     free = TanhGaussian(np.zeros(3), np.array([5.0, -25.0, 1.0]), log_std_bounds=None)
     np.testing.assert_array_equal(free.log_std.data, [5.0, -25.0, 1.0])
+
+
+def _head_and_noise(dtype, n=64, d=3, seed=21):
+    """A policy head [mean, log_std] (N, 2d) with some log-stds beyond the clamp's bounds
+    and some |u| large (the correction's stable range), and noise eps (N, d)."""
+    rng = rng_(seed)
+    head = rng.normal(scale=2.0, size=(n, 2 * d))
+    head[:4, d:] = [[5.0] * d, [-25.0] * d, [2.0] * d, [-20.0] * d]   # beyond and at the bounds
+    head[4:6, :d] = [[30.0] * d, [-30.0] * d]                         # tanh saturated
+    return head.astype(dtype), rng.standard_normal((n, d)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("box", [None, "scalar", "per_dim"])
+@pytest.mark.parametrize("uses", ["both", "log_prob", "action"])
+def test_the_fused_squashed_sample_gives_the_same_bits_as_the_unfused_graph(dtype, box, uses):
+    """rsample_from_head (one op, SAC's hot path) against TanhGaussian.rsample on the same
+    head and noise: action, log pi and the head's gradient are the same bits (the op
+    repeats the graph's operations in the tape's order; no tolerance)."""
+    d = 3
+    head, eps = _head_and_noise(dtype, d=d)
+    low = high = None
+    if box == "scalar":
+        low, high = np.full(d, -2.0, dtype), np.full(d, 2.0, dtype)
+    elif box == "per_dim":
+        low, high = np.array([-1.0, 0.0, -3.0], dtype), np.array([1.0, 0.5, 2.0], dtype)
+    rng = rng_(22)
+    g_action, g_log_prob = rng.normal(size=(64, d)).astype(dtype), rng.normal(size=64).astype(dtype)
+
+    def run(fused):
+        h = Tensor(head.copy(), requires_grad=True)
+        if fused:
+            scale, sum_log_scale = (None, 0.0) if low is None else box_constants(low, high, d)
+            action, log_prob = rsample_from_head(h, eps, d, low, scale, sum_log_scale)
+        else:
+            action, log_prob = TanhGaussian(h[:, :d], h[:, d:], low, high).rsample(eps=eps)
+        terms = {"action": ops.sum(action * g_action), "log_prob": ops.sum(log_prob * g_log_prob)}
+        loss = terms[uses] if uses != "both" else terms["action"] + terms["log_prob"]
+        loss.backward()
+        return action.data, log_prob.data, h.grad
+
+    for unfused_array, fused_array in zip(run(False), run(True)):
+        assert fused_array.dtype == unfused_array.dtype
+        np.testing.assert_array_equal(fused_array, unfused_array)
+
+
+def test_the_fused_squashed_sample_gradcheck():
+    """The fused op's own vjp against float64 central differences (TIGHT), the log-std
+    inside the clamp (the clamp's kink is not differentiable)."""
+    rng = rng_(23)
+    head = np.concatenate([rng.normal(size=(5, 2)), rng.normal(scale=0.3, size=(5, 2))], axis=1)
+    eps = rng.standard_normal((5, 2))
+    low, high = np.array([-2.0, -1.0]), np.array([2.0, 3.0])
+    scale, sum_log_scale = box_constants(low, high, 2)
+    gradcheck(lambda h: rsample_from_head(h, eps, 2, low, scale, sum_log_scale), [head],
+              **TIGHT)
 
 
 def test_tanh_entropy_monte_carlo_and_kl():

@@ -45,6 +45,7 @@ from ..allocator import keep_freed_memory
 from ..autodiff import Parameter, no_grad, ops
 from ..buffers.replay import ReplayBuffer
 from ..distributions import GaussianNoise, OrnsteinUhlenbeckNoise, TanhGaussian
+from ..distributions.tanh_gaussian import box_constants, rsample_from_head
 from ..kernels.polyak import polyak_update_kernel_numba
 from ..nn import MLP, Module, fan_in_uniform
 from ..optim import Adam, polyak_update
@@ -122,12 +123,26 @@ class TanhGaussianActor(Module):
         self.log_std_bounds = log_std_bounds
         self.net = MLP([obs_dim, *hidden, 2 * action_dim], activation=activation,
                        init="fan_in_uniform", rng=rng, dtype=dtype)
+        # the box's constants for rsample, as TanhGaussian computes them (dtype: the net's)
+        self._box = (None, None, 0.0)
+        if low is not None:
+            box = [np.asarray(b, dtype=dtype) for b in (low, high)]
+            self._box = (box[0], *box_constants(box[0], box[1], self.action_dim))
 
     def forward(self, obs):
         out = self.net(obs)
         d = self.action_dim
         return TanhGaussian(out[:, :d], out[:, d:], self.low, self.high,
                             log_std_bounds=self.log_std_bounds)
+
+    def rsample(self, obs, eps):
+        """``self(obs).rsample(eps=eps)`` -- (a~, log pi(a~|s)) -- through one fused op
+        (:func:`minipg.distributions.tanh_gaussian.rsample_from_head`: the same values
+        and gradients, without building and checking a TanhGaussian every update).
+        ``eps``: standard normal noise of shape (N, action_dim) and the network's dtype."""
+        low, scale, sum_log_scale = self._box
+        return rsample_from_head(self.net(obs), eps, self.action_dim, low, scale, sum_log_scale,
+                                 self.log_std_bounds)
 
 
 class CriticEnsemble(Module):
@@ -441,7 +456,10 @@ class TanhGaussianPolicyMixin:
     def sample_with_log_prob(self, obs, eps):
         """(a~, log pi(a~|s)) reparameterised at noise ``eps``, both Tensors; log pi of the
         action or of the normalised action, as ``log_prob_of`` says."""
-        actions, log_prob = self.actor(obs).rsample(eps=eps)
+        if isinstance(self.actor, TanhGaussianActor):     # the fused op (same bits)
+            actions, log_prob = self.actor.rsample(obs, eps)
+        else:                                             # any policy giving a TanhGaussian
+            actions, log_prob = self.actor(obs).rsample(eps=eps)
         if self.log_prob_shift is not None:
             log_prob = log_prob + self.log_prob_shift        # log p_Y = log p_A + sum log s
         return actions, log_prob

@@ -41,7 +41,8 @@ from ..autodiff import Tensor, ops
 from .common import HALF_LOG_2PI, check_event, float_tensor, gaussian_fisher_metric
 from .gaussian import DiagGaussian
 
-__all__ = ["TanhGaussian", "tanh_log_det_jacobian"]
+__all__ = ["TanhGaussian", "tanh_log_det_jacobian", "box_constants", "SquashedSample",
+           "rsample_from_head"]
 
 _LOG2 = math.log(2.0)
 
@@ -54,6 +55,16 @@ def tanh_log_det_jacobian(u):
     ``u`` may be a Tensor (differentiable) or an array; returns a Tensor.
     """
     return 2.0 * (_LOG2 - u - ops.softplus(-2.0 * u))
+
+
+def box_constants(low, high, d):
+    r"""(scale, sum_log_scale) of the box [low, high] (arrays of the distribution's dtype,
+    broadcasting to (..., d)): :math:`s = (\text{high} - \text{low})/2` and
+    :math:`\sum_i \log s_i` over the d action dimensions."""
+    scale = (high - low) / 2.0
+    log_scale = np.log(scale)
+    full = np.broadcast_shapes(log_scale.shape, (d,))
+    return scale, np.sum(np.broadcast_to(log_scale, full), axis=-1)
 
 
 class TanhGaussian:
@@ -117,10 +128,7 @@ class TanhGaussian:
                 raise ValueError(f"{owner}: need finite low < high elementwise; got low={low}, "
                                  f"high={high}")
             self.low, self.high = low, high
-            self.scale = (high - low) / 2.0
-            log_scale = np.log(self.scale)
-            full = np.broadcast_shapes(log_scale.shape, (self.d,))
-            self._sum_log_scale = np.sum(np.broadcast_to(log_scale, full), axis=-1)
+            self.scale, self._sum_log_scale = box_constants(low, high, self.d)
 
     # ----------------------------------------------------------------- basics
     @property
@@ -303,3 +311,102 @@ class TanhGaussian:
         """
         return gaussian_fisher_metric(outputs, tangents, "TanhGaussian.fisher_metric",
                                 log_std_bounds=log_std_bounds)
+
+
+# ------------------------------------------------------- the fused sample (SAC's hot path)
+class SquashedSample:
+    r"""One op for :meth:`TanhGaussian.rsample` taken from a policy head's output.
+
+    Input: ``head`` (N, 2d), the network's [mean, log_std] (log_std before the
+    clamp); constants: the noise ``eps`` (N, d) of the head's dtype, ``d``,
+    ``bounds`` (lo, hi) of the clamp or None, the box's ``low`` and ``scale``
+    (arrays, or None for actions in (-1, 1)) and ``sum_log_scale``
+    (:math:`\sum_i \log s_i`, 0 without a box).  Output (N, d + 1): the
+    action in the first d columns, log pi in the last.
+
+    The forward pass does the same NumPy operations, in the same order and
+    dtypes, as the ops :class:`TanhGaussian` records (the clamp, exp, u = mean +
+    std eps, the Gaussian term, the correction 2 (log 2 - u - softplus(-2u)),
+    the squash), and the vjp applies each of those ops' vjps in the order the
+    tape would visit them, summing the contributions to u (tanh's, then
+    softplus(-2u)'s, then (log 2 - u)'s) and to the clamped log-std (the
+    Gaussian term's, then exp's) in the tape's order: the values and the
+    gradients are the same bits as the unfused graph (tests/test_distributions.py
+    checks it), from one tape node instead of about twenty, and no
+    distribution object or checks (callers pass eps of the right shape and dtype).
+    """
+
+    @staticmethod
+    def forward(head, eps, d, bounds, low, scale, sum_log_scale):
+        mean, log_std = head[:, :d], head[:, d:]
+        inside = None
+        if bounds is not None:
+            log_std, inside = ops.Clip.forward(log_std, *bounds)     # the clamp
+        std = np.exp(log_std)
+        u = np.add(mean, np.multiply(std, eps))                      # u = mean + std eps
+        gauss = np.subtract(np.subtract(-0.5 * np.sum(np.square(eps), axis=-1),
+                                        np.add.reduce(log_std, axis=(1,))), d * HALF_LOG_2PI)
+        minus_2u = np.multiply(-2.0, u)
+        softplus, softplus_grad = ops.Softplus.forward(minus_2u)
+        correction = np.multiply(2.0, np.subtract(np.subtract(_LOG2, u), softplus))
+        log_prob = np.subtract(np.subtract(gauss, np.add.reduce(correction, axis=(1,))),
+                               sum_log_scale)
+        y = np.tanh(u)
+        action = y if low is None else np.add(low, np.multiply(np.add(y, 1.0), scale))
+        out = np.empty((head.shape[0], d + 1), dtype=action.dtype)
+        out[:, :d] = action
+        out[:, d] = log_prob
+        return out, (d, eps, std, inside, y, softplus_grad, scale, head.shape)
+
+    @staticmethod
+    def vjp(g, saved, needs):
+        d, eps, std, inside, y, softplus_grad, scale, shape = saved
+        g_action, g_log_prob = g[:, :d], g[:, d]
+        # the squash: a = low + (tanh u + 1) scale (Add, Mul, Add, Tanh vjps)
+        g_y = g_action if scale is None else g_action * scale
+        g_u = g_y * (1.0 - y * y)
+        # log pi = gauss - sum(correction) - sum log s: the Sub vjps, then the Sum's
+        summed_rows = (shape[:1] + (d,), (1,), False)               # Sum over the last axis
+        g_correction = ops.Sum.vjp(-g_log_prob, summed_rows, None)[0]
+        g_t2 = g_correction * 2.0                                    # 2 (t1 - softplus)
+        g_u = g_u + (-g_t2 * softplus_grad) * -2.0                   # softplus(-2u)
+        g_u = g_u + -g_t2                                            # log 2 - u
+        # the Gaussian term's -sum(log_std), then std = exp(log_std) through u = mean + std eps
+        g_log_std = ops.Sum.vjp(-g_log_prob, summed_rows, None)[0] + (g_u * eps) * std
+        if inside is not None:
+            g_log_std = ops.Clip.vjp(g_log_std, inside, None)[0]    # the clamp
+        g_head = np.empty(shape, dtype=g.dtype)
+        g_head[:, :d] = g_u
+        g_head[:, d:] = g_log_std
+        return (g_head,)
+
+    @staticmethod
+    def jvp(saved, d_head):
+        """The forward-mode derivative (the chain rule of the same graph)."""
+        d, eps, std, inside, y, softplus_grad, scale, _ = saved
+        if d_head is None:
+            return None
+        d_log_std = d_head[:, d:] if inside is None else d_head[:, d:] * inside
+        d_u = d_head[:, :d] + (d_log_std * std) * eps
+        d_y = d_u * (1.0 - y * y)
+        d_correction = 2.0 * (-d_u - softplus_grad * (-2.0 * d_u))
+        out = np.empty((d_head.shape[0], d + 1), dtype=d_u.dtype)
+        out[:, :d] = d_y if scale is None else d_y * scale
+        out[:, d] = -np.sum(d_log_std, axis=-1) - np.sum(d_correction, axis=-1)
+        return out
+
+
+def rsample_from_head(head, eps, d, low=None, scale=None, sum_log_scale=0.0,
+                      log_std_bounds=(-20.0, 2.0)):
+    r"""(action, log_prob) of :meth:`TanhGaussian.rsample` at noise ``eps`` for the
+    distribution ``TanhGaussian(head[:, :d], head[:, d:], low, high, log_std_bounds)``,
+    through one op (:class:`SquashedSample`): the same values and gradients.
+
+    ``head`` is a (N, 2d) Tensor; ``eps`` a (N, d) array of its dtype; ``scale`` =
+    (high - low) / 2 and ``sum_log_scale`` = sum_i log scale_i (the box's constants,
+    computed once by the caller; ``low`` None: actions in (-1, 1)).  Nothing is
+    checked: for internal callers that built these themselves (SAC's actor)."""
+    bounds = None if log_std_bounds is None else tuple(float(b) for b in log_std_bounds)
+    out = ops.apply(SquashedSample, head, eps=eps, d=d, bounds=bounds, low=low, scale=scale,
+                    sum_log_scale=sum_log_scale)
+    return out[:, :d], out[:, d]
