@@ -19,8 +19,8 @@ baselines' ``acer``):
    or its Gaussian mean and log-std); store the N segments in the replay
    (:class:`minipg.buffers.segment_replay.SegmentReplay`);
 2. one on-policy update on those segments (rho = 1);
-3. n ~ Poisson(``replay_ratio``) updates, each on N segments drawn uniformly
-   from the replay, once it holds ``replay_start`` steps.
+3. n ~ Poisson(``replay_ratio``) updates, each on N segments (``replay_batch``
+   where set) drawn uniformly from the replay, once it holds ``replay_start`` steps.
 
 One update on segments (T, B) (Algorithm 2, discrete):
 
@@ -96,6 +96,8 @@ class ACERConfig(BaseConfig):
     buffer_size: int = setting(50_000, "replay capacity in environment steps (whole segments "
                                "of n_steps are kept)", low=1)
     replay_start: int = setting(1_000, "steps stored before replayed updates begin", low=0)
+    replay_batch: int = setting(0, "segments per replayed update (0: n_envs, as many as an "
+                                "on-policy update has)", low=0, high=100_000)
     c: float = setting(10.0, "truncation constant c of the importance weights min(c, rho)",
                        low=0.0, low_open=True)
     trust_region: bool = setting(True, "the efficient trust region against the average policy")
@@ -228,11 +230,16 @@ class ACER(Algorithm):
         metrics = self.update(batch)                                    # step 2: on-policy
         if self.buffer.transitions >= cfg.replay_start and cfg.replay_ratio > 0:
             for _ in range(int(self.rng.poisson(cfg.replay_ratio))):    # step 3: replay
-                metrics = self.update(self.buffer.sample(collector.n_envs, self.rng))
+                metrics = self.update(self.buffer.sample(self.replay_segments(collector),
+                                                         self.rng))
                 self.replayed += 1
         metrics["updates"] = float(self.updates)
         metrics["replayed_updates"] = float(self.replayed)
         return metrics
+
+    def replay_segments(self, collector):
+        """B, the number of segments in one replayed update: ``replay_batch``, or N."""
+        return self.config.replay_batch or collector.n_envs
 
     # --- one update on segments (Algorithms 2 and 3) -----------------------------------
     def bootstrap_values(self, batch, value_fn):
