@@ -283,7 +283,8 @@ def test_resume_restores_the_replay_and_continues_exactly(tmp_path):
 @pytest.mark.parametrize("setting,value,accepted", [
     ("c", "0", "(0.0, inf)"), ("c", "-1", "(0.0, inf)"), ("alpha", "1", "[0.0, 1.0)"),
     ("alpha", "-0.1", "[0.0, 1.0)"), ("delta", "0", "(0.0, inf)"),
-    ("replay_ratio", "-1", "[0.0, 1000.0]"), ("n_steps", "0", "[1, 10000]")])
+    ("replay_ratio", "-1", "[0.0, 1000.0]"), ("n_steps", "0", "[1, 10000]"),
+    ("replay_batch", "-1", "[0, 100000]")])
 def test_bad_settings_are_refused_naming_the_setting_and_its_range(setting, value, accepted,
                                                                    tmp_path, capsys):
     code = main(["train", "acer", "--env", "CartPole-v1", "--out", str(tmp_path / "x"),
@@ -388,3 +389,23 @@ def test_behaviour_stores_the_full_distribution():
         dist = agent.policy(np.zeros((2, 3)))
     assert isinstance(dist, DiagGaussian) and stats.shape == (2, 2)
     np.testing.assert_allclose(stats[:, 1], dist.log_std.data[0])
+
+
+@pytest.mark.parametrize("replay_batch,expected", [("0", 2), ("3", 3)])
+def test_replayed_updates_draw_replay_batch_segments(replay_batch, expected):
+    """Every replayed update samples ``replay_batch`` segments (0: n_envs = 2 here); the
+    on-policy update is on the N fresh segments whatever ``replay_batch`` is."""
+    from minipg.envs.vector import Collector
+    agent = agent_for("CartPole-v1", replay_batch=replay_batch, replay_ratio="3",
+                      replay_start="0")
+    collector = Collector(make_vector_env("CartPole-v1", 2), seed=0)
+    sizes, real_sample, real_update = [], agent.buffer.sample, agent.update
+    agent.buffer.sample = lambda n, rng: (sizes.append(n), real_sample(n, rng))[1]
+    widths = []
+    agent.update = lambda batch: (widths.append(batch.rewards.shape[1]), real_update(batch))[1]
+    for _ in range(4):
+        agent.learn(collector)
+    collector.close()
+    assert sizes and set(sizes) == {expected}
+    on_policy = [2] * 4                        # one update on the fresh segments a learn()
+    assert sorted(widths) == sorted(on_policy + [expected] * len(sizes))
