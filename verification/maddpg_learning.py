@@ -39,6 +39,22 @@ replace the paper's rate and warm-up to fit a small CPU budget):
         --seeds 0 --out runs/maddpg_learning_long $S
     python verification/maddpg_learning.py cross --part adversary --steps 50000 --seeds 0
     python verification/maddpg_learning.py report [--out DIR]   # the tables
+
+The paper's protocol with the authors' action path (variants ``maddpg-relaxed`` and
+``ddpg-relaxed`` add ``relaxed_actions=true``: the task receives the Gumbel-softmax
+relaxed sample itself), no departures: 25,000 episodes of 25 steps, one update per 100
+environment steps, updates from 25,600 transitions (the preset's values):
+
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 200000 \
+        --seeds 0 --variants maddpg-relaxed ddpg-relaxed maddpg --out runs/maddpg_pilot
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 625000 \
+        --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper
+    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 200000 \
+        --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper_spread
+
+For cooperative communication the script also evaluates the exploring policies
+(columns ``*_stochastic``: relaxed Gumbel-softmax samples), which is what the authors'
+code runs when it measures its agents.
 """
 
 from __future__ import annotations
@@ -70,8 +86,11 @@ def run_dir(out, part, variant, seed):
 def train(out, part, variant, seed, steps, extra=()):
     """One run through the command line; returns its CPU seconds and the command."""
     settings = ["n_envs=4", "train_freq=25", *extra]
-    if variant in ("maddpg", "ddpg"):
-        settings.append(f"critic={'centralized' if variant == 'maddpg' else 'independent'}")
+    base, _, relaxed = variant.partition("-")   # maddpg-relaxed: relaxed_actions=true
+    if relaxed:
+        settings.append("relaxed_actions=true")
+    if base in ("maddpg", "ddpg"):
+        settings.append(f"critic={'centralized' if base == 'maddpg' else 'independent'}")
     else:                                        # ensemble K=<k>
         settings.append(f"ensemble_size={variant[1:]}")
     cmd = [sys.executable, "-m", "minipg", "train", "maddpg", "--env", TASKS[part], "--seed",
@@ -87,8 +106,11 @@ def train(out, part, variant, seed, steps, extra=()):
                                                          - start.children_system), cmd
 
 
-def episodes(part, agents, on_step):
-    """EVAL_EPISODES deterministic episodes (argmax of the logits); agent j acts with
+def episodes(part, agents, on_step, deterministic=True):
+    """EVAL_EPISODES episodes of the deterministic policies (argmax of the logits; with
+    relaxed_actions the noise-free softmax(l / T)) or, ``deterministic=False``, of the
+    exploring ones (relaxed Gumbel-softmax samples: what the authors' code runs when it
+    evaluates); agent j acts with
     ``agents[j]`` (an algorithm instance), its sub-policy drawn uniformly per episode.
     ``on_step(world, step, ended)`` after every step; returns the per-agent returns
     (episodes, N)."""
@@ -101,7 +123,7 @@ def episodes(part, agents, on_step):
     try:
         while collector.episodes < EVAL_EPISODES:
             # agent j's action from its own run, with its own drawn sub-policy (column j)
-            actions = [a.act(collector.obs, deterministic=True,
+            actions = [a.act(collector.obs, deterministic=deterministic,
                              subpolicy=np.where(np.arange(len(agents)) == j, sub, 0))[j]
                        for j, a in enumerate(agents)]
             before = collector.episodes
@@ -149,13 +171,16 @@ def evaluate(part, dirs):
     if len(loaded) == 2:                  # simple_adversary: agent 0 is the adversary
         agents = [loaded[1]] + [loaded[0]] * (n_agents - 1)
     if part == "speaker":
-        finals = []
-        on_step = lambda w, step, ended: ended and finals.append(   # noqa: E731
-            listener_goal_distance(step))
-        returns = episodes(part, agents, on_step)
-        return {"final_distance": float(np.mean(finals)),
-                "success_rate": float(np.mean(np.asarray(finals) < 0.1)),
-                "return_mean": float(np.mean(returns.sum(axis=1)))}
+        out = {}
+        for deterministic, suffix in ((True, ""), (False, "_stochastic")):
+            finals = []
+            on_step = lambda w, step, ended: ended and finals.append(   # noqa: E731
+                listener_goal_distance(step))
+            returns = episodes(part, agents, on_step, deterministic)
+            out.update({f"final_distance{suffix}": float(np.mean(finals)),
+                        f"success_rate{suffix}": float(np.mean(np.asarray(finals) < 0.1)),
+                        f"return_mean{suffix}": float(np.mean(returns.sum(axis=1)))})
+        return out
     if part == "spread":
         per_step = []
         returns = episodes(part, agents, lambda w, step, ended: per_step.append(
@@ -211,7 +236,8 @@ def main(argv=None):
     return 0
 
 
-METRICS = {"speaker": ("success_rate", "final_distance", "return_mean"),
+METRICS = {"speaker": ("success_rate", "final_distance", "return_mean", "success_rate_stochastic",
+                       "final_distance_stochastic", "return_mean_stochastic"),
            "spread": ("mean_distance", "collisions", "return_mean"),
            "adversary": ("good_return", "adversary_return"),
            "adversary-cross": ("good_return", "adversary_return")}
@@ -224,6 +250,7 @@ def report(rows):
         mine = [r for r in rows if r["part"] == part]
         if not mine:
             continue
+        metrics = [m for m in metrics if all(m in r for r in mine)]   # older rows: fewer
         lines += [f"### {part}", "", "| variant | seed | steps | CPU s | "
                   + " | ".join(metrics) + " |", "|" + " --- |" * (4 + len(metrics))]
         for r in mine:
