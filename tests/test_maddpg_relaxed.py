@@ -184,3 +184,13 @@ def test_relaxed_needs_a_unit_box():
     obs = (gym.spaces.Box(-np.inf, np.inf, (2,), np.float64),)
     with pytest.raises(ConfigError, match="Box\\(0, 1"):
         MADDPG(config, obs, (gym.spaces.Box(-1.0, 1.0, (3,)),), 0)
+
+
+def test_the_paper_tasks_presets_use_the_relaxed_path():
+    from minipg.run import resolve_config
+    for task in (SPEAKER, SPREAD, "mpe2/simple_adversary_v3"):
+        config = resolve_config(MADDPG, task, {})
+        assert config.relaxed_actions and config.train_freq == 100 and config.gamma == 0.95
+    assert not resolve_config(MADDPG, SPEAKER, {"relaxed_actions": "false"}).relaxed_actions
+    with pytest.raises(ConfigError, match="add --set relaxed_actions=false"):
+        resolve_config(MADDPG, SPREAD, {"continuous_actions": "true"})

@@ -1,7 +1,9 @@
 """Learning evidence for MADDPG (issue 20): MADDPG against independent DDPG, and ensembles.
 
 Every run is exactly ``minipg train maddpg --env TASK --seed S --total-steps STEPS
---set critic=CRITIC --set n_envs=4 --set train_freq=25 [--set ensemble_size=K]``
+--set n_envs=4 --set train_freq=25 --set relaxed_actions=R --set critic=CRITIC
+[--set ensemble_size=K]`` (R: true for the variants named ``*-relaxed``, false -- the
+argmax path, which the earlier tables ran -- otherwise)
 on the task's preset (the paper's settings: Adam 0.01, batch 1024, gamma 0.95,
 tau 0.01, 64-64 ReLU, episodes of 25 steps, updates once the replay holds
 25,600 transitions).  ``n_envs=4`` with ``train_freq=25`` vector steps keeps
@@ -87,8 +89,7 @@ def train(out, part, variant, seed, steps, extra=()):
     """One run through the command line; returns its CPU seconds and the command."""
     settings = ["n_envs=4", "train_freq=25", *extra]
     base, _, relaxed = variant.partition("-")   # maddpg-relaxed: relaxed_actions=true
-    if relaxed:
-        settings.append("relaxed_actions=true")
+    settings.append(f"relaxed_actions={'true' if relaxed else 'false'}")   # else: argmax path
     if base in ("maddpg", "ddpg"):
         settings.append(f"critic={'centralized' if base == 'maddpg' else 'independent'}")
     else:                                        # ensemble K=<k>

@@ -69,10 +69,15 @@ ensemble objective J_e = (1/K) sum_k J(mu_i^(k)): sub-policy k's gradient is
 that of the sub-policy j ran in the sampled transition.  The deterministic
 evaluation (``minipg evaluate``, eval.json) runs sub-policy 0 of every agent.
 
-Presets: the paper's (appendix): Adam with learning rate 0.01, gamma 0.95,
+Presets (simple_speaker_listener, simple_spread, simple_adversary): the
+paper's settings (appendix): Adam with learning rate 0.01, gamma 0.95,
 minibatch 1024, tau 0.01, two hidden layers of 64 ReLU units, one update
 every 100 steps, episodes of 25 steps; updates start once the replay holds
-1024 x 25 transitions, as in the authors' code.
+1024 x 25 transitions, as in the authors' code; and ``relaxed_actions=true``,
+the authors' action path, which separated MADDPG from independent DDPG on
+cooperative communication where the argmax path did not
+(verification/results/maddpg_learning.md).  ``--set relaxed_actions=false``
+gives the argmax path (and is needed with ``continuous_actions=true``).
 """
 
 from __future__ import annotations
@@ -256,7 +261,8 @@ class MADDPGConfig(OffPolicyConfig):
                               "continuous_actions=true (relaxed_actions builds the task with "
                               "Box actions itself but keeps the Discrete Gumbel-softmax "
                               "actors; continuous_actions uses DDPG's tanh actors); accepted: "
-                              "at most one of the two true")
+                              "at most one of the two true (the presets of the paper's tasks "
+                              "set relaxed_actions=true: add --set relaxed_actions=false)")
         if self.vectorization != "sync":
             raise ConfigError(f"setting 'vectorization': {self.vectorization!r} is not "
                               f"accepted by maddpg; accepted: sync (its environments step in "
@@ -282,8 +288,11 @@ class MADDPG(Algorithm):
     default_env = "mpe2/simple_speaker_listener_v4"
     description = ("multi-agent DDPG, centralized critics and decentralized actors "
                    "(Lowe et al. 2017), on mpe2 tasks")
-    presets = {"mpe2/simple_speaker_listener_v4": dict(PAPER_PRESET),
-               "mpe2/simple_spread_v3": dict(PAPER_PRESET)}
+    # the paper's tasks: its settings and the authors' action path (relaxed_actions; the
+    # results of verification/results/maddpg_learning.md chose it)
+    presets = {task: dict(PAPER_PRESET, relaxed_actions=True)
+               for task in ("mpe2/simple_speaker_listener_v4", "mpe2/simple_spread_v3",
+                            "mpe2/simple_adversary_v3")}
     metric_names = ("critic_loss", "actor_objective", "q_mean", "approx_loss")
 
     # --- the run loop's task hooks -------------------------------------------------
