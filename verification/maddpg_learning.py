@@ -17,7 +17,10 @@ its deterministic policies (argmax of the logits) with the paper's measures:
 * cooperative communication (``simple_speaker_listener_v4``): the listener's
   distance to the goal landmark at the episode's last step, and the success
   rate: the fraction of episodes ending with that distance below 0.1 (the
-  listener, radius 0.075, overlapping the landmark, radius 0.04);
+  listener, radius 0.075, overlapping the landmark, radius 0.04); the reach
+  rate: the fraction of episodes in which that distance falls below 0.1 at
+  some step (the paper's "target reach" is not defined precisely enough to
+  say which of the two it is; ``reevaluate`` adds it to older rows);
 * cooperative navigation (``simple_spread_v3``, N = 3): the sum over the
   landmarks of the nearest agent's distance, averaged over the steps of an
   episode, and the number of agent-agent collisions per episode (pairs in
@@ -141,8 +144,8 @@ def episodes(part, agents, on_step, deterministic=True):
 
 
 def listener_goal_distance(step):
-    """The listener's distance to the goal at an episode's last step, from the final
-    observations: the listener's holds the 3 landmarks relative to it (entries 2..7), the
+    """The listener's distance to the goal after ``step`` (at an episode's last step, from
+    the true final observations): the listener's holds the 3 landmarks relative to it (entries 2..7), the
     speaker's the goal's colour (0.65 in the goal's entry, 0.15 elsewhere)."""
     speaker_obs, listener_obs = step.next_obs[0][0], step.next_obs[1][0]
     goal = int(np.argmax(speaker_obs))
@@ -174,12 +177,19 @@ def evaluate(part, dirs):
     if part == "speaker":
         out = {}
         for deterministic, suffix in ((True, ""), (False, "_stochastic")):
-            finals = []
-            on_step = lambda w, step, ended: ended and finals.append(   # noqa: E731
-                listener_goal_distance(step))
+            finals, closest, nearest = [], [], [np.inf]
+
+            def on_step(world, step, ended):
+                distance = listener_goal_distance(step)
+                nearest[0] = min(nearest[0], distance)
+                if ended:
+                    finals.append(distance)
+                    closest.append(nearest[0])
+                    nearest[0] = np.inf
             returns = episodes(part, agents, on_step, deterministic)
             out.update({f"final_distance{suffix}": float(np.mean(finals)),
                         f"success_rate{suffix}": float(np.mean(np.asarray(finals) < 0.1)),
+                        f"reach_rate{suffix}": float(np.mean(np.asarray(closest) < 0.1)),
                         f"return_mean{suffix}": float(np.mean(returns.sum(axis=1)))})
         return out
     if part == "spread":
@@ -198,7 +208,7 @@ def evaluate(part, dirs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "cross", "report"))
+    p.add_argument("command", choices=("run", "cross", "report", "reevaluate"))
     p.add_argument("--part", choices=tuple(TASKS), default="speaker")
     p.add_argument("--steps", type=int, default=150_000,
                    help="training steps (cross: the steps the runs had, for the rows)")
@@ -233,11 +243,19 @@ def main(argv=None):
                         fh.write(json.dumps(row) + "\n")
         return 0
     rows = [json.loads(line) for line in open(log)]
+    if args.command == "reevaluate":          # today's measures for the rows' runs, in place
+        for row in rows:
+            if row["part"] in ("speaker", "spread"):
+                row.update(evaluate(row["part"], [run_dir(args.out, row["part"],
+                                                          row["variant"], row["seed"])]))
+        with open(log, "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
     print(report(rows))
     return 0
 
 
-METRICS = {"speaker": ("success_rate", "final_distance", "return_mean", "success_rate_stochastic",
+METRICS = {"speaker": ("success_rate", "reach_rate", "final_distance", "return_mean",
+                       "success_rate_stochastic", "reach_rate_stochastic",
                        "final_distance_stochastic", "return_mean_stochastic"),
            "spread": ("mean_distance", "collisions", "return_mean"),
            "adversary": ("good_return", "adversary_return"),
