@@ -18,8 +18,9 @@ import pytest
 
 from minipg.algorithms import get
 from minipg.algorithms.base import ConfigError, config_from
+from minipg.algorithms.maddpg import JointBatch
 from minipg.estimators import maddpg as est
-from minipg.run import read_checkpoint, train
+from minipg.run import read_checkpoint, resolve_config, train
 
 SPEAKER, SPREAD = "mpe2/simple_speaker_listener_v4", "mpe2/simple_spread_v3"
 MADDPG = get("maddpg")
@@ -123,7 +124,6 @@ def actor_uses_replayed_actions_relaxed(actor_loss):
 
 
 def _batch(agent, obs, actions):
-    from minipg.algorithms.maddpg import JointBatch
     n = len(obs[0])
     return JointBatch(obs, actions, np.zeros((n, 2)), obs, np.zeros(n, bool), np.zeros(n, bool),
                       np.zeros((n, 2), np.int64))
@@ -187,7 +187,6 @@ def test_relaxed_needs_a_unit_box():
 
 
 def test_the_paper_tasks_presets_use_the_relaxed_path():
-    from minipg.run import resolve_config
     for task in (SPEAKER, SPREAD, "mpe2/simple_adversary_v3"):
         config = resolve_config(MADDPG, task, {})
         assert config.relaxed_actions and config.train_freq == 100 and config.gamma == 0.95
