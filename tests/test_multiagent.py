@@ -87,9 +87,11 @@ def test_collector_returns_and_columns():
 
 # ------------------------------------------------------------------ through the run loop
 
+# relaxed_actions=false: these keep the argmax path (the presets' relaxed path is
+# tests/test_maddpg_relaxed.py's)
 SMALL = {"learning_starts": 50, "batch_size": 16, "train_freq": 10, "hidden": "16,16",
          "checkpoint_replay": "true", "checkpoint_every": 150, "log_every": 100,
-         "eval_episodes": 2}
+         "eval_episodes": 2, "relaxed_actions": "false"}
 
 
 def test_train_resume_is_exact_and_progress_has_agent_columns(tmp_path):

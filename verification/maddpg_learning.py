@@ -1,7 +1,9 @@
 """Learning evidence for MADDPG (issue 20): MADDPG against independent DDPG, and ensembles.
 
 Every run is exactly ``minipg train maddpg --env TASK --seed S --total-steps STEPS
---set critic=CRITIC --set n_envs=4 --set train_freq=25 [--set ensemble_size=K]``
+--set n_envs=4 --set train_freq=25 --set relaxed_actions=R --set critic=CRITIC
+[--set ensemble_size=K]`` (R: true for the variants named ``*-relaxed``, false -- the
+argmax path, which the earlier tables ran -- otherwise)
 on the task's preset (the paper's settings: Adam 0.01, batch 1024, gamma 0.95,
 tau 0.01, 64-64 ReLU, episodes of 25 steps, updates once the replay holds
 25,600 transitions).  ``n_envs=4`` with ``train_freq=25`` vector steps keeps
@@ -15,7 +17,10 @@ its deterministic policies (argmax of the logits) with the paper's measures:
 * cooperative communication (``simple_speaker_listener_v4``): the listener's
   distance to the goal landmark at the episode's last step, and the success
   rate: the fraction of episodes ending with that distance below 0.1 (the
-  listener, radius 0.075, overlapping the landmark, radius 0.04);
+  listener, radius 0.075, overlapping the landmark, radius 0.04); the reach
+  rate: the fraction of episodes in which that distance falls below 0.1 at
+  some step (the paper's "target reach" is not defined precisely enough to
+  say which of the two it is; ``reevaluate`` adds it to older rows);
 * cooperative navigation (``simple_spread_v3``, N = 3): the sum over the
   landmarks of the nearest agent's distance, averaged over the steps of an
   episode, and the number of agent-agent collisions per episode (pairs in
@@ -39,6 +44,22 @@ replace the paper's rate and warm-up to fit a small CPU budget):
         --seeds 0 --out runs/maddpg_learning_long $S
     python verification/maddpg_learning.py cross --part adversary --steps 50000 --seeds 0
     python verification/maddpg_learning.py report [--out DIR]   # the tables
+
+The paper's protocol with the authors' action path (variants ``maddpg-relaxed`` and
+``ddpg-relaxed`` add ``relaxed_actions=true``: the task receives the Gumbel-softmax
+relaxed sample itself), no departures: 25,000 episodes of 25 steps, one update per 100
+environment steps, updates from 25,600 transitions (the preset's values):
+
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 200000 \
+        --seeds 0 --variants maddpg-relaxed ddpg-relaxed maddpg --out runs/maddpg_pilot
+    nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 625000 \
+        --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper
+    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 200000 \
+        --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper_spread
+
+For cooperative communication the script also evaluates the exploring policies
+(columns ``*_stochastic``: relaxed Gumbel-softmax samples), which is what the authors'
+code runs when it measures its agents.
 """
 
 from __future__ import annotations
@@ -70,8 +91,10 @@ def run_dir(out, part, variant, seed):
 def train(out, part, variant, seed, steps, extra=()):
     """One run through the command line; returns its CPU seconds and the command."""
     settings = ["n_envs=4", "train_freq=25", *extra]
-    if variant in ("maddpg", "ddpg"):
-        settings.append(f"critic={'centralized' if variant == 'maddpg' else 'independent'}")
+    base, _, relaxed = variant.partition("-")   # maddpg-relaxed: relaxed_actions=true
+    settings.append(f"relaxed_actions={'true' if relaxed else 'false'}")   # else: argmax path
+    if base in ("maddpg", "ddpg"):
+        settings.append(f"critic={'centralized' if base == 'maddpg' else 'independent'}")
     else:                                        # ensemble K=<k>
         settings.append(f"ensemble_size={variant[1:]}")
     cmd = [sys.executable, "-m", "minipg", "train", "maddpg", "--env", TASKS[part], "--seed",
@@ -87,8 +110,11 @@ def train(out, part, variant, seed, steps, extra=()):
                                                          - start.children_system), cmd
 
 
-def episodes(part, agents, on_step):
-    """EVAL_EPISODES deterministic episodes (argmax of the logits); agent j acts with
+def episodes(part, agents, on_step, deterministic=True):
+    """EVAL_EPISODES episodes of the deterministic policies (argmax of the logits; with
+    relaxed_actions the noise-free softmax(l / T)) or, ``deterministic=False``, of the
+    exploring ones (relaxed Gumbel-softmax samples: what the authors' code runs when it
+    evaluates); agent j acts with
     ``agents[j]`` (an algorithm instance), its sub-policy drawn uniformly per episode.
     ``on_step(world, step, ended)`` after every step; returns the per-agent returns
     (episodes, N)."""
@@ -101,7 +127,7 @@ def episodes(part, agents, on_step):
     try:
         while collector.episodes < EVAL_EPISODES:
             # agent j's action from its own run, with its own drawn sub-policy (column j)
-            actions = [a.act(collector.obs, deterministic=True,
+            actions = [a.act(collector.obs, deterministic=deterministic,
                              subpolicy=np.where(np.arange(len(agents)) == j, sub, 0))[j]
                        for j, a in enumerate(agents)]
             before = collector.episodes
@@ -118,8 +144,8 @@ def episodes(part, agents, on_step):
 
 
 def listener_goal_distance(step):
-    """The listener's distance to the goal at an episode's last step, from the final
-    observations: the listener's holds the 3 landmarks relative to it (entries 2..7), the
+    """The listener's distance to the goal after ``step`` (at an episode's last step, from
+    the true final observations): the listener's holds the 3 landmarks relative to it (entries 2..7), the
     speaker's the goal's colour (0.65 in the goal's entry, 0.15 elsewhere)."""
     speaker_obs, listener_obs = step.next_obs[0][0], step.next_obs[1][0]
     goal = int(np.argmax(speaker_obs))
@@ -149,13 +175,23 @@ def evaluate(part, dirs):
     if len(loaded) == 2:                  # simple_adversary: agent 0 is the adversary
         agents = [loaded[1]] + [loaded[0]] * (n_agents - 1)
     if part == "speaker":
-        finals = []
-        on_step = lambda w, step, ended: ended and finals.append(   # noqa: E731
-            listener_goal_distance(step))
-        returns = episodes(part, agents, on_step)
-        return {"final_distance": float(np.mean(finals)),
-                "success_rate": float(np.mean(np.asarray(finals) < 0.1)),
-                "return_mean": float(np.mean(returns.sum(axis=1)))}
+        out = {}
+        for deterministic, suffix in ((True, ""), (False, "_stochastic")):
+            finals, closest, nearest = [], [], [np.inf]
+
+            def on_step(world, step, ended):
+                distance = listener_goal_distance(step)
+                nearest[0] = min(nearest[0], distance)
+                if ended:
+                    finals.append(distance)
+                    closest.append(nearest[0])
+                    nearest[0] = np.inf
+            returns = episodes(part, agents, on_step, deterministic)
+            out.update({f"final_distance{suffix}": float(np.mean(finals)),
+                        f"success_rate{suffix}": float(np.mean(np.asarray(finals) < 0.1)),
+                        f"reach_rate{suffix}": float(np.mean(np.asarray(closest) < 0.1)),
+                        f"return_mean{suffix}": float(np.mean(returns.sum(axis=1)))})
+        return out
     if part == "spread":
         per_step = []
         returns = episodes(part, agents, lambda w, step, ended: per_step.append(
@@ -172,7 +208,7 @@ def evaluate(part, dirs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "cross", "report"))
+    p.add_argument("command", choices=("run", "cross", "report", "reevaluate"))
     p.add_argument("--part", choices=tuple(TASKS), default="speaker")
     p.add_argument("--steps", type=int, default=150_000,
                    help="training steps (cross: the steps the runs had, for the rows)")
@@ -207,11 +243,20 @@ def main(argv=None):
                         fh.write(json.dumps(row) + "\n")
         return 0
     rows = [json.loads(line) for line in open(log)]
+    if args.command == "reevaluate":          # today's measures for the rows' runs, in place
+        for row in rows:
+            if row["part"] in ("speaker", "spread"):
+                row.update(evaluate(row["part"], [run_dir(args.out, row["part"],
+                                                          row["variant"], row["seed"])]))
+        with open(log, "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
     print(report(rows))
     return 0
 
 
-METRICS = {"speaker": ("success_rate", "final_distance", "return_mean"),
+METRICS = {"speaker": ("success_rate", "reach_rate", "final_distance", "return_mean",
+                       "success_rate_stochastic", "reach_rate_stochastic",
+                       "final_distance_stochastic", "return_mean_stochastic"),
            "spread": ("mean_distance", "collisions", "return_mean"),
            "adversary": ("good_return", "adversary_return"),
            "adversary-cross": ("good_return", "adversary_return")}
@@ -224,6 +269,7 @@ def report(rows):
         mine = [r for r in rows if r["part"] == part]
         if not mine:
             continue
+        metrics = [m for m in metrics if all(m in r for r in mine)]   # older rows: fewer
         lines += [f"### {part}", "", "| variant | seed | steps | CPU s | "
                   + " | ".join(metrics) + " |", "|" + " --- |" * (4 + len(metrics))]
         for r in mine:

@@ -12,9 +12,27 @@ Agents i = 1..N, each with
 * a decentralized actor mu_i(o_i) (its own observation only): for a Discrete
   agent an MLP of logits whose action is the Gumbel-softmax relaxed sample
   softmax((l + g) / T) (the task receives its argmax; the replay keeps the
-  vector, as the authors' code does); for a Box agent (tasks built with
-  ``continuous_actions=true``) DDPG's tanh actor onto the box, explored with
-  Gaussian noise;
+  vector); for a Box agent (tasks built with ``continuous_actions=true``)
+  DDPG's tanh actor onto the box, explored with Gaussian noise;
+* ``relaxed_actions=true``, the authors' code's path: the task is built with
+  mpe2's Box(0, 1, (n,)) actions (its ``continuous_actions``), every agent
+  has the Discrete actor of n logits, and the task receives the relaxed
+  sample ITSELF: mpe2 applies the force (a[2] - a[1], a[4] - a[3]) times the
+  sensitivity (5, or the agent's accel) and a speaker's message is c = a,
+  the soft vector the listener observes (the multi-agent particle
+  environment's non-discrete-input path, which the authors' MADDPG trains
+  on).  The replay and the critics keep that same vector, rounded to the
+  task's float32 as the world received it, so what the critic is trained on
+  is what moved the world (on the argmax path above the critic sees the
+  soft vector while the world moved by its argmax).  The deterministic
+  action (``minipg evaluate``, eval.json) is the noise-free softmax(l / T): a
+  fixed function of the observation in the same simplex the actions were
+  trained on (a one-hot argmax would put the listener's force and the
+  speaker's message at a corner the critic saw only when the policy had
+  become sharp); the authors' code evaluates its stochastic policy, which
+  verification/maddpg_learning.py reports as well.  Not accepted with
+  ``continuous_actions`` nor for agents that both move and speak (their Box
+  action is two blocks: e.g. simple_reference);
 * a centralized critic Q_i(o_1..o_N, a_1..a_N) with its own reward r_i
   (``critic=centralized``), or Q_i(o_i, a_i) (``critic=independent``: the
   independent-DDPG baseline of the paper's comparisons, same code);
@@ -51,10 +69,16 @@ ensemble objective J_e = (1/K) sum_k J(mu_i^(k)): sub-policy k's gradient is
 that of the sub-policy j ran in the sampled transition.  The deterministic
 evaluation (``minipg evaluate``, eval.json) runs sub-policy 0 of every agent.
 
-Presets: the paper's (appendix): Adam with learning rate 0.01, gamma 0.95,
+Presets (simple_speaker_listener, simple_spread, simple_adversary): the
+paper's settings (appendix): Adam with learning rate 0.01, gamma 0.95,
 minibatch 1024, tau 0.01, two hidden layers of 64 ReLU units, one update
 every 100 steps, episodes of 25 steps; updates start once the replay holds
-1024 x 25 transitions, as in the authors' code.
+1024 x 25 transitions, as in the authors' code; and ``relaxed_actions=true``,
+the authors' action path, with which MADDPG beat independent DDPG on
+cooperative communication on every seed (the argmax path had not separated
+them at smaller budgets, and lagged the relaxed path in a one-seed pilot with
+the paper's protocol: verification/results/maddpg_learning.md).  ``--set relaxed_actions=false``
+gives the argmax path (and is needed with ``continuous_actions=true``).
 """
 
 from __future__ import annotations
@@ -66,7 +90,7 @@ import numpy as np
 
 from ..autodiff import no_grad
 from ..envs.multiagent import (EXTRA_HINT, MultiAgentCollector, action_width, is_multiagent_id,
-                               make_parallel_env, probe_agent_spaces)
+                               make_parallel_env, mixed_action_agents, probe_agent_spaces)
 from ..envs.vector import UnknownEnvironmentError, UnsupportedEnvironmentError
 from ..estimators import maddpg as est
 from ..nn import MLP
@@ -212,6 +236,12 @@ class MADDPGConfig(OffPolicyConfig):
                                "the box's half-width", low=0.0)
     continuous_actions: bool = setting(False, "build the task with Box actions "
                                        "(mpe2's continuous_actions)")
+    relaxed_actions: bool = setting(False, "the authors' path: build the mpe2 task with "
+                                    "Box(0, 1, (n,)) actions and SEND each agent's "
+                                    "Gumbel-softmax relaxed sample itself (force "
+                                    "(a[2]-a[1], a[4]-a[3]) x sensitivity, message c = a) "
+                                    "instead of its argmax; Discrete actors; not with "
+                                    "continuous_actions")
     max_cycles: int = setting(25, "episode length (mpe2's max_cycles; the paper's 25)", low=1,
                               high=100_000)
     approx_policies: bool = setting(False, "the critics' targets use each agent's learned "
@@ -227,10 +257,24 @@ class MADDPGConfig(OffPolicyConfig):
 
     def check(self):
         super().check()
+        if self.relaxed_actions and self.continuous_actions:
+            raise ConfigError("setting 'relaxed_actions': true is not accepted together with "
+                              "continuous_actions=true (relaxed_actions builds the task with "
+                              "Box actions itself but keeps the Discrete Gumbel-softmax "
+                              "actors; continuous_actions uses DDPG's tanh actors); accepted: "
+                              "at most one of the two true (the presets of the paper's tasks "
+                              "set relaxed_actions=true: add --set relaxed_actions=false)")
         if self.vectorization != "sync":
             raise ConfigError(f"setting 'vectorization': {self.vectorization!r} is not "
                               f"accepted by maddpg; accepted: sync (its environments step in "
                               f"one process)")
+
+
+def box_actions(config):
+    """Whether the task is built with mpe2's Box actions (continuous_actions=True): for
+    DDPG's tanh actors (``continuous_actions``) or for the relaxed samples themselves
+    (``relaxed_actions``)."""
+    return bool(config.continuous_actions or config.relaxed_actions)
 
 
 # --------------------------------------------------------------------- the algorithm
@@ -245,23 +289,39 @@ class MADDPG(Algorithm):
     default_env = "mpe2/simple_speaker_listener_v4"
     description = ("multi-agent DDPG, centralized critics and decentralized actors "
                    "(Lowe et al. 2017), on mpe2 tasks")
-    presets = {"mpe2/simple_speaker_listener_v4": dict(PAPER_PRESET),
-               "mpe2/simple_spread_v3": dict(PAPER_PRESET)}
+    # the paper's tasks: its settings and the authors' action path (relaxed_actions; the
+    # results of verification/results/maddpg_learning.md chose it)
+    presets = {task: dict(PAPER_PRESET, relaxed_actions=True)
+               for task in ("mpe2/simple_speaker_listener_v4", "mpe2/simple_spread_v3",
+                            "mpe2/simple_adversary_v3")}
     metric_names = ("critic_loss", "actor_objective", "q_mean", "approx_loss")
 
     # --- the run loop's task hooks -------------------------------------------------
     @classmethod
     def check_task(cls, env_id, config):
+        if config.relaxed_actions and not is_multiagent_id(env_id):
+            raise ConfigError(f"setting 'relaxed_actions': true applies to mpe2 tasks only, "
+                              f"and {env_id} is not one; accepted: mpe2/<task>, e.g. "
+                              f"mpe2/simple_speaker_listener_v4, or relaxed_actions=false")
         if not is_multiagent_id(env_id):
             raise ConfigError(
                 f"maddpg trains on multi-agent tasks, and {env_id} is a single-agent task; "
                 f"accepted: mpe2/<task>, e.g. mpe2/simple_speaker_listener_v4, "
                 f"mpe2/simple_spread_v3, mpe2/simple_adversary_v3, mpe2/simple_tag_v3")
         try:
-            _, obs_spaces, act_spaces = probe_agent_spaces(env_id, config.continuous_actions,
+            _, obs_spaces, act_spaces = probe_agent_spaces(env_id, box_actions(config),
                                                            config.max_cycles)
+            mixed = mixed_action_agents(env_id, config.max_cycles) if config.relaxed_actions \
+                else []
         except (UnknownEnvironmentError, UnsupportedEnvironmentError) as exc:
             raise ConfigError(str(exc)) from None
+        if mixed:
+            raise ConfigError(f"setting 'relaxed_actions': true is not accepted for {env_id}: "
+                              f"agent(s) {', '.join(mixed)} both move and speak, so their Box "
+                              f"action is two blocks (movement, message), not one relaxed "
+                              f"one-hot; accepted: tasks whose agents move or speak, e.g. "
+                              f"simple_speaker_listener, simple_spread, simple_adversary, "
+                              f"simple_tag, or relaxed_actions=false")
         obs_dim = sum(int(s.shape[0]) for s in obs_spaces)
         act_dim = sum(action_width(s) for s in act_spaces)
         check_memory(config, obs_dim, act_dim)
@@ -272,9 +332,10 @@ class MADDPG(Algorithm):
         envs = []
         try:
             for _ in range(n_envs):
-                envs.append(make_parallel_env(env_id, config.continuous_actions,
+                envs.append(make_parallel_env(env_id, box_actions(config),
                                               config.max_cycles, render_mode))
-            return MultiAgentCollector(envs, seed=seed, dtype=config.dtype)
+            return MultiAgentCollector(envs, seed=seed, dtype=config.dtype,
+                                       store_sent_actions=config.relaxed_actions)
         except BaseException:
             for env in envs:
                 env.close()
@@ -293,9 +354,18 @@ class MADDPG(Algorithm):
         self.obs_dims = [int(s.shape[0]) for s in observation_space]
         self.action_dims = [action_width(s) for s in action_space]
         self.discrete = [isinstance(s, gym.spaces.Discrete) for s in action_space]
+        # relaxed_actions: a Box(0, 1, (n,)) agent acts with the Discrete actor and the task
+        # receives its relaxed sample itself
+        self.relaxed = [bool(cfg.relaxed_actions) and not d for d in self.discrete]
+        for space, relaxed in zip(action_space, self.relaxed):
+            if relaxed and not (np.all(space.low == 0) and np.all(space.high == 1)):
+                raise ConfigError(f"setting 'relaxed_actions': true needs Box(0, 1, (n,)) "
+                                  f"actions (mpe2's continuous_actions); got {space}")
+        # the agents whose actor is the Gumbel-softmax one (n logits)
+        self.gumbel = [d or r for d, r in zip(self.discrete, self.relaxed)]
         self.K = int(cfg.ensemble_size)
-        self.boxes = [None if d else action_box(s, self.dtype, bounded_only=True, owner=self.name)
-                      for d, s in zip(self.discrete, action_space)]
+        self.boxes = [None if g else action_box(s, self.dtype, bounded_only=True, owner=self.name)
+                      for g, s in zip(self.gumbel, action_space)]
         self.actors, self.critics = [], []            # [agent][subpolicy]
         self.actor_targets, self.critic_targets = [], []
         self.actor_opts, self.critic_opts = [], []
@@ -319,7 +389,7 @@ class MADDPG(Algorithm):
                 for j in range(self.n_agents):
                     if j == i:
                         continue
-                    net = make_policy("discrete" if self.discrete[j] else "continuous",
+                    net = make_policy("discrete" if self.gumbel[j] else "continuous",
                                       self.obs_dims[j], self.action_dims[j], cfg.hidden,
                                       cfg.activation, self.rng, self.dtype)
                     self.approx[i, j] = net
@@ -333,7 +403,7 @@ class MADDPG(Algorithm):
 
     def _make_actor(self, i):
         cfg = self.config
-        if self.discrete[i]:                 # logits of a Gumbel-softmax policy
+        if self.gumbel[i]:                   # logits of a Gumbel-softmax policy
             return MLP([self.obs_dims[i], *cfg.hidden, self.action_dims[i]],
                        activation=cfg.activation, init="fan_in_uniform", rng=self.rng,
                        dtype=self.dtype)
@@ -347,7 +417,7 @@ class MADDPG(Algorithm):
         softmax((l + g)/T) with Gumbel ``noise`` g for a Discrete agent (its logits too),
         mu(o_i) for a Box agent; returns (action, logits or None)."""
         out = actor(obs_i)
-        if not self.discrete[i]:
+        if not self.gumbel[i]:
             return out, None
         return est.gumbel_softmax(out, noise, self.config.temperature), out
 
@@ -357,10 +427,12 @@ class MADDPG(Algorithm):
     def act(self, obs, deterministic=False, subpolicy=None):
         """One action per agent for observations ``obs`` (a tuple of (n, d_j) arrays).
 
-        Exploring: the relaxed Gumbel-softmax sample (Discrete) or mu + Gaussian
-        noise (Box), from each environment's current sub-policy.  Deterministic:
-        the one-hot of argmax logits, or mu(o), of sub-policy 0 (or ``subpolicy``,
-        an array (n, N)).
+        Exploring: the relaxed Gumbel-softmax sample (Discrete, and relaxed_actions
+        agents) or mu + Gaussian noise (Box), from each environment's current
+        sub-policy.  Deterministic: the one-hot of argmax logits (Discrete: the
+        task receives that argmax anyway), the noise-free softmax(l / T)
+        (relaxed_actions: see the module docstring), or mu(o), of sub-policy 0 (or
+        ``subpolicy``, an array (n, N)).
         """
         n = np.asarray(obs[0]).shape[0]
         if subpolicy is None:
@@ -379,7 +451,9 @@ class MADDPG(Algorithm):
         return tuple(actions)
 
     def _action_from_output(self, i, out, deterministic):
-        if self.discrete[i]:
+        if self.relaxed[i] and deterministic:                                  # softmax(l / T)
+            return est.gumbel_softmax(out, np.zeros_like(out), self.config.temperature).data
+        if self.gumbel[i]:
             if deterministic:
                 return np.eye(self.action_dims[i], dtype=self.dtype)[np.argmax(out, axis=1)]
             return est.gumbel_softmax(out, self._gumbel(out.shape),
@@ -408,7 +482,7 @@ class MADDPG(Algorithm):
                 o_next = batch.next_obs[j]
                 if j != i and self.config.approx_policies:
                     dist = self.approx_targets[i, j](o_next)
-                    if self.discrete[j]:
+                    if self.gumbel[j]:
                         a = est.gumbel_softmax(dist.logits, self._gumbel(dist.logits.shape),
                                                self.config.temperature).data
                     else:
@@ -422,7 +496,7 @@ class MADDPG(Algorithm):
                 for kk in np.unique(ks):
                     rows = ks == kk
                     noise = (self._gumbel((int(rows.sum()), self.action_dims[j]))
-                             if self.discrete[j] else None)
+                             if self.gumbel[j] else None)
                     a[rows] = self.policy_action(j, self.actor_targets[j][kk], o_next[rows],
                                                  noise)[0].data
                 out.append(a)
@@ -454,7 +528,7 @@ class MADDPG(Algorithm):
     def actor_loss(self, i, batch, k=0, noise=None):
         """-J(theta_i) (+ policy_reg mean(l^2) for a Discrete agent): the critic at agent
         i's current (relaxed) action and the other agents' REPLAYED actions."""
-        if self.discrete[i] and noise is None:
+        if self.gumbel[i] and noise is None:
             noise = self._gumbel((len(batch.obs[i]), self.action_dims[i]))
         own, logits = self.policy_action(i, self.actors[i][k], batch.obs[i], noise)
         joint = est.actor_actions(batch.actions, i, own)                   # a_j, j != i, replayed
@@ -469,7 +543,7 @@ class MADDPG(Algorithm):
         """Agent i's approximate-policy loss of agent j on ``batch`` (section 4.2)."""
         dist = self.approx[i, j](batch.obs[j])
         a_j = batch.actions[j]
-        if self.discrete[j]:                      # the action the task received
+        if self.gumbel[j]:            # the category: the task's argmax, or the relaxed vector's
             log_prob = dist.log_prob(np.argmax(a_j, axis=1))
         else:
             log_prob = dist.log_prob(a_j)

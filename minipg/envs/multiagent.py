@@ -21,7 +21,10 @@ uses (``Algorithm.make_collector``'s docstring).  Its shapes:
 * ``step(actions)``: ``actions`` a sequence of N arrays, agent j's of shape
   (n_envs, d_j): for a Discrete(n) agent a vector of n numbers (a one-hot or
   relaxed one-hot sample) whose argmax the task receives, for a Box agent
-  the action itself, clipped to the box on its way to the task;
+  the action itself, clipped to the box and cast to its dtype (float32) on its
+  way to the task; with ``store_sent_actions`` the step's ``actions`` of a Box
+  agent are that clipped, cast vector (what the world received: MADDPG's
+  ``relaxed_actions`` stores it in its replay);
 * ``recent_returns``: the SUM over agents of each finished episode's
   returns (the return_mean column); ``progress_columns()`` adds one
   ``return_<agent>`` column per agent.
@@ -52,7 +55,7 @@ import numpy as np
 from .vector import NonFiniteError, UnknownEnvironmentError, UnsupportedEnvironmentError
 
 __all__ = ["PREFIX", "TASKS", "is_multiagent_id", "make_parallel_env", "probe_agent_spaces",
-           "MultiAgentCollector", "MultiAgentStep", "world_state_arrays",
+           "mixed_action_agents", "MultiAgentCollector", "MultiAgentStep", "world_state_arrays",
            "load_world_state_arrays"]
 
 PREFIX = "mpe2/"
@@ -121,6 +124,20 @@ def probe_agent_spaces(env_id, continuous_actions=False, max_cycles=25):
     return agents, obs_spaces, act_spaces
 
 
+def mixed_action_agents(env_id, max_cycles=25):
+    """The agents of ``env_id`` whose continuous action (``continuous_actions=True``) is a
+    movement block of 5 followed by a message block of dim_c: agents that both move and
+    speak (e.g. simple_reference's).  Every other mpe2 agent's Box(0, 1, (n,)) action is
+    ONE block in the place of the Discrete(n) one-hot: 5 movement entries (mpe2's
+    force is (a[2] - a[1], a[4] - a[3]) times the sensitivity) or a message c = a."""
+    env = make_parallel_env(env_id, True, max_cycles)
+    try:
+        return [agent.name for agent in env.unwrapped.world.agents
+                if agent.movable and not agent.silent]
+    finally:
+        env.close()
+
+
 def action_width(space):
     """The length of an agent's action vector: n for Discrete(n), d for a Box (d,)."""
     return int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
@@ -142,8 +159,11 @@ class MultiAgentCollector:
     """Steps ``envs`` (PettingZoo parallel environments of one task) for a multi-agent
     algorithm; see the module docstring for the shapes."""
 
-    def __init__(self, envs, seed, dtype=np.float64, window=20):
+    def __init__(self, envs, seed, dtype=np.float64, window=20, store_sent_actions=False):
         self.envs = list(envs)
+        # True: a Box agent's entry of Step.actions is the vector the task received
+        # (clipped, in the space's dtype), not the one given to step()
+        self.store_sent_actions = bool(store_sent_actions)
         self.n_envs = len(self.envs)
         self.dtype = np.dtype(dtype)
         first = self.envs[0]
@@ -204,8 +224,12 @@ class MultiAgentCollector:
         terminated = np.zeros(self.n_envs, dtype=bool)
         truncated = np.zeros(self.n_envs, dtype=bool)
         next_dicts, reset_dicts = [], []
+        sent = [np.array(a, dtype=self.dtype) for a in actions]
         for k, env in enumerate(self.envs):
             joint = {a: self._env_action(j, actions[j][k]) for j, a in enumerate(self.agents)}
+            for j, a in enumerate(self.agents):
+                if not self.discrete[j]:
+                    sent[j][k] = joint[a]
             obs, rew, term, trunc, _ = env.step(joint)
             rewards[k] = [rew[a] for a in self.agents]
             terminated[k] = any(term.values())
@@ -231,6 +255,8 @@ class MultiAgentCollector:
         self.steps += self.n_envs
         next_obs = self._stack(next_dicts)
         self.obs = self._stack(reset_dicts)
+        if self.store_sent_actions:
+            actions = tuple(sent)
         return MultiAgentStep(obs_now, actions, rewards, next_obs, terminated, truncated)
 
     def progress_columns(self):
