@@ -54,8 +54,11 @@ environment steps, updates from 25,600 transitions (the preset's values):
         --seeds 0 --variants maddpg-relaxed ddpg-relaxed maddpg --out runs/maddpg_pilot
     nice -n 10 python verification/maddpg_learning.py run --part speaker --steps 625000 \
         --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper
-    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 200000 \
+    nice -n 10 python verification/maddpg_learning.py run --part spread --steps 150000 \
         --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper_spread
+    nice -n 10 python verification/maddpg_learning.py run --part adversary --steps 150000 \
+        --seeds S --variants K1-relaxed K3-relaxed --out runs/maddpg_paper_adversary
+                                      # S = 0, 1, 2 (one process each); then cross-play rows
 
 For cooperative communication the script also evaluates the exploring policies
 (columns ``*_stochastic``: relaxed Gumbel-softmax samples), which is what the authors'
@@ -95,8 +98,8 @@ def train(out, part, variant, seed, steps, extra=()):
     settings.append(f"relaxed_actions={'true' if relaxed else 'false'}")   # else: argmax path
     if base in ("maddpg", "ddpg"):
         settings.append(f"critic={'centralized' if base == 'maddpg' else 'independent'}")
-    else:                                        # ensemble K=<k>
-        settings.append(f"ensemble_size={variant[1:]}")
+    else:                                        # ensemble K<k> or K<k>-relaxed
+        settings.append(f"ensemble_size={base[1:]}")
     cmd = [sys.executable, "-m", "minipg", "train", "maddpg", "--env", TASKS[part], "--seed",
            str(seed), "--total-steps", str(steps), "--out", str(run_dir(out, part, variant, seed)),
            "--force", "--threads", "1"]
