@@ -7,7 +7,7 @@ share and costs CPU time and wall time; on large ones (SAC's and TD3's
 after NumPy is loaded, through threadpoolctl (a runtime dependency: the
 default command uses it).
 
-* :func:`default_threads` -- the rule: ``min(2, os.cpu_count())`` threads
+* :func:`default_threads` -- the rule: ``min(2, cpu_count())`` threads
   when the largest product of an update, batch x width x width (the widest
   hidden layer, the update's batch of rows), reaches ``LARGE_PRODUCT`` =
   256 x 256 x 256, else 1.  Measured on the 2-core machine (OpenBLAS 0.3.31,
@@ -31,8 +31,9 @@ default command uses it).
   has just ended still counts and one that has just started does not; a default
   SAC run started right after another two-thread job on the idle machine got one
   thread (verification/results/offpolicy_speed.md).  :func:`measure_busy_cores`
-  reads /proc/stat's aggregate ``cpu`` line twice, ``BUSY_WINDOW_S`` = 0.2 s
-  apart, and takes (non-idle jiffies / all jiffies) x cores over the window, where
+  reads /proc/stat's ``cpu`` counters (the aggregate line, or the ``cpuN`` lines
+  of the CPUs this process may run on where taskset or a cpuset narrows them)
+  twice, ``BUSY_WINDOW_S`` = 0.2 s apart, and takes (non-idle jiffies / all jiffies) x cores over the window, where
   idle is the ``idle`` and ``iowait`` columns (a core waiting for a disk runs
   nothing) and ``steal`` counts as busy (the hypervisor gave the core away).
   Why 0.2 s: the counters tick at 100 Hz, so 2 cores give 40 ticks in the window
@@ -48,7 +49,8 @@ default command uses it).
   (:func:`busy_cores`), with its lag.  What the rule saw is recorded in the run's
   config.json (``threads_basis``, :func:`choose_threads`).
 * :func:`check_threads` -- a requested count checked: an integer >= 1
-  (ConfigError otherwise); above ``os.cpu_count()`` a warning and the cap.
+  (ConfigError otherwise); above :func:`cpu_count` (the cores this process may
+  use: its CPU affinity) a warning and the cap.
 * :func:`set_threads`, :func:`limit` (a context manager), :func:`blas_threads`
   (the count in effect, from threadpoolctl's info).
 * :func:`user_env_threads` -- an OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
@@ -72,7 +74,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = ["ENV_VARS", "LARGE_PRODUCT", "IDLE_CORE_LOAD", "BUSY_WINDOW_S", "check_threads",
            "default_threads", "choose_threads", "largest_product", "busy_cores",
-           "cpu_jiffies", "measure_busy_cores", "cpu_count",
+           "cpu_jiffies", "allowed_cpus", "allowed_jiffies", "measure_busy_cores", "cpu_count",
            "set_threads", "limit", "blas_threads", "user_env_threads", "note_environment",
            "resolve_threads"]
 
@@ -85,9 +87,22 @@ PROC_STAT = "/proc/stat"
 _noted = None          # the user's thread variables, noted by the command line
 
 
+def allowed_cpus():
+    """The CPUs this process may run on (``os.sched_getaffinity``: taskset, a cpuset
+    container), or None where that is every CPU of the machine or cannot be asked."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    return None if len(allowed) >= (os.cpu_count() or 1) else frozenset(allowed)
+
+
 def cpu_count():
-    """The machine's cores (``os.cpu_count()``; 1 where unknown)."""
-    return os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity's size where that is narrower than
+    the machine (:func:`allowed_cpus`), else ``os.cpu_count()`` (1 where unknown).  A
+    cgroup CPU quota is not read."""
+    allowed = allowed_cpus()
+    return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
 def _config_error(message):
@@ -122,31 +137,48 @@ def busy_cores():
         return 0.0
 
 
-def cpu_jiffies(path=PROC_STAT):
-    """(non-idle, total) jiffies of all cores so far, from /proc/stat's aggregate ``cpu``
-    line; None where it cannot be read or parsed.
+def cpu_jiffies(path=PROC_STAT, cpus=None):
+    """(non-idle, total) jiffies so far of all cores (/proc/stat's aggregate ``cpu`` line)
+    or, given ``cpus`` (CPU numbers), of those cores alone (the sum of their ``cpuN``
+    lines); None where it cannot be read or parsed, or a CPU of ``cpus`` is missing.
 
     The columns are user, nice, system, idle, iowait, irq, softirq, steal (then guest
     and guest_nice, already counted in user and nice, so left out of the total);
     non-idle is the total less idle and iowait."""
+    wanted = {b"cpu"} if cpus is None else {f"cpu{n}".encode() for n in cpus}
+    busy = total = 0
+    found = set()
     try:
         with open(path, "rb") as fh:
-            fields = fh.readline().split()
-        values = [int(v) for v in fields[1:9]]
+            for line in fh:
+                fields = line.split()
+                if not fields or not fields[0].startswith(b"cpu"):
+                    break                             # the cpu lines come first
+                if fields[0] not in wanted:
+                    continue
+                values = [int(v) for v in fields[1:9]]
+                if len(values) < 5:
+                    return None
+                total += sum(values)
+                busy += sum(values) - values[3] - values[4]
+                found.add(fields[0])
     except (OSError, ValueError):
         return None
-    if not fields or fields[0] != b"cpu" or len(values) < 5:
-        return None
-    total = sum(values)
-    return total - values[3] - values[4], total
+    return (busy, total) if found == wanted else None
 
 
-def measure_busy_cores(window=BUSY_WINDOW_S, read=cpu_jiffies, sleep=time.sleep, cores=None,
-                       load=busy_cores):
+def allowed_jiffies():
+    """:func:`cpu_jiffies` of the cores this process may run on (:func:`allowed_cpus`)."""
+    return cpu_jiffies(cpus=allowed_cpus())
+
+
+def measure_busy_cores(window=BUSY_WINDOW_S, read=allowed_jiffies, sleep=time.sleep,
+                       cores=None, load=busy_cores):
     """What the default rule sees: a dict with ``busy_cores`` (the cores the machine kept
     busy over the last ``window`` seconds: delta non-idle / delta total jiffies x
     ``cores``), ``source`` ("/proc/stat") and ``window_s``.  ``read`` gives the
-    (non-idle, total) jiffies (:func:`cpu_jiffies`); ``sleep`` waits the window (this
+    (non-idle, total) jiffies (:func:`allowed_jiffies`: of the cores this process may
+    run on, so under taskset or a cpuset only those count); ``sleep`` waits the window (this
     process sleeps through it, so it adds nothing to the count).  Where ``read`` gives
     None, or the counters did not advance or went back, the fallback: ``busy_cores``
     from ``load()``, the 1-minute load average, with ``source`` "load average".

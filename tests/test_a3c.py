@@ -324,6 +324,25 @@ def push_one_hot(rank, stop, jobs, size, kinds):
     global_model.close()
 
 
+def test_connect_globals_falls_back_to_the_server_where_the_segment_cannot_be_opened(
+        monkeypatch):
+    """A Ray worker reporting the driver's node id but not seeing its /dev/shm (another
+    container or IPC namespace) goes through the parameter server instead of dying; the
+    process backend, which has no server, raises."""
+    import minipg.algorithms.a3c as a3c_module
+    cfg = config_from(A3CConfig, {"workers": 1})
+    spec = {"params": ((4,), "float64", "minipg_test_missing_segment")}
+    monkeypatch.setattr(a3c_module, "ray_node_id", lambda: "node-a")
+    sentinel = object()
+    job = WorkerJob(A3C, "CartPole-v1", cfg, 0, spec, sentinel, [], None, [None],
+                    shared_node="node-a")
+    model = connect_globals(job, 0, np.zeros(4))
+    assert type(model).__name__ == "RayGlobals" and model.server is sentinel
+    with pytest.raises(OSError):
+        connect_globals(dataclasses.replace(job, server=None, shared_node=None), 0,
+                        np.zeros(4))
+
+
 def descendants(pid):
     found, todo = [], [pid]
     while todo:

@@ -286,3 +286,25 @@ def test_limit_and_set_threads_in_the_library():
         assert previous == before and threads.blas_threads() == TWO
     finally:
         threads.set_threads(before)
+
+
+def test_cpu_jiffies_of_the_allowed_cpus_only(tmp_path):
+    """Under taskset or a cpuset the rule counts only the CPUs this process may use: the
+    sum of their cpuN lines; a CPU missing from the file gives None (the fallback)."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  11 0 0 13 0 0 0 0\ncpu0 10 0 0 3 0 0 0 0\ncpu1 1 0 0 10 0 0 0 0\n"
+                    "intr 5\n")
+    assert threads.cpu_jiffies(str(stat)) == (11, 24)
+    assert threads.cpu_jiffies(str(stat), cpus={1}) == (1, 11)
+    assert threads.cpu_jiffies(str(stat), cpus={0, 1}) == (11, 24)
+    assert threads.cpu_jiffies(str(stat), cpus={2}) is None
+
+
+def test_cpu_count_follows_the_affinity(monkeypatch):
+    """cpu_count is the affinity's size where it is narrower than the machine."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert threads.allowed_cpus() == frozenset({3})
+    assert threads.cpu_count() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert threads.allowed_cpus() is None and threads.cpu_count() == 8

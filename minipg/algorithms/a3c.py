@@ -432,7 +432,13 @@ def connect_globals(job, rank, grad):
     ray_transport=auto, the workers on the node of the driver, which holds them), else
     the parameter-server actor.  ``grad``: the worker's d theta, d w buffer."""
     if job.spec is not None and (job.shared_node is None or ray_node_id() == job.shared_node):
-        return SharedGlobals.attach(job.spec, job.config, rank, grad)
+        try:
+            return SharedGlobals.attach(job.spec, job.config, rank, grad)
+        except OSError:
+            if job.server is None:          # the process backend has no other way
+                raise
+            # same node id but not the driver's /dev/shm (another container or IPC
+            # namespace): the parameter server reaches the state for this worker
     return RayGlobals(job.server, rank)
 
 
@@ -555,6 +561,7 @@ class A3CWorkers:
                 pinned = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
                 self.server = server_cls.options(scheduling_strategy=pinned).remote(
                     cfg, self.n, spec=self.shared.spec)
+                ray.get(self.server.pull.remote())   # its attach fails here, not at close
             else:
                 self.server = server_cls.remote(cfg, self.n, params=params,
                                                 square_avg=square_avg, steps=self.steps)

@@ -456,7 +456,8 @@ class TanhGaussianPolicyMixin:
     def sample_with_log_prob(self, obs, eps):
         """(a~, log pi(a~|s)) reparameterised at noise ``eps``, both Tensors; log pi of the
         action or of the normalised action, as ``log_prob_of`` says."""
-        if isinstance(self.actor, TanhGaussianActor):     # the fused op (same bits)
+        if type(self.actor) is TanhGaussianActor:         # the fused op (same bits); a
+            # subclass may override forward, so it takes the general path
             actions, log_prob = self.actor.rsample(obs, eps)
         else:                                             # any policy giving a TanhGaussian
             actions, log_prob = self.actor(obs).rsample(eps=eps)
