@@ -56,6 +56,9 @@ environment steps, updates from 25,600 transitions (the preset's values):
         --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper
     nice -n 10 python verification/maddpg_learning.py run --part spread --steps 150000 \
         --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper_spread
+    nice -n 12 python verification/maddpg_learning.py run --part spread --steps 625000 \
+        --seeds S --variants maddpg-relaxed ddpg-relaxed --out runs/maddpg_paper_spread625
+                                      # S = 0, 1, 2 (one process each)
     nice -n 10 python verification/maddpg_learning.py run --part adversary --steps 150000 \
         --seeds S --variants K1-relaxed K3-relaxed --out runs/maddpg_paper_adversary
                                       # S = 0, 1, 2 (one process each); then cross-play rows
