@@ -172,7 +172,6 @@ def pooled_steps(out_root, label):
 def pooled_table(out_root):
     """The decision: both presets on the 23 seeds, and the one-sided test."""
     import statistics
-    from scipy.stats import mannwhitneyu
     lines = lr.table_head("algorithm", "steps reaching 475, seeds 80-89", "median, 23 seeds",
                           "never reached", "final eval below 475", "CPU s (80-89)")
     steps = {}
@@ -187,17 +186,29 @@ def pooled_table(out_root):
                      f"{sum(x == float('inf') for x in steps[label])} | "
                      f"{sum(ev < LEVEL for ev, _, _ in pooled)} | "
                      f"{sum(cpu for _, _, cpu in final):.0f} |")
-    test = mannwhitneyu(steps["acer"], steps["a2c"], alternative="less", method="auto")
-    verdict = "supports" if test.pvalue < WIDE_ALPHA else "does NOT support"
+    u, p = one_sided_test(steps)
+    verdict = "supports" if p < WIDE_ALPHA else "does NOT support"
     return lines + ["", f"The decision, one-sided Mann-Whitney U on the 23 seeds (60-62, "
-                        f"70-79, 80-89): U = {test.statistic:.1f}, p = {test.pvalue:.3f}; "
+                        f"70-79, 80-89): U = {u:.1f}, p = {p:.3f}; "
                         f"at the level {WIDE_ALPHA} the test {verdict} the claim."]
+
+
+def run_budget(out_root, name, seed):
+    """The total_steps a finished run had (its config.json)."""
+    return lr.read_json(lr.run_dir(out_root, name, seed), "config.json")["config"]["total_steps"]
+
+
+def one_sided_test(steps):
+    """(U, p) of the one-sided Mann-Whitney U test that ACER's steps to 475 are
+    stochastically smaller than A2C's; 'never' (inf) ranks above every count."""
+    from scipy.stats import mannwhitneyu
+    test = mannwhitneyu(steps["acer"], steps["a2c"], alternative="less", method="auto")
+    return test.statistic, test.pvalue
 
 
 def wide_table(out_root):
     """The ten-seed table and the test's verdict (empty where a run is missing)."""
     import statistics
-    from scipy.stats import mannwhitneyu
     lines = lr.table_head("algorithm", "budget (steps)", "steps reaching 475, seeds 70-79",
                           "median", "never reached", "median eval", "CPU s")
     steps = {}
@@ -205,8 +216,7 @@ def wide_table(out_root):
         results = seed_results(out_root, wide_name(label), WIDE_SEEDS)
         if results is None:
             return []
-        out = lr.run_dir(out_root, wide_name(label), WIDE_SEEDS[0])
-        budget = lr.read_json(out, "config.json")["config"]["total_steps"]
+        budget = run_budget(out_root, wide_name(label), WIDE_SEEDS[0])
         steps[label] = [step for _, step, _ in results]
         lines.append(f"| {label} | {budget} | "
                      + ", ".join(steps_text(x) for x in steps[label])
@@ -214,12 +224,11 @@ def wide_table(out_root):
                      f"{sum(x == float('inf') for x in steps[label])} | "
                      f"{statistics.median(ev for ev, _, _ in results):.1f} | "
                      f"{sum(cpu for _, _, cpu in results):.0f} |")
-    # 'never' ranks above every step count (inf); ties get mid-ranks
-    test = mannwhitneyu(steps["acer"], steps["a2c"], alternative="less", method="auto")
-    verdict = ("supports" if test.pvalue < WIDE_ALPHA else "does NOT support")
+    u, p = one_sided_test(steps)
+    verdict = ("supports" if p < WIDE_ALPHA else "does NOT support")
     return lines + ["", f"One-sided Mann-Whitney U test, H1: ACER's steps to 475 are "
-                        f"stochastically smaller than A2C's: U = {test.statistic:.1f}, "
-                        f"p = {test.pvalue:.3f}; at the level {WIDE_ALPHA} the test "
+                        f"stochastically smaller than A2C's: U = {u:.1f}, "
+                        f"p = {p:.3f}; at the level {WIDE_ALPHA} the test "
                         f"{verdict} the claim."]
 
 
@@ -302,8 +311,7 @@ def confirm_table(out_root):
         results = seed_results(out_root, confirm_name(label), CONFIRM_SEEDS)
         if results is None:
             return []
-        out = lr.run_dir(out_root, confirm_name(label), CONFIRM_SEEDS[0])
-        budget = lr.read_json(out, "config.json")["config"]["total_steps"]
+        budget = run_budget(out_root, confirm_name(label), CONFIRM_SEEDS[0])
         medians[label] = statistics.median(step for _, step, _ in results)
         lines.append(f"| {label} | {budget} | " + " | ".join(comparison_rows(results,
                                                                              CONFIRM_SEEDS))
