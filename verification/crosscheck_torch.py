@@ -222,6 +222,19 @@ def softmax_entropy(logits):
     return -(logp.exp() * logp).sum(-1)
 
 
+def policy_value_outputs(c):
+    """log pi(a|s), H and V(s) of the case's softmax "policy" and "value" networks on its
+    "obs" and "actions", written as the outputs log_prob, entropy and values."""
+    logits = c.net("policy")(c.t("obs"))
+    log_prob = log_softmax_pick(logits, c.t("actions"))
+    H = softmax_entropy(logits)
+    V = c.net("value")(c.t("obs"))[:, 0]
+    c.out("log_prob", log_prob)
+    c.out("entropy", H)
+    c.out("values", V)
+    return log_prob, H, V
+
+
 def squashed_gaussian(c, out, eps, low, high):
     """SAC's policy: (a, log pi(a|s)) from the network output concat(mean, log_std) and eps.
 
@@ -516,14 +529,8 @@ def discounted_returns_case(c):
 @case
 def a2c(c):
     cv, ch = c.hp["value_coef"], c.hp["entropy_coef"]
-    logits = c.net("policy")(c.t("obs"))
-    log_prob = log_softmax_pick(logits, c.t("actions"))
-    H = softmax_entropy(logits)
-    V = c.net("value")(c.t("obs"))[:, 0]
+    log_prob, H, V = policy_value_outputs(c)
     R = c.t("returns")
-    c.out("log_prob", log_prob)
-    c.out("entropy", H)
-    c.out("values", V)
     A = (R - V).detach()
     c.out("advantages", A)
     pg, vl, hm = (A * log_prob).mean(), ((V - R) ** 2).mean(), H.mean()
@@ -594,13 +601,7 @@ def ppo_objective(c):
     sample_std = norm["ddof"] == 1 and "ignore_profile_std" not in WRONG
     A = (A - A.mean()) / (A.std(unbiased=sample_std) + norm["eps"])
     c.out("advantages_normalized", A)
-    logits = c.net("policy")(c.t("obs"))
-    log_prob = log_softmax_pick(logits, c.t("actions"))
-    H = softmax_entropy(logits)
-    V = c.net("value")(c.t("obs"))[:, 0]
-    c.out("log_prob", log_prob)
-    c.out("entropy", H)
-    c.out("values", V)
+    log_prob, H, V = policy_value_outputs(c)
     ratio, surrogate, kl, frac = _ppo_policy_terms(log_prob, c.t("log_prob_old"), A, eps)
     c.out("ratio", ratio)
     _, vl = _value_losses(c, V, c.t("values_old"), c.t("returns"), eps_v)
@@ -1141,13 +1142,7 @@ def _a3c_segment(c):
         R = rewards[i] + g * R
         returns[i] = R
     c.out("returns", returns)
-    logits = c.net("policy")(c.t("obs"))
-    log_prob = log_softmax_pick(logits, c.t("actions"))
-    H = softmax_entropy(logits)
-    V = c.net("value")(c.t("obs"))[:, 0]
-    c.out("log_prob", log_prob)
-    c.out("entropy", H)
-    c.out("values", V)
+    log_prob, H, V = policy_value_outputs(c)
     A = (torch.tensor(returns) - V).detach()
     c.out("advantages", A)
     loss = -(A * log_prob).sum() + ((torch.tensor(returns) - V) ** 2).sum() - beta * H.sum()
