@@ -10,11 +10,6 @@ Three kinds of check:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -45,7 +40,6 @@ from minipg.kernels import (
     sgd_update_numpy,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Twins agree to this relative tolerance in float64 (the brief's bound; in
 # practice they perform the same IEEE operations in the same order).
@@ -835,7 +829,7 @@ def test_validation_errors(call, match):
 # --------------------------------------------------------------------------
 
 
-def test_numba_disable_jit_subprocess():
+def test_numba_disable_jit_subprocess(run_without_jit):
     code = (
         "import numpy as np, numba\n"
         "assert numba.config.DISABLE_JIT\n"
@@ -850,13 +844,7 @@ def test_numba_disable_jit_subprocess():
         "np.testing.assert_allclose(a, b, rtol=1e-12)\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_without_jit(code)
 
 
 # --------------------------------------------------------------------------

@@ -16,11 +16,6 @@ Sums of n <= 60 numbers of order 1 are exact to ~1e-14: the kernel's sum m = 1 w
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -29,7 +24,6 @@ from hypothesis import strategies as st
 from minipg.kernels import (categorical_projection, categorical_projection_numba,
                             categorical_projection_numpy)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 IMPLS = [categorical_projection_numba, categorical_projection_numpy]
 
 
@@ -199,7 +193,7 @@ def test_validation(kwargs, match):
         categorical_projection(**args)
 
 
-def test_numba_disable_jit_subprocess():
+def test_numba_disable_jit_subprocess(run_without_jit):
     code = (
         "import numpy as np, numba\n"
         "assert numba.config.DISABLE_JIT\n"
@@ -214,10 +208,4 @@ def test_numba_disable_jit_subprocess():
         "u(a, i, q); v(b, i, q); assert np.array_equal(a, b)\n"
         "assert list(f(a, np.array([0.0]))) == [0]\n"
         "print('ok')\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", ""))
-                                        if p)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_without_jit(code)

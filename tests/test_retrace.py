@@ -16,11 +16,6 @@ trace-weighted TD errors, and the expected operator on an exact tabular MDP.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -30,7 +25,6 @@ from minipg.audit.acer import contraction_modulus, expected_retrace, retrace_ope
 from minipg.envs.tabular import random_mdp
 from minipg.kernels import retrace, retrace_numba, retrace_numpy
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def random_segment(seed, shape, p_term=0.15, p_trunc=0.1, dtype=np.float64):
@@ -139,7 +133,7 @@ def test_bad_inputs_are_refused():
         retrace(*random_segment(0, (5,)), 1.5)
 
 
-def test_numba_disable_jit_subprocess():
+def test_numba_disable_jit_subprocess(run_without_jit):
     code = (
         "import numpy as np, numba\n"
         "assert numba.config.DISABLE_JIT\n"
@@ -153,13 +147,7 @@ def test_numba_disable_jit_subprocess():
         "np.testing.assert_allclose(a, b, rtol=1e-12)\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", ""))
-                                        if p)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_without_jit(code)
 
 
 # ---------------------------------------------------------------- the exact tabular bed
