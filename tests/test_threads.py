@@ -112,7 +112,6 @@ def _rule(config, *jiffies, cores):
     return threads.choose_threads(config, measure=measure)
 
 
-@pytest.mark.skipif(TWO < 2, reason="the rule's second thread needs two cores")
 def test_the_default_rule_on_measured_samples(monkeypatch):
     """2 cores: busy, half busy, idle, and the boundary (1.5 idle cores: two threads; a
     jiffy more busy: one)."""
