@@ -83,18 +83,19 @@ CANDIDATES = {   # name: (what differs from A, overrides); written before any wa
     "H": ("segments of 10 steps and replay ratio 16 (four times A's updates per "
           "environment step)", {"n_steps": "10", "replay_ratio": "16"}),
 }
-# the A2C rows of the confirmation: its preset unchanged (200k steps, the learning rate
-# decayed over them), and the same with ACER's budget of 150k steps
 # ACER's CartPole-v1 preset of the third stage (candidate B), pinned so that `confirm`,
 # `wide` and `final` reproduce these runs whatever the preset is now (the fourth stage,
-# verification/acer_stage4.py, changed it)
+# verification/acer_stage4.py, changed it); the A2C rows of the confirmation: its preset
+# unchanged (200k steps, the learning rate decayed over them), and the same with ACER's
+# budget of 150k steps
 THIRD_STAGE_PRESET = {"total_steps": "150000", "entropy_coef": "0", "hidden": "128,128",
                       "lr": "1e-3", "replay_ratio": "8", "n_steps": "10",
                       "buffer_size": "50000"}
 CONFIRM_PLAN = [("acer", "acer", THIRD_STAGE_PRESET), ("a2c", "a2c", None),
                 ("a2c 150k", "a2c", {"total_steps": "150000"})]
-# A wider comparison, written before its runs: both presets as they are, ten seeds used
-# for nothing else, and a one-sided Mann-Whitney U test of "ACER needs fewer steps".
+# A wider comparison, written before its runs: both presets as they were then (ACER's
+# now pinned), ten seeds used for nothing else, and a one-sided Mann-Whitney U test of
+# "ACER needs fewer steps".
 WIDE_SEEDS = list(range(70, 80))
 WIDE_PLAN = [("acer", "acer", THIRD_STAGE_PRESET), ("a2c", "a2c", None)]
 WIDE_ALPHA = 0.05
@@ -218,7 +219,6 @@ def one_sided_test(steps):
 
 def wide_table(out_root):
     """The ten-seed table and the test's verdict (empty where a run is missing)."""
-    import statistics
     lines = lr.table_head("algorithm", "budget (steps)", "steps reaching 475, seeds 70-79",
                           "median", "never reached", "median eval", "CPU s")
     steps = {}
@@ -228,12 +228,9 @@ def wide_table(out_root):
             return []
         budget = run_budget(out_root, wide_name(label), WIDE_SEEDS[0])
         steps[label] = [step for _, step, _ in results]
-        lines.append(f"| {label} | {budget} | "
-                     + ", ".join(steps_text(x) for x in steps[label])
-                     + f" | {steps_text(statistics.median(steps[label]))} | "
-                     f"{sum(x == float('inf') for x in steps[label])} | "
-                     f"{statistics.median(ev for ev, _, _ in results):.1f} | "
-                     f"{sum(cpu for _, _, cpu in results):.0f} |")
+        cells = many_seeds_cells(results)
+        lines.append(f"| {label} | {budget} | " + " | ".join(
+            cells[k] for k in ("steps", "median", "never", "median eval", "CPU s")) + " |")
     u, p = one_sided_test(steps)
     verdict = ("supports" if p < WIDE_ALPHA else "does NOT support")
     return lines + ["", f"One-sided Mann-Whitney U test, H1: ACER's steps to 475 are "
@@ -275,6 +272,21 @@ def seed_results(out_root, name, seeds):
     return results
 
 
+def many_seeds_cells(results):
+    """A many-seed row's cells from ``seed_results``: "steps" (each seed's steps to 475),
+    "median" (theirs), "never" (runs that never reached 475), "below" (final evaluations
+    below 475), "median eval" and "CPU s" (all the seeds' runs)."""
+    import math
+    import statistics
+    steps = [step for _, step, _ in results]
+    return {"steps": ", ".join(steps_text(x) for x in steps),
+            "median": steps_text(statistics.median(steps)),
+            "never": str(sum(math.isinf(x) for x in steps)),
+            "below": str(sum(ev < LEVEL for ev, _, _ in results)),
+            "median eval": f"{statistics.median(ev for ev, _, _ in results):.1f}",
+            "CPU s": f"{sum(cpu for _, _, cpu in results):.0f}"}
+
+
 def steps_text(step):
     import math
     return "never" if math.isinf(step) else f"{step:.0f}"
@@ -291,21 +303,24 @@ def comparison_rows(results, seeds):
                     f"{sum(cpu for _, _, cpu in results):.0f}"]
 
 
-def tune_table(out_root):
-    """The candidates' table (a candidate not run yet says so) and the chosen one."""
-    head = lr.table_head("candidate", "differs from A by", *(f"seed {s}: eval / reached 475"
-                                                            for s in TUNE_SEEDS),
+def tune_table(out_root, candidates=CANDIDATES, seeds=TUNE_SEEDS, run_name=tune_name,
+               baseline="A"):
+    """The candidates' table (a candidate not run yet says so) and the one with the lowest
+    median step reaching 475, ties by the worst seed; ``candidates`` maps a name to (what
+    differs from ``baseline``, overrides), ``run_name`` a name to its runs' name."""
+    head = lr.table_head("candidate", f"differs from {baseline} by",
+                         *(f"seed {s}: eval / reached 475" for s in seeds),
                          "median step reaching 475", "worst seed", "median eval", "CPU s")
     ranked = []
-    for name, (what, _) in CANDIDATES.items():
-        results = seed_results(out_root, tune_name(name), TUNE_SEEDS)
+    for name, (what, _) in candidates.items():
+        results = seed_results(out_root, run_name(name), seeds)
         if results is None:
-            head.append(f"| {name} | {what} |" + " not run |" * (len(TUNE_SEEDS) + 4))
+            head.append(f"| {name} | {what} |" + " not run |" * (len(seeds) + 4))
             continue
         import statistics
         steps = [step for _, step, _ in results]
         ranked.append((statistics.median(steps), max(steps), name))
-        head.append(f"| {name} | {what} | " + " | ".join(comparison_rows(results, TUNE_SEEDS))
+        head.append(f"| {name} | {what} | " + " | ".join(comparison_rows(results, seeds))
                     + " |")
     return head, (min(ranked)[2] if ranked else None)
 
@@ -379,8 +394,9 @@ NOTES = """\
   gamma 0.98 and 50-step segments did not fix seeds 2-3; 128-128 layers gave 500 and
   318 at 50k, and 500 on seeds 0-2 at 100k: the first preset. Held-out seeds showed it
   neither robust nor faster than A2C; a second stage on seeds 20-23 added lr 1e-3 and
-  replay ratio 8 (section "Held-out seeds"), and the CartPole-v1 rows above were rerun
-  with that preset. Acrobot-v1 got the same
+  replay ratio 8 (section "Held-out seeds"), and the CartPole-v1 rows were rerun with
+  that preset (they have been rerun with each later preset; they are the fourth
+  stage's now). Acrobot-v1 got the same
   changes and one trial (seeds 0-1, 100k: -77, -99); no further tuning. Pendulum-v1:
   one 100k trial of the preset (gamma 0.95, 128-128, initial log-std -0.5) evaluated
   at -302 with learning under way from ~70k steps, so its budget is 200k.
@@ -523,12 +539,14 @@ STAGE3_NOTES = """\
 STAGE4_POINTER = """\
 ## The fourth stage (verification/results/acer_stage4.md)
 
-A fourth stage (`verification/acer_stage4.py`) tuned the replay's size, the entropy
-bonus and the trust region on seeds 100-107 and changed the CartPole-v1 preset to a
+A fourth stage (`verification/acer_stage4.py`) tuned the replay's size and ratio, the
+entropy bonus and the trust region on seeds 100-107 and changed the CartPole-v1 preset to a
 5,000-step replay and 100k steps; its confirmation on fresh seeds 200-219 against A2C's
 preset, with a test stated before its runs, is in that file. The first table above is
-the current preset; the sections below are the earlier presets' history (their commands
-pin those presets' settings)."""
+the current preset; the sections below are the earlier presets' history. Their commands
+pin those presets' settings, except `run --only CartPole-v1 --force`: it reruns the
+first table's rows with the current preset, so the third stage's runs of seeds 0-2 (at
+150k steps) are gone from the run directory; their figures stay in the notes below."""
 
 
 def cmd_report(args):
@@ -570,7 +588,8 @@ def cmd_report(args):
               + ["", f"Chosen by the rule: {chosen or '(not run yet)'}.", "",
                  "### Fresh seeds 60, 61, 62 (run once, after the choice)", ""]
               + (confirm_table(args.out) or ["(not run yet)"]) + ["", STAGE3_NOTES])
-    wide = (["", "## Ten more fresh seeds, 70-79 (both presets as they are)", "", WIDE_INTRO,
+    wide = (["", "## Ten more fresh seeds, 70-79 (both presets as they were then)", "",
+             WIDE_INTRO,
              ""] + (wide_table(args.out) or ["(not run yet)"])
             + ["", "### Ten more fresh seeds, 80-89, and the decision on all 23 seeds", "",
                FINAL_INTRO, ""] + (pooled_table(args.out) or ["(not run yet)"]))
