@@ -182,7 +182,6 @@ def pooled_steps(out_root, label):
 
 def pooled_table(out_root):
     """The decision: both presets on the 23 seeds, and the one-sided test."""
-    import statistics
     lines = lr.table_head("algorithm", "steps reaching 475, seeds 80-89", "median, 23 seeds",
                           "never reached", "final eval below 475", "CPU s (80-89)")
     steps = {}
@@ -191,12 +190,10 @@ def pooled_table(out_root):
         if pooled is None:
             return []
         steps[label] = [step for _, step, _ in pooled]
-        final = pooled[-len(FINAL_SEEDS):]
-        lines.append(f"| {label} | " + ", ".join(steps_text(st) for _, st, _ in final)
-                     + f" | {steps_text(statistics.median(steps[label]))} | "
-                     f"{sum(x == float('inf') for x in steps[label])} | "
-                     f"{sum(ev < LEVEL for ev, _, _ in pooled)} | "
-                     f"{sum(cpu for _, _, cpu in final):.0f} |")
+        everything = many_seeds_cells(pooled)
+        final = many_seeds_cells(pooled[-len(FINAL_SEEDS):])      # seeds 80-89
+        lines.append(f"| {label} | {final['steps']} | {everything['median']} | "
+                     f"{everything['never']} | {everything['below']} | {final['CPU s']} |")
     u, p = one_sided_test(steps)
     verdict = "supports" if p < WIDE_ALPHA else "does NOT support"
     return lines + ["", f"The decision, one-sided Mann-Whitney U on the 23 seeds (60-62, "
