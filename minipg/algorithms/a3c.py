@@ -78,7 +78,7 @@ from ..autodiff import Parameter
 from ..envs.vector import Collector, make_vector_env, probe_spaces
 from ..estimators.a3c import segment_loss
 from ..kernels import discounted_returns
-from ..optim import RMSprop, clip_grad_norm
+from ..optim import RMSprop, clip_grad_norm_or_measure
 from ..parallel import (BACKENDS, SharedArrays, check_workers, close_queue, get_backend,
                         ray_node_id)
 from ..threads import cpu_count
@@ -218,7 +218,7 @@ class A3C(JointLossAlgorithm):
         observations, actions, rewards = [], [], []
         for _ in range(cfg.n_steps):                                 # 3. roll out pi_theta'
             obs = self.observe(collector.obs)
-            action, _, _ = self.rollout_step(obs)
+            action = self.sample_actions(obs)
             step = collector.step(action)
             observations.append(obs[0])
             actions.append(step.actions[0])
@@ -240,8 +240,7 @@ class A3C(JointLossAlgorithm):
         loss, diagnostics = segment_loss(log_prob, values, self.entropy_of(dist), advantages,
                                          returns, cfg.entropy_coef)
         loss.backward()                                              # accumulate d theta, d w
-        grad_norm = (clip_grad_norm(self.optimizer.grad, cfg.max_grad_norm)
-                     if cfg.max_grad_norm > 0 else float(np.linalg.norm(self.optimizer.grad)))
+        grad_norm = clip_grad_norm_or_measure(self.optimizer.grad, cfg.max_grad_norm)
         global_model.push(self.optimizer.grad, length)               # 6. update theta, w
         diagnostics.update(grad_norm=grad_norm, segment_length=float(length))
         return diagnostics

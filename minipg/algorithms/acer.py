@@ -65,11 +65,12 @@ from ..buffers.segment_replay import SegmentBatch, SegmentReplay
 from ..distributions import DiagGaussian
 from ..estimators import acer as acer_estimators
 from ..nn import MLP
-from ..optim import Adam, RMSprop, clip_grad_norm, polyak_update
+from ..optim import Adam, RMSprop, SoftUpdates, clip_grad_norm_or_measure
 from . import ALGORITHMS
 from .base import (Algorithm, BaseConfig, ConfigError, load_replay_state, replay_state,
                    setting)
 from .networks import CategoricalPolicy, GaussianPolicy, ValueNet
+from .onpolicy_common import linear_decay
 
 __all__ = ["ACERConfig", "ACER"]
 
@@ -178,6 +179,7 @@ class ACER(Algorithm):
                                      eps=cfg.optimizer_eps)
         self.buffer = SegmentReplay(max(1, cfg.buffer_size // cfg.n_steps), cfg.n_steps,
                                     obs_dim, action_shape, stat_dim, self.dtype, action_dtype)
+        self.soft_updates = SoftUpdates()
         self.updates = 0
         self.replayed = 0
 
@@ -224,7 +226,7 @@ class ACER(Algorithm):
     def learn(self, collector):
         cfg = self.config
         if cfg.anneal_lr:
-            self.optimizer.lr = cfg.lr * max(0.0, 1.0 - collector.steps / cfg.total_steps)
+            self.optimizer.lr = linear_decay(cfg.lr, collector.steps, cfg.total_steps)
         seg = self.collect(collector)                                   # step 1
         self.buffer.add(**seg)
         batch = SegmentBatch(**seg, indices=np.arange(collector.n_envs))
@@ -269,11 +271,9 @@ class ACER(Algorithm):
         self.optimizer.zero_grad()
         loss.backward()
         cfg = self.config
-        metrics["grad_norm"] = (clip_grad_norm(self.optimizer, cfg.max_grad_norm)
-                                if cfg.max_grad_norm > 0
-                                else float(np.linalg.norm(self.optimizer.grad)))
+        metrics["grad_norm"] = clip_grad_norm_or_measure(self.optimizer, cfg.max_grad_norm)
         self.optimizer.step()
-        polyak_update(self.avg_policy, self.policy, 1.0 - cfg.alpha)   # phi_avg update
+        self.soft_updates(self.avg_policy, self.policy, 1.0 - cfg.alpha)   # phi_avg update
         self.updates += 1
         metrics["loss"] = float(loss.data)
         return {k: metrics[k] for k in self.metric_names}

@@ -94,7 +94,7 @@ from ..envs.multiagent import (EXTRA_HINT, MultiAgentCollector, action_width, is
 from ..envs.vector import UnknownEnvironmentError, UnsupportedEnvironmentError
 from ..estimators import maddpg as est
 from ..nn import MLP
-from ..optim import Adam, clip_grad_norm, polyak_update
+from ..optim import Adam, SoftUpdates, clip_grad_norm
 from . import ALGORITHMS
 from .base import (Algorithm, ConfigError, check_memory, load_replay_state, replay_state,
                    setting)
@@ -397,6 +397,7 @@ class MADDPG(Algorithm):
                     self.approx_opts[i, j] = Adam(net.parameters(), lr=cfg.approx_lr)
         self.replay = JointReplay(cfg.buffer_size, self.obs_dims, self.action_dims, self.dtype)
         self.subpolicy = self.rng.integers(0, self.K, size=(cfg.n_envs, self.n_agents))
+        self.soft_updates = SoftUpdates()     # theta' <- (1 - tau) theta' + tau theta
         self.updates = 0
         self.vector_steps = 0
         self._last_metrics = {k: 0.0 for k in self.metric_names}
@@ -573,8 +574,8 @@ class MADDPG(Algorithm):
                 # the ensemble objective (1/K) sum_k J(mu^(k)): each sub-policy gets (1/K) grad J
                 actor_loss = self.actor_loss(i, batch, k)
                 self._step(self.actor_opts[i][k], self.actors[i][k], actor_loss, 1.0 / self.K)
-                polyak_update(self.critic_targets[i][k], self.critics[i][k], cfg.tau)
-                polyak_update(self.actor_targets[i][k], self.actors[i][k], cfg.tau)
+                self.soft_updates(self.critic_targets[i][k], self.critics[i][k], cfg.tau)
+                self.soft_updates(self.actor_targets[i][k], self.actors[i][k], cfg.tau)
                 sums["critic_loss"] += float(critic_loss.data)
                 sums["actor_objective"] -= float(actor_loss.data)
                 sums["q_mean"] += float(q.data.mean())
@@ -585,7 +586,7 @@ class MADDPG(Algorithm):
                             continue
                         loss = self.approx_loss(i, j, batch)
                         self._step(self.approx_opts[i, j], self.approx[i, j], loss)
-                        polyak_update(self.approx_targets[i, j], self.approx[i, j], cfg.tau)
+                        self.soft_updates(self.approx_targets[i, j], self.approx[i, j], cfg.tau)
                         sums["approx_loss"] += float(loss.data) / (self.n_agents - 1)
         out = {k: v / max(n_terms, 1) for k, v in sums.items()}
         out["approx_loss"] = sums["approx_loss"] / self.n_agents

@@ -46,9 +46,8 @@ from ..autodiff import Parameter, no_grad, ops
 from ..buffers.replay import ReplayBuffer
 from ..distributions import GaussianNoise, OrnsteinUhlenbeckNoise, TanhGaussian
 from ..distributions.tanh_gaussian import box_constants, rsample_from_head
-from ..kernels.polyak import polyak_update_kernel_numba
 from ..nn import MLP, Module, fan_in_uniform
-from ..optim import Adam, polyak_update
+from ..optim import Adam, SoftUpdates
 from .base import (Algorithm, BaseConfig, ConfigError, load_replay_state, replay_state,
                    setting)
 
@@ -320,7 +319,7 @@ class OffPolicyAlgorithm(Algorithm):
         self.updates = 0        # gradient steps so far
         self.vector_steps = 0   # learn() calls so far
         self._last_metrics = {name: 0.0 for name in self.metric_names}
-        self._polyak_views = {}
+        self._soft_updates = SoftUpdates()
 
     # --- to be provided by a subclass ------------------------------------------
     def explore(self, obs):
@@ -358,23 +357,9 @@ class OffPolicyAlgorithm(Algorithm):
 
     # --- helpers ---------------------------------------------------------------
     def soft_update(self, target, source):
-        """theta' <- (1 - tau) theta' + tau theta (the fused polyak kernel).
-
-        The first call goes through :func:`minipg.optim.polyak_update` (which
-        checks that both modules have one flat buffer of the same layout);
-        the flat views are then kept, and later calls run the same kernel on
-        them directly (finding the buffers again costs more than the update).
-        """
-        views = self._polyak_views.get(id(target))
-        if views is None or views[1] is not source:
-            polyak_update(target, source, self.config.tau)
-            self._polyak_views[id(target)] = (target.flat_params, source, source.flat_params,
-                                              target.parameters())
-            return
-        target_flat, _, source_flat, target_params = views
-        polyak_update_kernel_numba(target_flat, source_flat, self.config.tau)
-        for p in target_params:          # invalidates graphs that saved the old values
-            p.mark_modified()
+        """theta' <- (1 - tau) theta' + tau theta (the fused polyak kernel, on flat views
+        kept from the first call: :class:`minipg.optim.SoftUpdates`)."""
+        self._soft_updates(target, source, self.config.tau)
 
     @staticmethod
     def step_on(optimizer, loss):

@@ -53,7 +53,7 @@ from ..autodiff import no_grad
 from ..buffers.rollout import RolloutBuffer
 from ..distributions import Categorical
 from ..kernels import gae, n_step_returns
-from ..optim import clip_grad_norm
+from ..optim import clip_grad_norm_or_measure
 from .base import Algorithm, BaseConfig, ConfigError, setting
 from .networks import (CategoricalPolicy, ObservationNormalizer, SharedActorCritic, ValueNet,
                        make_policy)
@@ -235,6 +235,16 @@ class OnPolicyAlgorithm(Algorithm):
                 return self.net(obs)[1].data
             return self.value(obs).data
 
+    def sample_actions(self, obs):
+        """a ~ pi(.|s) for prepared observations, no gradient: :meth:`rollout_step`'s
+        actions (the same draws) without V(s), for a rollout that needs no more."""
+        if self.acts_on_arrays:
+            actions, _ = Categorical.sample_from_logits(self.policy.net.forward_array(obs),
+                                                        self.rng)
+            return actions
+        with no_grad():
+            return self.distribution(obs).sample(self.rng)
+
     def rollout_step(self, obs):
         """(a ~ pi(.|s), log pi(a|s), V(s)) for prepared observations, no gradient."""
         if self.acts_on_arrays:
@@ -323,8 +333,7 @@ class JointLossAlgorithm(OnPolicyAlgorithm):
     def clip_and_step(self):
         """Global-norm clip of the whole gradient, then the optimizer step; the norm before."""
         cfg = self.config
-        grad_norm = (clip_grad_norm(self.optimizer, cfg.max_grad_norm) if cfg.max_grad_norm > 0
-                     else float(np.linalg.norm(self.optimizer.grad)))
+        grad_norm = clip_grad_norm_or_measure(self.optimizer, cfg.max_grad_norm)
         self.optimizer.step()
         return grad_norm
 

@@ -226,6 +226,16 @@ def clip_grad_norm(params, max_norm):
     return norm
 
 
+def clip_grad_norm_or_measure(params, max_norm):
+    """:func:`clip_grad_norm` where ``max_norm`` > 0; 0 turns clipping off (the settings'
+    "0: off").  Returns the global norm before any clipping, either way (unclipped: the
+    L2 norm of a flat gradient in its own dtype, as ``np.linalg.norm`` gives it)."""
+    if max_norm > 0:
+        return clip_grad_norm(params, max_norm)
+    grads = _grad_vector(params)
+    return float(np.linalg.norm(grads[0])) if len(grads) == 1 else global_grad_norm(params)
+
+
 def polyak_update(target, source, tau):
     """target <- (1 - tau) target + tau source over the flat buffers (in place).
 
@@ -244,3 +254,29 @@ def polyak_update(target, source, tau):
     polyak_update_kernel_numba(t_bufs[0], s_bufs[0], tau)
     for p in target.parameters():
         p.mark_modified()
+
+
+class SoftUpdates:
+    """theta' <- (1 - tau) theta' + tau theta for fixed (target, source) module pairs, as
+    :func:`polyak_update` does, for a hot loop.
+
+    The first call for a target goes through :func:`polyak_update` (which checks that both
+    modules have one flat buffer of the same layout); the flat views are then kept, and
+    later calls run the same kernel on them directly (finding the buffers again costs
+    more than the update: ~90 us against ~4 us for a 128-128 network).
+    """
+
+    def __init__(self):
+        self.views = {}     # id(target) -> (target's flat view, source, source's, params)
+
+    def __call__(self, target, source, tau):
+        views = self.views.get(id(target))
+        if views is None or views[1] is not source:
+            polyak_update(target, source, tau)
+            self.views[id(target)] = (target.flat_params, source, source.flat_params,
+                                      target.parameters())
+            return
+        target_flat, _, source_flat, target_params = views
+        polyak_update_kernel_numba(target_flat, source_flat, tau)
+        for p in target_params:          # invalidates graphs that saved the old values
+            p.mark_modified()
