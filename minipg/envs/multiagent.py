@@ -224,12 +224,14 @@ class MultiAgentCollector:
         terminated = np.zeros(self.n_envs, dtype=bool)
         truncated = np.zeros(self.n_envs, dtype=bool)
         next_dicts, reset_dicts = [], []
-        sent = [np.array(a, dtype=self.dtype) for a in actions]
+        # the actions as the tasks received them (clipped), only where they are stored
+        sent = [np.array(a, dtype=self.dtype) for a in actions] if self.store_sent_actions else None
         for k, env in enumerate(self.envs):
             joint = {a: self._env_action(j, actions[j][k]) for j, a in enumerate(self.agents)}
-            for j, a in enumerate(self.agents):
-                if not self.discrete[j]:
-                    sent[j][k] = joint[a]
+            if sent is not None:
+                for j, a in enumerate(self.agents):
+                    if not self.discrete[j]:
+                        sent[j][k] = joint[a]
             obs, rew, term, trunc, _ = env.step(joint)
             rewards[k] = [rew[a] for a in self.agents]
             terminated[k] = any(term.values())
@@ -254,8 +256,9 @@ class MultiAgentCollector:
             self.episode_lengths[k] = 0
         self.steps += self.n_envs
         next_obs = self._stack(next_dicts)
-        self.obs = self._stack(reset_dicts)
-        if self.store_sent_actions:
+        # no episode ended: the next observations are the next step's (as Collector's)
+        self.obs = self._stack(reset_dicts) if (terminated | truncated).any() else next_obs
+        if sent is not None:
             actions = tuple(sent)
         return MultiAgentStep(obs_now, actions, rewards, next_obs, terminated, truncated)
 
