@@ -71,12 +71,12 @@ from ..buffers.nstep import NStepAssembler
 from ..buffers.prioritized import PrioritizedReplayBuffer
 from ..estimators import d4pg as d4pg_estimators
 from ..nn import MLP, Module
-from ..optim import Adam, polyak_update
+from ..optim import polyak_update
 from . import ALGORITHMS
 from .base import ConfigError, setting
 from .offpolicy_common import (ZOO_MUJOCO_DETERMINISTIC, ZOO_PENDULUM_DETERMINISTIC,
-                               DeterministicActor, DeterministicPolicyConfig,
-                               DeterministicPolicyMixin, OffPolicyAlgorithm, action_box, frozen)
+                               DeterministicPolicyConfig, DeterministicPolicyMixin,
+                               OffPolicyAlgorithm, frozen)
 
 __all__ = ["D4PGConfig", "D4PG", "CategoricalCritic"]
 
@@ -159,26 +159,24 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
     def __init__(self, config, observation_space, action_space, seed):
         super().__init__(config, observation_space, action_space, seed)
         cfg = self.config
-        self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, (self.obs_dim,),
-                                              self.action_shape, cfg.priority_alpha,
-                                              dtype=self.dtype)
         self.assembler = NStepAssembler(cfg.n_envs, cfg.n_step, cfg.gamma, (self.obs_dim,),
                                         self.action_shape, dtype=self.dtype)
         self.atoms = d4pg_estimators.support(cfg.v_min, cfg.v_max, cfg.atoms)    # z_1..z_n
-        self.low, self.high, self.center, self.scale = action_box(self.action_space, self.dtype,
-                                                                  owner=self.name)
         # Algorithm 1, lines 1-2: (theta, w) at random, (theta', w') <- (theta, w)
-        self.actor = DeterministicActor(self.obs_dim, self.action_dim, cfg.hidden,
-                                        cfg.activation, self.low, self.high, self.rng,
-                                        self.dtype)
-        self.critic = CategoricalCritic(self.obs_dim, self.action_dim, cfg.hidden,
-                                        cfg.activation, cfg.atoms, self.rng, self.dtype)
-        self.actor_target = self.actor.copy()
-        self.critic_target = self.critic.copy()
-        self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self._init_noise()
+        self._build(n_critics=1)
         self.env_steps = 0          # transitions taken so far (anneals beta)
+
+    def make_buffer(self):
+        """Prioritized replay of N-step rows."""
+        cfg = self.config
+        return PrioritizedReplayBuffer(cfg.buffer_size, (self.obs_dim,), self.action_shape,
+                                       cfg.priority_alpha, dtype=self.dtype)
+
+    def make_critic(self, n_critics):
+        """Z_w(x, a): one categorical critic over the support's atoms."""
+        cfg = self.config
+        return CategoricalCritic(self.obs_dim, self.action_dim, cfg.hidden, cfg.activation,
+                                 cfg.atoms, self.rng, self.dtype)
 
     # --- the losses, as the update uses them --------------------------------------
     def beta(self):
@@ -255,26 +253,16 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
 
     # --- the loop ------------------------------------------------------------------
     def learn(self, collector):
+        """One actor (the off-policy loop, explore: pi(x) + eps N(0, 1)), or K >= 2 actors."""
         if getattr(collector, "remote_actors", False):
             return self.learn_from_actors(collector)
-        cfg = self.config
-        if collector.steps < cfg.learning_starts:
-            actions = collector.random_actions()                          # warm-up
-        else:
-            actions = self.explore(collector.obs)                         # pi(x) + eps N(0, 1)
-        step = collector.step(actions)
+        return super().learn(collector)
+
+    def store_step(self, step, collector):
+        """The step into the N-step windows; the rows they complete into the replay."""
         self.store(self.assembler.add(step.obs, step.actions, step.rewards, step.next_obs,
                                       step.terminated, step.truncated))
-        done = step.terminated | step.truncated
-        if done.any():
-            self.on_episode_end(done)
-        self.vector_steps += 1
         self.env_steps = collector.steps
-        if (collector.steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size
-                and self.vector_steps % cfg.train_freq == 0):
-            for _ in range(cfg.gradient_steps):
-                self.update_once()
-        return self.metrics()
 
     def learn_from_actors(self, collector):
         """K >= 2 actors: add what they sent, then make the updates due (updates per
@@ -299,10 +287,8 @@ class D4PG(DeterministicPolicyMixin, OffPolicyAlgorithm):
             self.buffer.add(rows.obs, rows.actions, rows.rewards, rows.next_obs,
                             rows.terminated, n_steps=rows.n_steps)
 
-    def update_once(self):
-        batch = self.buffer.sample(self.config.batch_size, self.rng, beta=self.beta())
-        self._last_metrics = self.update(batch)
-        self.updates += 1
+    def sample_batch(self):
+        return self.buffer.sample(self.config.batch_size, self.rng, beta=self.beta())
 
     def metrics(self):
         out = dict(self._last_metrics)

@@ -314,8 +314,7 @@ class OffPolicyAlgorithm(Algorithm):
         keep_freed_memory()      # the update's large temporaries reuse heap memory (allocator.py)
         self.action_dim = self.n_actions
         self.action_shape = tuple(action_space.shape)
-        self.buffer = ReplayBuffer(config.buffer_size, (self.obs_dim,), self.action_shape,
-                                   dtype=self.dtype)
+        self.buffer = self.make_buffer()
         self.updates = 0        # gradient steps so far
         self.vector_steps = 0   # learn() calls so far
         self._last_metrics = {name: 0.0 for name in self.metric_names}
@@ -333,6 +332,20 @@ class OffPolicyAlgorithm(Algorithm):
     def on_episode_end(self, done):
         """Called with the boolean mask of environments whose episode just ended."""
 
+    # --- the replay (a subclass may store and sample otherwise: D4PG) ----------
+    def make_buffer(self):
+        """The replay: uniform, one row per transition."""
+        return ReplayBuffer(self.config.buffer_size, (self.obs_dim,), self.action_shape,
+                            dtype=self.dtype)
+
+    def store_step(self, step, collector):
+        """Put a vector step's transitions into the replay (``collector`` has counted it)."""
+        self.buffer.add(step.obs, step.actions, step.rewards, step.next_obs, step.terminated)
+
+    def sample_batch(self):
+        """A minibatch of ``batch_size`` transitions from the replay."""
+        return self.buffer.sample(self.config.batch_size, self.rng)
+
     # --- the loop --------------------------------------------------------------
     def learn(self, collector):
         cfg = self.config
@@ -341,7 +354,7 @@ class OffPolicyAlgorithm(Algorithm):
         else:
             actions = self.explore(collector.obs)
         step = collector.step(actions)
-        self.buffer.add(step.obs, step.actions, step.rewards, step.next_obs, step.terminated)
+        self.store_step(step, collector)
         done = step.terminated | step.truncated
         if done.any():
             self.on_episode_end(done)
@@ -349,8 +362,16 @@ class OffPolicyAlgorithm(Algorithm):
         if (collector.steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size
                 and self.vector_steps % cfg.train_freq == 0):
             for _ in range(cfg.gradient_steps):
-                self._last_metrics = self.update(self.buffer.sample(cfg.batch_size, self.rng))
-                self.updates += 1
+                self.update_once()
+        return self.metrics()
+
+    def update_once(self):
+        """One gradient step on a sampled minibatch."""
+        self._last_metrics = self.update(self.sample_batch())
+        self.updates += 1
+
+    def metrics(self):
+        """The last update's diagnostics and the number of updates so far."""
         metrics = dict(self._last_metrics)
         metrics["updates"] = float(self.updates)
         return metrics
@@ -481,21 +502,27 @@ class DeterministicPolicyMixin:
     """
 
     def _build(self, n_critics):
-        """Actor, ``n_critics`` critics, their targets, Adam for each, the noise."""
+        """Actor, ``n_critics`` critics (:meth:`make_critic`), their targets, Adam for each,
+        the noise."""
         cfg = self.config
         self.low, self.high, self.center, self.scale = action_box(self.action_space, self.dtype,
                                                                   owner=self.name)
         self.actor = DeterministicActor(self.obs_dim, self.action_dim, cfg.hidden,
                                         cfg.activation, self.low, self.high, self.rng,
                                         self.dtype)
-        self.critic = CriticEnsemble(self.obs_dim, self.action_dim, cfg.hidden, cfg.activation,
-                                     n_critics, self.rng, self.dtype)
+        self.critic = self.make_critic(n_critics)
         self.actor_target = self.actor.copy()          # theta^mu' <- theta^mu
         self.critic_target = self.critic.copy()        # theta^Q' <- theta^Q
         self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = Adam(self.critic.parameters(), lr=cfg.critic_lr,
                                weight_decay=getattr(cfg, "critic_weight_decay", 0.0))
         self._init_noise()
+
+    def make_critic(self, n_critics):
+        """Q(s, a): ``n_critics`` MLP critics in one :class:`CriticEnsemble`."""
+        cfg = self.config
+        return CriticEnsemble(self.obs_dim, self.action_dim, cfg.hidden, cfg.activation,
+                              n_critics, self.rng, self.dtype)
 
     def modules(self):
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
