@@ -36,10 +36,7 @@ are written once in :mod:`minipg.estimators.terms` and shared with ``td3``,
 
 from __future__ import annotations
 
-from ..autodiff import ops
-
-from . import checks as _c
-from .terms import deterministic_actor_objective, one_step_target
+from .terms import critic_squared_error, deterministic_actor_objective, one_step_target
 
 __all__ = ["critic_target", "critic_loss", "actor_objective"]
 
@@ -70,10 +67,7 @@ def critic_loss(q, y):
     ``y`` the held-constant target of :func:`critic_target` (same shape).
     Gradient: :math:`\nabla L = -\frac2N \sum_i (y_i - Q_i)\nabla Q_i`.
     """
-    owner = "ddpg.critic_loss"
-    q = _c.differentiable(q, "q", owner)
-    y = _c.held_constant(y, "y", owner, q.shape, q.dtype)
-    return ops.mean(ops.square(q - y))                         # (1/N) sum (y - Q)^2
+    return critic_squared_error(q, y, "ddpg.critic_loss")       # (1/N) sum (y - Q)^2
 
 
 def actor_objective(q_of_mu):

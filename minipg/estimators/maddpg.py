@@ -58,7 +58,7 @@ import numpy as np
 from ..autodiff import as_tensor, ops
 
 from . import checks as _c
-from .terms import deterministic_actor_objective, one_step_target
+from .terms import critic_squared_error, deterministic_actor_objective, one_step_target
 
 __all__ = ["joint_input", "actor_actions", "critic_target", "critic_loss", "actor_objective",
            "gumbel_noise", "gumbel_softmax", "logit_penalty", "approximate_policy_loss"]
@@ -122,10 +122,7 @@ def critic_target(rewards, terminated, q_next_target, gamma):
 
 def critic_loss(q, y):
     r"""L(theta_i) = (1/B) sum_b (Q_i(o, a_1..a_N) - y_i)^2 (Weng, "MADDPG"); minimised."""
-    owner = "maddpg.critic_loss"
-    q = _c.differentiable(q, "q", owner)
-    y = _c.held_constant(y, "y", owner, q.shape, q.dtype)
-    return ops.mean(ops.square(q - y))                           # (1/B) sum (Q - y)^2
+    return critic_squared_error(q, y, "maddpg.critic_loss")     # (1/B) sum (Q - y)^2
 
 
 def actor_objective(q_of_mu):

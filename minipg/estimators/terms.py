@@ -21,7 +21,8 @@ module, never another family.
   REINFORCE baseline); :func:`entropy_bonus` -- :math:`\mathbb{E}[H]` (A2C, PPO);
 * :func:`deterministic_actor_objective` -- :math:`\frac1N\sum_i Q(s_i,
   \mu_\theta(s_i))`, the sampled deterministic policy gradient (sections
-  "DPG", "DDPG", "TD3").
+  "DPG", "DDPG", "TD3"); :func:`critic_squared_error` -- its critic's
+  :math:`\frac1N\sum_i (y_i - Q_i)^2` (DDPG, MADDPG).
 
 Conventions as everywhere in :mod:`minipg.estimators`: ``*_objective`` is
 maximised, ``*_loss`` minimised; gradient-carrying inputs are Tensors,
@@ -38,7 +39,7 @@ from . import checks as _c
 
 __all__ = ["one_step_target", "td_target", "td_error", "policy_gradient_objective",
            "value_loss", "entropy_bonus", "deterministic_actor_objective",
-           "trust_region_step_size"]
+           "critic_squared_error", "trust_region_step_size"]
 
 
 # ---------------------------------------------------------------- one-step targets
@@ -203,6 +204,19 @@ def deterministic_actor_objective(q_of_mu, where):
 
 
 # ------------------------------------------------------- trust-region step size
+
+def critic_squared_error(q, y, where):
+    r"""Critic loss :math:`L = \frac1N \sum_i (y_i - Q(s_i, a_i))^2`; minimised.
+
+    ``q`` is the Tensor :math:`Q(s_i, a_i)` of the critic being trained, ``y`` the
+    held-constant target (same shape).  Gradient: :math:`-\frac2N \sum_i (y_i - Q_i)
+    \nabla Q_i`.  ``where`` names the caller in the error messages
+    (``ddpg.critic_loss``, ...).
+    """
+    q = _c.differentiable(q, "q", where)
+    y = _c.held_constant(y, "y", where, q.shape, q.dtype)
+    return ops.mean(ops.square(q - y))                         # (1/N) sum (y - Q)^2
+
 
 def trust_region_step_size(quadratic, max_kl, eta_max=np.inf, where="trust_region_step_size"):
     r"""eta = min(eta_max, sqrt(2 delta / (d^T F d))): the largest step along d with
