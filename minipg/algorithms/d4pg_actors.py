@@ -50,7 +50,8 @@ from ..autodiff import no_grad
 from ..buffers.nstep import NStepAssembler, NStepRows
 from ..envs.vector import Collector, make_vector_env, probe_spaces
 from ..parallel import SharedArrays, close_queue, get_backend
-from .offpolicy_common import DeterministicActor, action_box, make_exploration_noise
+from .offpolicy_common import (DeterministicActor, action_box, make_exploration_noise,
+                               noisy_actions, restart_noise)
 
 __all__ = ["ActorCollector", "WeightChannel", "actor_main", "put_until_stopped",
            "QUEUE_PER_ACTOR", "RAY_WEIGHT_POLL_S"]
@@ -258,9 +259,7 @@ def actor_main(rank, stop, spec):
             else:
                 with no_grad():
                     mu = actor(collector.obs).data
-                actions = mu if noise is None else mu + half_width * noise().astype(dtype)
-                if low is not None:
-                    actions = np.clip(actions, low, high)
+                actions = noisy_actions(mu, noise, half_width, low, high, dtype)
             step = collector.step(actions)
             rows = assembler.add(step.obs, step.actions, step.rewards, step.next_obs,
                                  step.terminated, step.truncated)
@@ -271,8 +270,8 @@ def actor_main(rank, stop, spec):
             if len(rows.obs):
                 pending.append(rows)
             done = step.terminated | step.truncated
-            if done.any() and hasattr(noise, "state"):
-                noise.state[done] = 0.0                  # OU restarts with each episode
+            if done.any():
+                restart_noise(noise, done)
             if sum(len(r.obs) for r in pending) >= cfg.actor_batch:
                 message = (rank, seq, NStepRows(*map(np.concatenate, zip(*pending))),
                            np.asarray(versions, np.int64),

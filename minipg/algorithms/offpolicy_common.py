@@ -492,6 +492,21 @@ def make_exploration_noise(kind, sigma, n_envs, action_dim, rng, ou_theta=0.15, 
     raise ValueError(f"exploration noise {kind!r}; accepted: 'gaussian', 'ou', 'none'")
 
 
+def noisy_actions(mu, noise, half_width, low, high, dtype):
+    """clip(mu + half_width * noise(), low, high), the exploring actions (``noise`` None:
+    mu itself; ``low`` None: no clipping)."""
+    if noise is None:
+        return mu
+    actions = mu + half_width * noise().astype(dtype)
+    return actions if low is None else np.clip(actions, low, high)
+
+
+def restart_noise(noise, done):
+    """OU noise restarts (x0 = mu = 0) in the environments whose episode ended."""
+    if isinstance(noise, OrnsteinUhlenbeckNoise):
+        noise.state[done] = 0.0
+
+
 class DeterministicPolicyMixin:
     """Acting and exploring with mu(s) plus Gaussian or OU noise (DDPG, TD3).
 
@@ -553,13 +568,11 @@ class DeterministicPolicyMixin:
     def explore(self, obs):
         with no_grad():
             mu = self.actor(obs).data
-        if self.noise is None:
-            return mu
-        return self._clip(mu + self._half_width() * self.noise().astype(self.dtype))
+        return noisy_actions(mu, self.noise, self._half_width(), self.low, self.high,
+                             self.dtype)
 
     def on_episode_end(self, done):
-        if isinstance(self.noise, OrnsteinUhlenbeckNoise):
-            self.noise.state[done] = 0.0          # x0 = mu = 0 for the next episode
+        restart_noise(self.noise, done)
 
     def extra_state(self):
         state = super().extra_state()
